@@ -1,0 +1,41 @@
+# Every target builds its own virtual environment in the clone, so a fresh
+# machine with only Python 3.11+ needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-slow lint typecheck-links verify bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP) typecheck-links
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# mypy reads the installed names (pagingcheck.model, ...) through these links.
+typecheck-links:
+	@mkdir -p .typecheck/pagingcheck
+	@for pkg in model impl spec checks; do ln -sfn ../../$$pkg .typecheck/pagingcheck/$$pkg; done
+
+verify: $(STAMP)
+	$(BIN)/pagingcheck verify
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Checks: spec refinement, invariants, Hypothesis machines, explorer, z3 proofs, traces, CLI."""

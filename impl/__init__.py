@@ -1,0 +1,1 @@
+"""The reference kernel: demand paging over the hardware model."""

@@ -1,0 +1,28 @@
+"""The one error type for mistakes a user can make, and internal errors.
+
+Three kinds of failure travel on three channels:
+
+* what the machine models (a fault, a signal, running out of frames) is a
+  value or an event, never a Python exception;
+* a user's mistake (bad configuration, malformed trace or program, an
+  implementation breaking the interface) raises :class:`UserError`, whose
+  message names the key or value and the fix;
+* a broken internal invariant raises :class:`InternalError`, naming the
+  function and the value.
+"""
+
+
+class UserError(Exception):
+    """A mistake in input the user controls; the message says what and how to fix it."""
+
+
+class ConfigError(UserError):
+    """A configuration value is missing, of the wrong type or impossible."""
+
+
+class AssemblyError(UserError):
+    """A program's assembly text cannot be assembled."""
+
+
+class InternalError(AssertionError):
+    """pagingcheck itself broke an internal rule: a bug in pagingcheck, not in the input."""

@@ -1,0 +1,1 @@
+"""The abstract spec: processes executing against ideal memory, paging invisible."""

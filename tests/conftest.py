@@ -1,0 +1,41 @@
+"""Shared test configuration: Hypothesis settings profiles.
+
+Select one with the environment variable ``PAGINGCHECK_PROFILE``:
+
+* ``ci`` (the default when ``CI`` is set): bounded, derandomized, no deadline;
+* ``dev`` (the default otherwise): quick feedback while editing;
+* ``thorough``: long campaigns, many examples and deep stateful runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    max_examples=30,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    stateful_step_count=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+_default = "ci" if os.environ.get("CI") else "dev"
+settings.load_profile(os.environ.get("PAGINGCHECK_PROFILE", _default))
