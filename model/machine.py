@@ -1,0 +1,69 @@
+"""The whole machine as one value: memory, MMU with TLB, CPU, disk.
+
+A :class:`Machine` is copied, compared and fingerprinted as a whole; the
+explorer and shrinking depend on that. Page tables live in physical memory,
+so they are part of ``memory``. Ghost state (the CPU's record of the start
+of the current instruction and retirement counts) is included, since two
+states that differ there are different states for the checks.
+"""
+
+from __future__ import annotations
+
+from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.cpu import CPU, StepResult
+from pagingcheck.model.disk import Disk
+from pagingcheck.model.fingerprint import fingerprint
+from pagingcheck.model.memory import PhysicalMemory
+from pagingcheck.model.mmu import MMU
+from pagingcheck.model.pagetable import PageTableFormat, make_format
+
+
+class Machine:
+    """Paging hardware: physical memory, MMU and TLB, CPU, swap disk."""
+
+    __slots__ = ("config", "cpu", "disk", "format", "memory", "mmu")
+
+    def __init__(self, config: HardwareConfig) -> None:
+        self.config = config
+        self.format: PageTableFormat = make_format(config)
+        self.memory = PhysicalMemory(config)
+        self.mmu = MMU(config, self.format)
+        self.cpu = CPU(config)
+        self.disk = Disk(config)
+
+    def step(self) -> StepResult:
+        """Run one user instruction of the address space loaded in the MMU."""
+        return self.cpu.step(self.mmu, self.memory, self.mmu.asid)
+
+    def copy(self) -> Machine:
+        """An independent copy of the whole machine."""
+        clone = Machine.__new__(Machine)
+        clone.config = self.config
+        clone.format = self.format
+        clone.memory = self.memory.copy()
+        clone.mmu = self.mmu.copy()
+        clone.cpu = self.cpu.copy()
+        clone.disk = self.disk.copy()
+        return clone
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Machine)
+            and self.config == other.config
+            and self.cpu == other.cpu
+            and self.mmu == other.mmu
+            and self.memory == other.memory
+            and self.disk == other.disk
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def fingerprint(self) -> bytes:
+        """A stable digest of the whole machine state."""
+        return fingerprint(
+            self.memory.words,
+            self.disk.blocks,
+            self.disk.snapshot(),
+            self.mmu.snapshot(),
+            self.cpu.snapshot(),
+        )

@@ -1,0 +1,101 @@
+"""The machine as a value: copies are independent, equality and fingerprints see every part."""
+
+from __future__ import annotations
+
+import pytest
+
+from pagingcheck.model import bits
+from pagingcheck.model.asm import assemble
+from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.errors import UserError
+from pagingcheck.model.kalloc import KernelAllocator
+from pagingcheck.model.machine import Machine
+from pagingcheck.model.program import Program, SharedSegment
+from pagingcheck.model.tlb import TlbEntry
+
+
+def booted(config: HardwareConfig) -> Machine:
+    """A machine running a two-instruction program from frame 16 at vpn 0."""
+    machine = Machine(config)
+    kalloc = KernelAllocator(config)
+    system_root = machine.format.boot(machine.memory, kalloc)
+    assert system_root is not None
+    root = machine.format.create(machine.memory, kalloc, 1, system_root)
+    assert root is not None
+    frame = config.first_user_frame
+    pte = bits.make_pte(frame, bits.READ | bits.WRITE | bits.EXEC | bits.USER)
+    assert machine.format.set_pte(machine.memory, kalloc, root, 1, 0, pte)
+    for offset, word in enumerate(assemble("MOV #7, r1\nSTORE r1, @10\nSYS 0")):
+        machine.memory.write(frame * config.page_words + offset, word)
+    machine.mmu.load_context(root, 1)
+    return machine
+
+
+@pytest.mark.parametrize("kind", ["linear", "multilevel", "hashed", "inverted"])
+def test_machine_runs_a_program_through_every_format(kind: str) -> None:
+    config = HardwareConfig(page_table=kind)  # type: ignore[arg-type]
+    machine = booted(config)
+    machine.cpu.resume(machine.cpu.state)
+    results = [machine.step() for _ in range(3)]
+    assert [r.retired for r in results] == [True, True, True]
+    assert results[1].write == (10, 7)
+    assert machine.memory.read(config.first_user_frame * config.page_words + 10) == 7
+    assert results[2].syscall == 0
+
+
+def test_copy_is_independent_and_equal() -> None:
+    machine = booted(HardwareConfig())
+    clone = machine.copy()
+    assert clone == machine
+    assert clone.fingerprint() == machine.fingerprint()
+    clone.cpu.resume(clone.cpu.state)
+    clone.step()
+    assert clone != machine
+    assert clone.fingerprint() != machine.fingerprint()
+
+
+@pytest.mark.parametrize("part", ["memory", "disk", "tlb", "cpu", "mmu"])
+def test_fingerprint_sees_every_part(part: str) -> None:
+    machine = booted(HardwareConfig())
+    other = machine.copy()
+    if part == "memory":
+        other.memory.write(5, 1)
+    elif part == "disk":
+        other.disk.write_block(0, [9])
+    elif part == "tlb":
+        other.mmu.tlb_write(TlbEntry(1, 3, 0, bits.make_pte(17, bits.READ)))
+    elif part == "cpu":
+        other.cpu.resume(other.cpu.state)
+    else:
+        other.mmu.load_context(other.mmu.ptbr, 2)
+    assert other != machine
+    assert other.fingerprint() != machine.fingerprint()
+
+
+def test_program_layout_places_every_part() -> None:
+    program = Program(
+        "p", (1,) * 20, (5, 6), heap_pages=1, stack_pages=2, shared=(SharedSegment("s", 8, 2),)
+    )
+    pages = {page.vpn: page for page in program.layout(16, 16)}
+    assert [pages[v].kind for v in (0, 1, 2, 3, 8, 9, 14, 15)] == [
+        "text",
+        "text",
+        "data",
+        "heap",
+        "shared",
+        "shared",
+        "stack",
+        "stack",
+    ]
+    assert set(pages) == {0, 1, 2, 3, 8, 9, 14, 15}
+    assert pages[1].initial[:4] == (1, 1, 1, 1) and pages[1].initial[4] == 0
+    assert pages[2].initial[:3] == (5, 6, 0)
+    assert pages[0].shared_key == "text:p" and pages[9].index == 1
+    assert not pages[0].prot & bits.WRITE and pages[2].prot & bits.WRITE
+
+
+def test_program_that_does_not_fit_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="do not fit"):
+        Program("big", (1,) * 100, stack_pages=4).layout(16, 8)
+    with pytest.raises(UserError, match="overlaps"):
+        Program("o", (1,), shared=(SharedSegment("s", 0, 1),)).layout(16, 8)
