@@ -39,6 +39,7 @@ def test_allocator_first_fit_coalesces_and_reports_exhaustion() -> None:
     a = kalloc.alloc(3)
     b = kalloc.alloc(4, align=4)
     assert (a, b) == (1, 4)
+    assert a is not None and b is not None
     assert kalloc.alloc(1) is None
     kalloc.free(a, 3)
     kalloc.free(b, 4)
