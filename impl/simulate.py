@@ -1,0 +1,490 @@
+"""Trace-driven simulation of a replacement policy with a fixed number of frames.
+
+:func:`simulate` runs a reference string, a sequence of ``(page, write)``
+pairs, through a :class:`~pagingcheck.impl.replacement.Policy` (the very
+objects the kernel uses) on ``frames`` frames, emulating the hardware:
+
+* every reference sets the R bit of its frame, and a write sets M;
+* a reference to a resident page is a hit, reported with ``accessed``;
+* any other reference is a fault (cold misses included): the page goes to
+  the lowest free frame, or, when none is free, to the frame of the victim
+  the policy picks among all frames (one process, so global and local
+  allocation agree); evicting a page whose M bit is set counts a writeback;
+  the new page is reported with ``loaded``, which counts as its reference;
+* every ``tick`` references the policy's ``tick`` runs (0: never). By
+  default only policies that learn from ticks (NRU, aging) are ticked, once
+  every ``frames`` references.
+
+``now`` is the index of the current reference, so "opt" can be given the
+reference string itself as its future. Pages still dirty at the end are not
+written back and not counted.
+
+Input readers turn text into references: :func:`parse_refs` for
+``"1,2w,3"``; and lazily, a block of lines at a time, :func:`read_refs` for
+a file of one page per line and :func:`read_lackey` for a valgrind
+``--tool=lackey --trace-mem=yes`` log. Bad input raises :class:`UserError`
+naming the item or the line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from array import array
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, compress, count, islice, repeat
+from operator import add, floordiv, itemgetter, ne, sub
+from typing import BinaryIO
+
+from pagingcheck.impl.replacement import DEFAULT_TAU, Policy, make_policy, needs_tick
+from pagingcheck.model.errors import InternalError, UserError
+
+Ref = tuple[Hashable, bool]
+"""One reference: the page, and whether it is a write."""
+
+PROGRESS_EVERY = 1 << 16
+"""References between two calls of the progress callback."""
+
+_first = itemgetter(0)
+_second = itemgetter(1)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Counts from one simulation run; ``hits + faults == references``."""
+
+    policy: str
+    frames: int
+    tick: int
+    references: int
+    faults: int
+    hits: int
+    writebacks: int
+
+    @property
+    def fault_rate(self) -> float:
+        """Faults per reference (0.0 for an empty reference string)."""
+        return self.faults / self.references if self.references else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        """The result as a JSON-ready mapping, fault rate included."""
+        return {
+            "policy": self.policy,
+            "frames": self.frames,
+            "tick": self.tick,
+            "references": self.references,
+            "faults": self.faults,
+            "hits": self.hits,
+            "writebacks": self.writebacks,
+            "fault_rate": self.fault_rate,
+        }
+
+
+class SimBits:
+    """Emulated R and M bits, one byte each per frame (a :class:`RefBits`)."""
+
+    __slots__ = ("m", "r")
+
+    def __init__(self, frames: int) -> None:
+        self.r = bytearray(frames)
+        self.m = bytearray(frames)
+
+    def referenced(self, frame: int) -> bool:
+        return self.r[frame] != 0
+
+    def modified(self, frame: int) -> bool:
+        return self.m[frame] != 0
+
+    def clear_referenced(self, frame: int) -> None:
+        self.r[frame] = 0
+
+
+def default_tick(policy: Policy, frames: int) -> int:
+    """The tick interval used when none is given: ``frames`` for policies that
+    need ticks (see :func:`~pagingcheck.impl.replacement.needs_tick`), else 0."""
+    return frames if needs_tick(policy) else 0
+
+
+def simulate(
+    refs: Iterable[Ref],
+    policy: Policy,
+    frames: int,
+    *,
+    tick: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimResult:
+    """Run ``refs`` through ``policy`` on ``frames`` empty frames and count.
+
+    Requires: ``policy`` is fresh (it has been told of no frames). ``tick`` is
+    the number of references between ticks (0: never; None: see
+    :func:`default_tick`); a tick at time t runs before reference t.
+    ``progress`` is called with the number of references done so far every
+    :data:`PROGRESS_EVERY` references. Changes: the policy's state. Raises
+    UserError for frames < 1 or tick < 0 (and passes on the UserError of a
+    reader that meets bad input); InternalError if the policy returns a frame
+    that is not a candidate.
+    """
+    _check(frames, tick)
+    if tick is None:
+        tick = default_tick(policy, frames)
+
+    bits = SimBits(frames)
+    r = bits.r
+    m = bits.m
+    where: dict[Hashable, int] = {}  # resident page -> frame
+    page_of: list[Hashable] = [None] * frames
+    free = list(range(frames - 1, -1, -1))  # pop() gives the lowest frame
+    candidates = range(frames)
+    where_get = where.get
+    accessed = policy.accessed
+    loaded = policy.loaded
+    removed = policy.removed
+    victim = policy.victim
+
+    never = sys.maxsize
+    next_tick = tick if tick else never
+    next_report = PROGRESS_EVERY if progress is not None else never
+    source = iter(refs)
+    done = 0
+    faults = 0
+    writebacks = 0
+    while True:
+        # Run up to the next tick or progress report without checking for either.
+        stop = min(next_tick, next_report)
+        now = done - 1
+        for now, (page, write) in enumerate(islice(source, stop - done), done):
+            frame = where_get(page)
+            if frame is not None:
+                r[frame] = 1
+                if write:
+                    m[frame] = 1
+                accessed(frame, now, write)
+                continue
+            faults += 1
+            if free:
+                frame = free.pop()
+            else:
+                frame = victim(candidates, now, bits)
+                if frame not in candidates:
+                    raise InternalError(
+                        f"simulate: policy {policy.name!r} chose frame {frame!r}, "
+                        f"not one of frames 0..{frames - 1}"
+                    )
+                del where[page_of[frame]]
+                if m[frame]:
+                    writebacks += 1
+                removed(frame)
+            where[page] = frame
+            page_of[frame] = page
+            r[frame] = 1
+            m[frame] = 1 if write else 0
+            loaded(frame, page, now)
+        done = now + 1
+        if done < stop:
+            break
+        if done == next_tick:
+            policy.tick(done, bits)
+            next_tick += tick
+        if done == next_report and progress is not None:
+            progress(done)
+            next_report += PROGRESS_EVERY
+    return SimResult(
+        policy=policy.name,
+        frames=frames,
+        tick=tick,
+        references=done,
+        faults=faults,
+        hits=done - faults,
+        writebacks=writebacks,
+    )
+
+
+def _check(frames: int, tick: int | None) -> None:
+    if frames < 1:
+        raise UserError(f"frames: {frames} must be at least 1")
+    if tick is not None and tick < 0:
+        raise UserError(f"tick: {tick} must be at least 0 (0 means never)")
+
+
+def run(
+    name: str,
+    refs: Iterable[Ref],
+    frames: int,
+    *,
+    seed: int = 0,
+    tau: int = DEFAULT_TAU,
+    tick: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimResult:
+    """Build policy ``name`` (see :func:`make_policy`) and :func:`simulate` ``refs`` with it.
+
+    For "opt" the references are first loaded into memory (compactly, see
+    :func:`load`) to serve as its future, and ``progress`` reports that
+    loading pass; every other policy streams them.
+    """
+    _check(frames, tick)
+    if name == "opt":
+        pages, writes = load(refs, progress)
+        policy = make_policy(name, future=pages)
+        refs = zip(pages, map(bool, writes), strict=True)
+        return simulate(refs, policy, frames, tick=tick)
+    policy = make_policy(name, seed=seed, tau=tau)
+    return simulate(refs, policy, frames, tick=tick, progress=progress)
+
+
+def load(
+    refs: Iterable[Ref], progress: Callable[[int], None] | None = None
+) -> tuple[Sequence[Hashable], bytearray]:
+    """All of ``refs`` in memory: the pages (an unsigned 64-bit array when every
+    page is such an int, else a list) and a bytearray of write flags.
+
+    ``progress`` is called as in :func:`simulate`.
+    """
+    pages: array[int] = array("Q")
+    mixed: list[Hashable] | None = None
+    writes = bytearray()
+    source = iter(refs)
+    done = 0
+    while chunk := list(islice(source, PROGRESS_EVERY)):
+        chunk_pages = list(map(_first, chunk))
+        writes.extend(map(bool, map(_second, chunk)))
+        if mixed is None:
+            try:
+                pages.extend(array("Q", chunk_pages))
+            except (TypeError, OverflowError):
+                mixed = [*pages, *chunk_pages]
+        else:
+            mixed.extend(chunk_pages)
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+    return (pages if mixed is None else mixed), writes
+
+
+# -- input formats -----------------------------------------------------------------------
+
+_ITEM = re.compile(rb"\s*(\d+)\s*([rRwW]?)\s*")
+
+
+def _item(text: bytes, where: str) -> Ref:
+    """Parse ``PAGE``, ``PAGEr`` or ``PAGEw`` (a non-negative decimal page number)."""
+    if text[-1:] in (b"w", b"W") and text[:-1].isdigit():
+        return int(text[:-1]), True
+    match = _ITEM.fullmatch(text)
+    if match is None:
+        shown = text.decode(errors="replace").strip()
+        raise UserError(
+            f"{where}: {shown!r} is not a page number "
+            "(expected a non-negative integer, optionally followed by w for a write)"
+        )
+    return int(match[1]), match[2] in (b"w", b"W")
+
+
+def parse_refs(text: str) -> list[Ref]:
+    """Parse a comma-separated list such as ``"1,2w,3"`` (w marks a write).
+
+    Raises UserError naming the bad item.
+    """
+    items = text.encode().split(b",")
+    return [_item(item, f"--refs item {index}") for index, item in enumerate(items, 1)]
+
+
+BLOCK_BYTES = 1 << 20
+"""How much of a file the readers parse at once: memory stays bounded however
+long the file is, and most of the parsing loops run in C."""
+
+
+def _blocks(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Whole lines of ``stream``, about :data:`BLOCK_BYTES` at a time, each block
+    with the line number (from 1) of its first line. Every block ends with a
+    newline (one is added after an unterminated last line)."""
+    first_line = 1
+    rest = b""
+    while True:
+        data = stream.read(BLOCK_BYTES)
+        if data:
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            block, rest = data[:cut], data[cut:]
+            if not block:
+                continue  # a line longer than a block: keep reading
+        elif rest:
+            block, rest = rest + b"\n", b""
+        else:
+            return
+        yield first_line, block
+        first_line += block.count(b"\n")
+
+
+def _lines(block: bytes) -> list[bytes]:
+    """The lines of a block from :func:`_blocks`, without their newlines."""
+    lines = block.split(b"\n")
+    lines.pop()  # the empty string after the final newline
+    return lines
+
+
+def read_refs(stream: BinaryIO, source: str = "refs") -> Iterator[Ref]:
+    """References from a binary stream of one page number per line (``12`` or ``12w``).
+
+    Blank lines and lines starting with ``#`` are skipped. Reads a block at a
+    time (see :data:`BLOCK_BYTES`). Raises UserError naming ``source`` and the
+    line.
+    """
+    return chain.from_iterable(_ref_blocks(stream, source))
+
+
+def _ref_blocks(stream: BinaryIO, source: str) -> Iterator[Iterable[Ref]]:
+    for first_line, block in _blocks(stream):
+        lines = _lines(block)
+        refs = _refs_fast(lines)
+        if refs is None:
+            yield _refs_slow(lines, first_line, source)
+            continue
+        pages, writes = refs
+        if pages and min(pages) < 0:
+            index = next(index for index, page in enumerate(pages) if page < 0)
+            raise UserError(
+                f"{source}:{first_line + index}: page number {pages[index]} is negative"
+            )
+        yield zip(pages, writes, strict=False)  # writes may be an endless repeat
+
+
+def _refs_fast(lines: list[bytes]) -> tuple[list[int], Iterable[bool]] | None:
+    """Fast paths, looping in C: every line a page number, or a page number with
+    an optional ``w``. None when some line needs the careful per-line parse."""
+    try:
+        return list(map(int, lines)), repeat(False)
+    except ValueError:
+        pass
+    try:
+        pages = list(map(int, map(bytes.removesuffix, lines, repeat(b"w"))))
+    except ValueError:
+        return None
+    return pages, list(map(bytes.endswith, lines, repeat(b"w")))
+
+
+def _refs_slow(lines: list[bytes], first_line: int, source: str) -> list[Ref]:
+    """The references of ``lines`` (numbered from ``first_line``), one line at a time."""
+    refs: list[Ref] = []
+    for number, line in enumerate(lines, first_line):
+        try:
+            page = int(line)
+        except ValueError:
+            stripped = line.strip()
+            if stripped and not stripped.startswith(b"#"):
+                refs.append(_item(stripped, f"{source}:{number}"))
+            continue
+        if page < 0:
+            raise UserError(f"{source}:{number}: page number {page} is negative")
+        refs.append((page, False))
+    return refs
+
+
+_LACKEY_READ = frozenset({b"I  ", b" L "})
+_LACKEY_WRITE = frozenset({b" S ", b" M "})
+_LACKEY_KINDS = _LACKEY_READ | _LACKEY_WRITE
+_kind = itemgetter(slice(0, 3))
+_body = itemgetter(slice(3, None))
+
+
+def read_lackey(stream: BinaryIO, page_size: int, source: str = "lackey") -> Iterator[Ref]:
+    """References from a valgrind lackey memory trace (``--tool=lackey --trace-mem=yes``).
+
+    Record lines are ``I  ADDR,SIZE`` (instruction fetch), `` L ADDR,SIZE``
+    (load), `` S ADDR,SIZE`` (store) and `` M ADDR,SIZE`` (modify: load then
+    store), ADDR in hex. I and L read, S and M write; one record is one
+    reference to page ADDR // page_size, and a record that straddles pages
+    is one reference to each page it overlaps, in address order. Blank lines,
+    valgrind's own ``==PID==`` / ``--PID--`` lines and ``SB`` (superblock)
+    lines are skipped; any other line is malformed and raises UserError naming
+    ``source`` and the line. Reads a block at a time (see :data:`BLOCK_BYTES`).
+    """
+    if page_size < 1:
+        raise UserError(f"page size: {page_size} must be at least 1 byte")
+    return chain.from_iterable(_lackey_blocks(stream, page_size, source))
+
+
+def _lackey_blocks(stream: BinaryIO, page_size: int, source: str) -> Iterator[Iterable[Ref]]:
+    for first_line, block in _blocks(stream):
+        refs = _lackey_fast(block, page_size)
+        if refs is None:
+            refs = _lackey_slow(_lines(block), first_line, page_size, source)
+        yield refs
+
+
+def _lackey_fast(block: bytes, page_size: int) -> Iterable[Ref] | None:
+    """The references of a block in which every line is a well-formed record,
+    parsed with loops in C; None if any line needs the careful per-line parse.
+
+    Splitting at commas and newlines alike gives, for well-formed lines, the
+    fields "KIND ADDR" and "SIZE" alternately. Any other line breaks that:
+    a record head where a size should be fails to parse as a size, so every
+    head lands on a head field, and the field count then leaves exactly one
+    comma per line.
+    """
+    fields = block.replace(b"\n", b",").split(b",")
+    if len(fields) != 2 * block.count(b"\n") + 1:
+        return None
+    heads = fields[0:-1:2]
+    if not heads:
+        return []
+    kinds = list(map(_kind, heads))
+    if not _LACKEY_KINDS.issuperset(kinds):
+        return None
+    try:
+        addresses = list(map(int, map(_body, heads), repeat(16)))
+        sizes = list(map(int, fields[1::2]))
+    except ValueError:
+        return None
+    if min(addresses) < 0 or min(sizes) < 1:
+        return None
+    pages = list(map(floordiv, addresses, repeat(page_size)))
+    ends = map(sub, map(add, addresses, sizes), repeat(1))
+    lasts = list(map(floordiv, ends, repeat(page_size)))
+    writes = list(map(_LACKEY_WRITE.__contains__, kinds))
+    if pages == lasts:
+        return zip(pages, writes, strict=True)
+    # Some records straddle pages (few): splice their further pages in.
+    parts: list[Iterable[Ref]] = []
+    start = 0
+    for index in compress(count(), map(ne, pages, lasts)):
+        parts.append(zip(pages[start : index + 1], writes[start : index + 1], strict=True))
+        write = writes[index]
+        parts.append([(page, write) for page in range(pages[index] + 1, lasts[index] + 1)])
+        start = index + 1
+    parts.append(zip(pages[start:], writes[start:], strict=True))
+    return chain.from_iterable(parts)
+
+
+def _lackey_slow(lines: list[bytes], first_line: int, page_size: int, source: str) -> list[Ref]:
+    """The references of ``lines`` (numbered from ``first_line``), one line at a time."""
+    refs: list[Ref] = []
+    for number, line in enumerate(lines, first_line):
+        kind = line[:3]
+        if kind not in _LACKEY_KINDS:
+            stripped = line.strip()
+            if not stripped or stripped.startswith((b"==", b"--", b"SB ")):
+                continue
+            raise _malformed(source, number, line)
+        address_text, comma, size_text = line[3:].partition(b",")
+        try:
+            address = int(address_text, 16)
+            size = int(size_text)
+        except ValueError:
+            raise _malformed(source, number, line) from None
+        if not comma or address < 0 or size < 1:
+            raise _malformed(source, number, line)
+        write = kind in _LACKEY_WRITE
+        last = (address + size - 1) // page_size
+        refs.extend((page, write) for page in range(address // page_size, last + 1))
+    return refs
+
+
+def _malformed(source: str, number: int, line: bytes) -> UserError:
+    shown = line.decode(errors="replace").rstrip("\r\n")
+    return UserError(
+        f"{source}:{number}: malformed lackey line {shown!r} "
+        "(expected 'I  ADDR,SIZE', ' L ADDR,SIZE', ' S ADDR,SIZE' or ' M ADDR,SIZE', "
+        "ADDR in hex)"
+    )
