@@ -1,0 +1,670 @@
+"""The page fault, in the ten steps of the seeds, plus disk completion and wake-up.
+
+The steps and the functions that do them:
+
+1. the hardware traps, saving the PC and the instruction's state
+   (``model.cpu``: fault registers, state register);
+2. the interrupt routine saves the registers: :func:`save_registers`;
+3. find the faulting virtual address: :func:`read_fault_registers` (the
+   decode variant parses the instruction, :mod:`pagingcheck.impl.decode`);
+4. check validity and protection (:func:`check_access`; a bad access is a
+   signal), then find a frame: a free one or the policy's victim
+   (:func:`choose_frame`). :func:`plan_fault` makes every decision of steps
+   3-6 and returns a :data:`FaultPlan`; :func:`perform_fault` applies it and
+   cannot fail;
+5. a dirty victim is unmapped everywhere and written back while the faulting
+   process blocks (:func:`evict`, :func:`start_writeback`); the frame is
+   BUSY from the moment it is chosen;
+6. once the frame is clean, read the page in (:func:`start_pagein`;
+   a page never written is zero-filled without I/O);
+7. on the disk interrupt, map the page and put the frame back in normal
+   use (:func:`complete_transfer`, :func:`install_page`);
+8. back up the faulting instruction (:func:`backup`);
+9. make the process ready (:func:`wake`);
+10. reload the registers and return to user mode: :func:`return_to_user`
+    when the fault needed no waiting, else the dispatcher when the process
+    is next chosen (:func:`pagingcheck.impl.process.dispatch`).
+
+Every fault goes through the same path: the registers are saved and the
+process is blocked; a fault resolved at once (TLB refill, minor fault,
+zero fill) wakes it again in the same handler, backed up, and returns to
+it, so it keeps the CPU. Waiting on a transfer that someone else started
+ends the same way: when that transfer ends the waiter is woken and, if its
+page is not mapped by then, simply faults again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pagingcheck.impl import frames as fr
+from pagingcheck.impl.decode import locate_fault
+from pagingcheck.impl.interface import Location
+from pagingcheck.impl.tables import FaultRecord, PageId, Process, Tables, Transfer, User
+from pagingcheck.model import bits
+from pagingcheck.model.disk import Request
+from pagingcheck.model.errors import InternalError
+from pagingcheck.model.isa import ArchState, back_up
+from pagingcheck.model.machine import Machine
+from pagingcheck.model.mmu import NEEDED
+from pagingcheck.model.pagetable import Entry
+from pagingcheck.model.tlb import TlbEntry
+from pagingcheck.model.traps import TrapKind
+
+#: Pages one instruction can need at once: its words on two pages, a source and a
+#: destination. Local allocation lets a process grow to this many frames.
+LOCAL_FLOOR = 4
+
+# -- steps 2 and 3: save registers, find the faulting address -----------------------------
+
+
+def save_registers(machine: Machine) -> ArchState:
+    """Step 2: the registers as the trap left them (side effects included)."""
+    return machine.cpu.state
+
+
+def read_fault_registers(machine: Machine) -> FaultRecord | None:
+    """Step 3: which access faulted, and what to undo at backup.
+
+    Precise hardware has already undone the instruction; the state-register
+    variant records the side effects it left; the decode variant records
+    only the instruction's address, so the kernel parses the instruction
+    (:func:`pagingcheck.impl.decode.locate_fault`). Returns None when the
+    decoder finds no faulting access (a hardware/kernel disagreement the
+    caller reports).
+    """
+    cpu = machine.cpu
+    if cpu.fault_va is None or cpu.fault_access is None:
+        return locate_fault(machine)
+    if cpu.fault_kind is None or cpu.fault_pc is None:
+        raise InternalError("fault.read_fault_registers: fault registers hold no fault")
+    undo = cpu.state_register if machine.config.restart == "state_register" else ()
+    return FaultRecord(cpu.fault_kind, cpu.fault_va, cpu.fault_access, cpu.fault_pc, undo)
+
+
+# -- step 4: validity and protection -------------------------------------------------------
+
+
+def check_access(t: Tables, proc: Process, record: FaultRecord) -> str | None:
+    """Step 4a: None when the access is valid and allowed, else the signal's reason.
+
+    ``"invalid"``: the address is outside every segment of the process;
+    ``"protection"``: the page exists but its protection forbids the access.
+    """
+    if not 0 <= record.va < t.config.va_words:
+        return "invalid"
+    entry = proc.mapping(record.va // t.config.page_words)
+    if entry is None:
+        return "invalid"
+    needed = NEEDED[record.access] | bits.USER
+    if entry.prot & needed != needed:
+        return "protection"
+    return None
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Step 4: the access is invalid or forbidden; the default action kills the process."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refill:
+    """Software-managed TLB miss on a present page: load the walked entry and resume."""
+
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The page is already mapped as the access needs: just back up and resume."""
+
+
+@dataclass(frozen=True)
+class Minor:
+    """The page is resident in ``pfn`` for other users: map it (``steal`` moves the one
+    mapping an inverted table allows)."""
+
+    page: PageId
+    pfn: int
+    steal: tuple[User, ...]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The page (or any frame at all) is in transit: wait for ``pfn``'s transfer."""
+
+    pfn: int
+    page: PageId | None
+    why: str
+
+
+@dataclass(frozen=True)
+class Victim:
+    """The page the replacement policy evicts from ``pfn``: its users, dirty or clean."""
+
+    pfn: int
+    page: PageId
+    users: tuple[User, ...]
+    dirty: bool
+
+
+@dataclass(frozen=True)
+class Major:
+    """Bring ``page`` into ``pfn`` from ``source``, evicting ``victim`` first if any."""
+
+    page: PageId
+    pfn: int
+    source: Location
+    victim: Victim | None
+
+
+FaultPlan = Signal | Refill | Resume | Minor | Wait | Major
+
+
+def least_needed(
+    t: Tables, candidates: list[int], pid: int, own: tuple[PageId, ...]
+) -> tuple[int, list[int]]:
+    """The candidates whose loss hurts an unfinished instruction least, and their rank.
+
+    An instruction is unfinished from its fault until its process runs it
+    again (``waiting_to_rerun``); the pages it has faulted in so far are
+    ``pinned``. Ranks: 0, no unfinished instruction needs the page; 1, only
+    younger processes' (higher pids) do; 2, the faulting instruction's own
+    page; 3, an older process's.
+    """
+
+    def rank(pfn: int) -> int:
+        page = t.frame_page[pfn]
+        holders = {
+            p.pid for p in t.live() if p.pid != pid and p.waiting_to_rerun and page in p.pinned
+        }
+        if page in own:
+            holders.add(pid)
+        if not holders:
+            return 0
+        if min(holders) > pid:
+            return 1
+        return 2 if min(holders) == pid else 3
+
+    ranks = {pfn: rank(pfn) for pfn in candidates}
+    best = min(ranks.values(), default=0)
+    return best, [pfn for pfn in candidates if ranks[pfn] == best]
+
+
+def choose_frame(
+    t: Tables, machine: Machine, proc: Process, pins: tuple[PageId, ...] = ()
+) -> tuple[int, Victim | None] | int:
+    """Step 4b: a free frame, else the policy's victim among the candidates.
+
+    Local allocation offers the policy the faulting process's own in-use
+    frames once it holds :data:`LOCAL_FLOOR` of them (below that, every
+    in-use frame, so a process never evicts a page its own instruction still
+    needs and never stays stuck at a size too small to run); global
+    allocation always offers every in-use frame. Busy frames are never
+    candidates.
+
+    Pages that unfinished instructions need are spared (:func:`least_needed`):
+    the policy chooses among the lowest-ranked candidates, and when only the
+    faulting instruction's own pages or an older process's remain, the
+    process waits for a busy frame instead, if there is one. So the oldest
+    process with an instruction in progress never loses its pages to
+    another, some instruction always completes, and contention for too few
+    frames cannot go round in a circle.
+
+    Returns the frame and the victim (None for a free frame), or the busy
+    frame to wait for. Choosing may clear R bits (second-chance policies do
+    that while they look); it changes nothing else.
+    """
+    if t.free_frames:
+        return t.free_frames[0], None
+    in_use = [pfn for pfn, f in sorted(t.frames.items()) if f.status == fr.IN_USE]
+    busy = [pfn for pfn, f in sorted(t.frames.items()) if f.status == fr.BUSY]
+    candidates = in_use
+    if t.kconfig.allocation == "local":
+        own = [pfn for pfn in in_use if any(u[0] == proc.pid for u in t.rmap.get(pfn, ()))]
+        if len(own) >= LOCAL_FLOOR:
+            candidates = own
+    rank, candidates = least_needed(t, candidates, proc.pid, pins)
+    if busy and (rank >= 2 or not candidates):
+        return busy[0]
+    pfn = t.policy.victim(candidates, t.clock, t.bits(machine))
+    if pfn not in candidates:
+        raise InternalError(f"fault.choose_frame: policy chose frame {pfn}, not a candidate")
+    users = t.rmap.get(pfn, ())
+    return pfn, Victim(pfn, t.frame_page[pfn], users, t.frame_dirty(machine, pfn))
+
+
+def plan_fault(t: Tables, machine: Machine, proc: Process, record: FaultRecord) -> FaultPlan:
+    """Steps 4-6, decided: what handling this fault will do. Changes nothing except
+    the R bits a second-chance policy clears while choosing."""
+    reason = check_access(t, proc, record)
+    if reason is not None:
+        return Signal(reason)
+    vpn = record.va // t.config.page_words
+    entry = proc.mapping(vpn)
+    assert entry is not None  # check_access found it
+    page = entry.page
+    walked = machine.format.walk(machine.memory, proc.root, proc.asid, vpn)
+    if walked is not None and bits.is_present(walked.pte):
+        if record.kind is TrapKind.TLB_MISS:
+            return Refill(walked)
+        return Resume()
+    rec = t.record(page)
+    if rec.incoming is not None:
+        return Wait(rec.incoming, page, "page-in in flight")
+    if rec.frame is not None:
+        frame = t.frames[rec.frame]
+        if frame.status == fr.BUSY:
+            return Wait(rec.frame, page, "write-back in flight")
+        mappers = t.rmap.get(rec.frame, ())
+        steal = mappers if machine.format.kind == "inverted" else ()
+        return Minor(page, rec.frame, steal)
+    chosen = choose_frame(t, machine, proc, instruction_pins(t, proc, record))
+    if isinstance(chosen, int):
+        return Wait(chosen, None, "no frame to spare")
+    pfn, victim = chosen
+    return Major(page, pfn, rec.stored(), victim)
+
+
+# -- the handler ---------------------------------------------------------------------------
+
+
+def handle_fault(t: Tables, machine: Machine, pid: int) -> Signal | None:
+    """Steps 2-10 for the fault the running ``pid`` just took.
+
+    Returns the :class:`Signal` when the access is invalid or forbidden (the
+    caller terminates the process: the signal's default action); otherwise
+    the fault is handled and None is returned.
+    """
+    proc = t.process(pid)
+    saved = save_registers(machine)
+    record = read_fault_registers(machine)
+    if record is None:
+        raise InternalError(
+            f"fault.handle_fault: decoding the instruction at {machine.cpu.fault_pc} of "
+            f"process {pid} finds no faulting access"
+        )
+    vpn = record.va // t.config.page_words
+    detail = f"{record.kind.value} {machine.config.restart} {record.access.value} va={record.va}"
+    t.emit("fault", pid, vpn, detail=detail + (f" point={record.point}" if record.point else ""))
+    plan = plan_fault(t, machine, proc, record)
+    if isinstance(plan, Signal):
+        return plan
+    perform_fault(t, machine, proc, saved, record, plan)
+    return None
+
+
+def instruction_pins(t: Tables, proc: Process, record: FaultRecord) -> tuple[PageId, ...]:
+    """The pages the faulting instruction has needed so far, this one included.
+
+    Faults at the same ``fault_pc`` belong to the same instruction (or a
+    later run of it); a fault elsewhere starts afresh. Replacement avoids
+    evicting these pages, so an instruction that touches several pages is
+    not robbed of the first while the second comes in.
+    """
+    entry = proc.mapping(record.va // t.config.page_words)
+    earlier = proc.pinned if proc.pinned_pc == record.fault_pc else ()
+    if entry is None or entry.page in earlier:
+        return earlier
+    return (*earlier, entry.page)
+
+
+# -- performing (cannot fail) --------------------------------------------------------------
+
+
+def block(t: Tables, proc: Process, saved: ArchState, record: FaultRecord) -> Process:
+    """Take the faulting process off the CPU with its registers and fault saved."""
+    if t.current == proc.pid:
+        t.current = None
+    return t.update(proc, state="blocked", context=saved, fault=record, waiting_to_rerun=True)
+
+
+def perform_fault(
+    t: Tables,
+    machine: Machine,
+    proc: Process,
+    saved: ArchState,
+    record: FaultRecord,
+    plan: FaultPlan,
+) -> None:
+    """Apply ``plan`` (any plan but :class:`Signal`, which termination handles)."""
+    vpn = record.va // t.config.page_words
+    pins = instruction_pins(t, proc, record)
+    proc = t.update(proc, pinned=pins, pinned_pc=record.fault_pc)
+    proc = block(t, proc, saved, record)
+    if isinstance(plan, Refill):
+        machine.mmu.tlb_write(TlbEntry(proc.asid, vpn, plan.entry.pte_addr, plan.entry.pte))
+        t.emit("tlb_refill", proc.pid, vpn, bits.pfn(plan.entry.pte))
+        wake(t, machine, proc.pid)
+    elif isinstance(plan, Resume):
+        wake(t, machine, proc.pid)
+    elif isinstance(plan, Minor):
+        map_resident(t, machine, plan, (proc.pid, vpn))
+        t.policy.accessed(plan.pfn, t.clock, record.access.value == "write")
+        t.emit("minor_fault", proc.pid, vpn, plan.pfn)
+        wake(t, machine, proc.pid)
+    elif isinstance(plan, Wait):
+        t.update(proc, wait=plan.pfn, wait_page=plan.page)
+        t.emit("wait_transfer", proc.pid, vpn, plan.pfn, plan.why)
+    elif isinstance(plan, Major):
+        t.update(proc, wait=plan.pfn, wait_page=plan.page)
+        bring_in(t, machine, plan)
+    else:
+        raise InternalError(f"fault.perform_fault: cannot perform {plan}")
+    if t.processes[proc.pid].state == "ready":
+        return_to_user(t, machine, proc.pid)
+
+
+def return_to_user(t: Tables, machine: Machine, pid: int) -> None:
+    """Step 10 for a fault handled without waiting: the interrupt routine reloads the
+    (backed-up) registers and returns to the same process, which keeps the CPU
+    until it has run the instruction again (``waiting_to_rerun`` stays set
+    until then; see :meth:`ReferenceKernel.runnable`)."""
+    proc = t.processes[pid]
+    if proc.context is None:
+        raise InternalError(f"fault.return_to_user: process {pid} has no saved registers")
+    machine.cpu.resume(proc.context)
+    t.update(proc, state="running", context=None)
+    t.current = pid
+
+
+def map_resident(t: Tables, machine: Machine, plan: Minor, user: User) -> None:
+    """Map a resident page for one more user (moving the single mapping if ``steal``)."""
+    for other in plan.steal:
+        old = t.unmap_user(machine, plan.pfn, other)
+        if bits.is_modified(old):
+            t.set_record(plan.page, dirty=True)
+    if not plan.steal:
+        t.frame_op(machine, plan.pfn, "map_user")
+    t.map_user(machine, plan.pfn, user)
+
+
+def bring_in(t: Tables, machine: Machine, plan: Major) -> None:
+    """Steps 5-6: free the chosen frame of its victim, then start reading the page in."""
+    if plan.victim is None:
+        t.frame_op(machine, plan.pfn, "reserve")
+    else:
+        evict(t, machine, plan.victim)
+        if plan.victim.dirty:
+            start_writeback(t, machine, plan.pfn, plan.victim.page, "evict", next_page=plan.page)
+            t.set_record(plan.page, incoming=plan.pfn)
+            return
+    start_pagein(t, machine, plan.pfn, plan.page)
+
+
+def evict(t: Tables, machine: Machine, victim: Victim) -> None:
+    """Step 5: unmap the victim from every address space (PTE + TLB) and mark the frame busy.
+
+    A clean victim's contents are already in its slot, image block or zero,
+    so its record forgets the frame; a dirty one keeps it until written back.
+    """
+    for user in victim.users:
+        t.unmap_user(machine, victim.pfn, user)
+    t.frame_op(machine, victim.pfn, "evict")
+    t.policy.removed(victim.pfn)
+    if victim.dirty:
+        t.emit(
+            "evict_dirty",
+            victim.users[0][0] if victim.users else None,
+            pfn=victim.pfn,
+            detail=str(victim.page),
+        )
+    else:
+        t.set_record(victim.page, frame=None)
+        t.emit(
+            "evict_clean",
+            victim.users[0][0] if victim.users else None,
+            pfn=victim.pfn,
+            detail=str(victim.page),
+        )
+
+
+def start_writeback(
+    t: Tables,
+    machine: Machine,
+    pfn: int,
+    page: PageId,
+    purpose: str,
+    next_page: PageId | None = None,
+    parked: tuple[User, ...] = (),
+) -> None:
+    """Step 5: write the (busy) frame's page to its swap slot."""
+    slot = t.record(page).slot
+    if slot is None:
+        raise InternalError(f"fault.start_writeback: dirty page {page} has no swap slot")
+    t.slot_op(slot, "start_write")
+    t.frame_op(machine, pfn, "start_writeback")
+    machine.disk.submit("write", slot, pfn)
+    t.transfers[pfn] = Transfer("write", slot, purpose, page, next_page, parked)  # type: ignore[arg-type]
+    t.set_record(page, frame=pfn, dirty=False)
+    t.emit("writeback", pfn=pfn, detail=f"{purpose} {page} slot {slot}")
+
+
+def start_pagein(
+    t: Tables, machine: Machine, pfn: int, page: PageId, parked: tuple[User, ...] = ()
+) -> None:
+    """Step 6: the frame is clean: read ``page`` in from its slot or image block.
+
+    A page whose contents are all zeros is filled at once, mapped for the
+    processes that want it, and those are woken.
+    """
+    source = t.record(page).stored()
+    t.frame_page[pfn] = page
+    if source.where == "zero":
+        machine.memory.fill_frame(pfn, 0)
+        t.set_record(page, incoming=None)
+        finish_pagein(t, machine, pfn, page, parked, detail="zero fill")
+        return
+    block = source.index
+    if source.where == "slot":
+        t.slot_op(block, "start_read")
+    else:
+        block += machine.disk.first_image_block
+    t.frame_op(machine, pfn, "start_pagein")
+    machine.disk.submit("read", block, pfn)
+    t.transfers[pfn] = Transfer("read", block, "pagein", page, None, parked)
+    t.set_record(page, incoming=pfn)
+
+
+# -- step 7: the disk interrupt -----------------------------------------------------------------
+
+
+def complete_transfer(t: Tables, machine: Machine, request: Request) -> None:
+    """Step 7: the transfer on ``request.pfn`` ended (its DMA is done): carry on with it."""
+    pfn = request.pfn
+    xfer = t.transfers.pop(pfn, None)
+    if xfer is None or (xfer.op, xfer.block) != (request.op, request.block):
+        raise InternalError(
+            f"fault.complete_transfer: no transfer {request} recorded on frame {pfn} ({xfer})"
+        )
+    if request.block < t.config.swap_slots:
+        slot = t.slot_op(request.block, "finish_transfer")
+        if not slot.allocated:
+            t.emit("free_slot", detail=f"slot {request.block}")
+    frame = t.frame_op(machine, pfn, "finish_transfer")
+    freed = frame.status == fr.FREE
+    if freed:
+        t.emit("free_frame", pfn=pfn, detail="orphaned transfer ended")
+    if xfer.purpose == "pagein":
+        if xfer.page in t.pages:
+            t.set_record(xfer.page, incoming=None)
+        if not freed:
+            finish_pagein(t, machine, pfn, xfer.page, xfer.parked)
+        wake_waiters(t, machine, pfn)
+    elif xfer.purpose == "evict":
+        if xfer.page in t.pages:
+            t.set_record(xfer.page, frame=None, zero=False)
+        assert xfer.next_page is not None
+        wake_waiters(t, machine, pfn, keep=xfer.next_page)
+        if freed:
+            if xfer.next_page in t.pages:
+                t.set_record(xfer.next_page, incoming=None)
+        else:
+            t.set_record(xfer.next_page, incoming=None)
+            start_pagein(t, machine, pfn, xfer.next_page)
+    else:
+        if xfer.page in t.pages:
+            t.set_record(xfer.page, frame=None, zero=False)
+        if not freed:
+            t.frame_page[pfn] = xfer.page
+            finish_pagein(t, machine, pfn, xfer.page, xfer.parked, detail="cleaned")
+        wake_waiters(t, machine, pfn)
+
+
+def wanting(t: Tables, pfn: int, page: PageId, parked: tuple[User, ...]) -> list[User]:
+    """Live users that want ``page`` mapped once ``pfn`` holds it: the processes waiting
+    for it on ``pfn``, then the ``parked`` mappings still alive and still showing it."""
+    users: list[User] = []
+    for proc in t.live():
+        if proc.wait == pfn and proc.wait_page == page and proc.fault is not None:
+            users.append((proc.pid, proc.fault.va // t.config.page_words))
+    for pid, vpn in parked:
+        owner = t.processes.get(pid)
+        if owner is None or owner.state == "exited":
+            continue
+        entry = owner.mapping(vpn)
+        if entry is not None and entry.page == page and (pid, vpn) not in users:
+            users.append((pid, vpn))
+    return users
+
+
+def finish_pagein(
+    t: Tables,
+    machine: Machine,
+    pfn: int,
+    page: PageId,
+    parked: tuple[User, ...],
+    detail: str = "",
+) -> None:
+    """Step 7: ``pfn`` holds ``page``: map it for those who want it; frame back in use."""
+    users = wanting(t, pfn, page, parked)
+    if not users:
+        raise InternalError(f"fault.finish_pagein: nobody wants {page} in frame {pfn}")
+    if machine.format.kind == "inverted":
+        users = users[:1]  # one mapping per frame; the others fault again and move it
+    install_page(t, machine, pfn, page, tuple(users))
+    t.emit("pagein", users[0][0], users[0][1], pfn, detail or str(page))
+    wake_waiters(t, machine, pfn)
+
+
+def install_page(
+    t: Tables, machine: Machine, pfn: int, page: PageId, users: tuple[User, ...]
+) -> None:
+    """Map ``page`` in ``pfn`` for ``users`` (R and M clear) and put the frame in use."""
+    for user in users:
+        t.map_user(machine, pfn, user)
+    t.frame_op(machine, pfn, "install", len(users))
+    t.frame_page[pfn] = page
+    t.set_record(page, frame=pfn, incoming=None)
+    t.policy.loaded(pfn, page, t.clock)
+
+
+# -- steps 8 and 9: back up, make ready ------------------------------------------------------
+
+
+def backup(machine: Machine, context: ArchState, record: FaultRecord) -> ArchState:
+    """Step 8: the faulting instruction's start state.
+
+    Precise hardware has already restored it. Otherwise undo the side
+    effects recorded (state register) or decoded, and point the PC back at
+    the instruction.
+    """
+    if machine.config.restart == "precise":
+        return context
+    return back_up(context, record.fault_pc, record.undo)
+
+
+def wake(t: Tables, machine: Machine, pid: int) -> None:
+    """Steps 8-9: back the faulting instruction up and make the process ready."""
+    proc = t.processes[pid]
+    context = proc.context
+    if proc.fault is not None and context is not None:
+        context = backup(machine, context, proc.fault)
+        t.emit("backup", pid, detail=f"pc={context.pc}")
+    t.update(proc, state="ready", context=context, fault=None, wait=None, wait_page=None)
+    t.emit("ready", pid)
+
+
+def wake_waiters(t: Tables, machine: Machine, pfn: int, keep: PageId | None = None) -> None:
+    """Wake every live process waiting on ``pfn``'s transfer, except those waiting for ``keep``.
+
+    A woken process whose page is mapped by now resumes; any other faults
+    again and finds its page wherever it is now.
+    """
+    for proc in t.live():
+        if (
+            proc.state == "blocked"
+            and proc.wait == pfn
+            and (keep is None or proc.wait_page != keep)
+        ):
+            wake(t, machine, proc.pid)
+
+
+# -- clean and dirty lists, the cleaner -----------------------------------------------------
+
+
+def frame_lists(t: Tables, machine: Machine) -> tuple[list[int], list[int]]:
+    """The clean and the dirty list: in-use frames whose page matches its stored copy,
+    and those whose page must be written before the frame can be reused.
+
+    Derived from the M bits each time rather than kept, so the lists can
+    never disagree with the hardware.
+    """
+    clean: list[int] = []
+    dirty: list[int] = []
+    for pfn, frame in sorted(t.frames.items()):
+        if frame.status == fr.IN_USE:
+            (dirty if t.frame_dirty(machine, pfn) else clean).append(pfn)
+    return clean, dirty
+
+
+def clean_ahead(t: Tables, machine: Machine) -> None:
+    """The cleaner: write the first frame of the dirty list back ahead of need.
+
+    The page is unmapped everywhere and its frame is busy while the write is
+    in flight, so nobody can change the page meanwhile (a process touching
+    it waits for the write). When the write ends the page is mapped again,
+    clean, for the same users: a later fault can then take the frame
+    without writing it.
+    """
+    _, dirty = frame_lists(t, machine)
+    if not dirty:
+        return
+    pfn = dirty[0]
+    page = t.frame_page[pfn]
+    users = t.rmap.get(pfn, ())
+    for user in users:
+        t.unmap_user(machine, pfn, user)
+    t.frame_op(machine, pfn, "evict")
+    t.policy.removed(pfn)
+    t.emit("clean", users[0][0] if users else None, pfn=pfn, detail=str(page))
+    start_writeback(t, machine, pfn, page, "clean", parked=users)
+
+
+# -- orphans ---------------------------------------------------------------------------------
+
+
+def transfer_needed(t: Tables, pfn: int, xfer: Transfer) -> bool:
+    """Whether anyone still wants the frame after its transfer ends."""
+    wanted = xfer.next_page if xfer.purpose == "evict" else xfer.page
+    if wanted is None:
+        return False
+    parked = xfer.parked if xfer.purpose != "evict" else ()
+    return bool(wanting(t, pfn, wanted, parked))
+
+
+def settle_transfers(t: Tables, machine: Machine) -> None:
+    """Orphan each transfer nobody waits for any more (its frame is freed when it ends),
+    and adopt an orphaned one a process waits for again."""
+    for pfn, xfer in sorted(t.transfers.items()):
+        needed = transfer_needed(t, pfn, xfer)
+        orphaned = bool(t.frames[pfn].orphan)
+        if not needed and not orphaned:
+            t.frame_op(machine, pfn, "orphan")
+        elif needed and orphaned:
+            t.frame_op(machine, pfn, "adopt")

@@ -1,0 +1,87 @@
+"""Boolean and arithmetic helpers that work on plain Python values and on z3 terms alike.
+
+The frame-table and swap-slot protocols (:mod:`pagingcheck.impl.frames`,
+:mod:`pagingcheck.impl.swap`) are written once, over values whose fields
+may be Python ``int``/``bool`` (when the kernel runs them) or z3 terms (when
+a proof runs them). Python's ``and``, ``or``, ``not`` and ``x if c else y``
+do not work on z3 terms, so the protocol code uses these helpers instead.
+
+Each helper looks at its arguments: if none is a z3 term it computes the
+plain Python answer; otherwise it imports z3 (only then) and builds the
+term. So running the kernel never imports z3.
+
+``Term`` and ``Cond`` are documentation aliases: an ``int`` or an integer z3
+term, a ``bool`` or a boolean z3 term.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+Term: TypeAlias = Any
+"""An ``int``, or an integer-sorted z3 term."""
+
+Cond: TypeAlias = Any
+"""A ``bool``, or a boolean-sorted z3 term."""
+
+
+def is_symbolic(*values: object) -> bool:
+    """Whether any of ``values`` is a z3 term (checked without importing z3)."""
+    return any(type(value).__module__.startswith("z3") for value in values)
+
+
+def _z3() -> Any:
+    import z3
+
+    return z3
+
+
+def ite(cond: Cond, then: Term, otherwise: Term) -> Term:
+    """``then`` if ``cond`` holds, else ``otherwise``."""
+    if is_symbolic(cond, then, otherwise):
+        return _z3().If(cond, then, otherwise)
+    return then if cond else otherwise
+
+
+def all_of(*conds: Cond) -> Cond:
+    """The conjunction of ``conds`` (true when there are none)."""
+    if is_symbolic(*conds):
+        return _z3().And(*conds)
+    return all(bool(c) for c in conds)
+
+
+def any_of(*conds: Cond) -> Cond:
+    """The disjunction of ``conds`` (false when there are none)."""
+    if is_symbolic(*conds):
+        return _z3().Or(*conds)
+    return any(bool(c) for c in conds)
+
+
+def not_(cond: Cond) -> Cond:
+    """The negation of ``cond``."""
+    if is_symbolic(cond):
+        return _z3().Not(cond)
+    return not cond
+
+
+def implies(premise: Cond, conclusion: Cond) -> Cond:
+    """``premise`` implies ``conclusion``."""
+    if is_symbolic(premise, conclusion):
+        return _z3().Implies(premise, conclusion)
+    return (not premise) or bool(conclusion)
+
+
+def one_of(value: Term, *choices: int) -> Cond:
+    """``value`` equals one of ``choices``."""
+    return any_of(*(value == choice for choice in choices))
+
+
+def concrete(cond: Cond) -> bool:
+    """A plain ``bool`` from a concrete condition; raises TypeError for a z3 term.
+
+    The kernel calls this on every guard it evaluates, so a symbolic value
+    leaking into running code fails loudly instead of being taken as true.
+    """
+    if is_symbolic(cond):
+        raise TypeError(f"logic.concrete: {cond} is a z3 term, not a concrete condition")
+    return bool(cond)

@@ -1,0 +1,471 @@
+"""The kernel's tables: process table, page records, frame table, swap slots, transfers.
+
+Everything the reference kernel knows is in one :class:`Tables` value built
+from dicts of frozen records, so copying is a few dict copies and the
+fingerprint is stable. The functions that *change* frames and slots do so
+only through the protocol operations of :mod:`pagingcheck.impl.frames` and
+:mod:`pagingcheck.impl.swap` (:meth:`Tables.frame_op`, :meth:`Tables.slot_op`),
+and PTEs only through :mod:`pagingcheck.impl.vm`.
+
+Words used throughout:
+
+page     one page of contents, named by a :class:`PageId`: a private page
+         ``("pid:<pid>", vpn)`` or page ``index`` of a shared object
+         (``"text:<program>"``, ``"segment:<name>"``)
+mapping  one valid vpn of one process (:class:`Mapping`), naming its page
+record   where a page's contents are (:class:`PageRecord`)
+frame    a user frame (pfn); its protocol state, the page it holds, the
+         reverse map of (pid, vpn) PTEs mapping it
+slot     a swap slot (= its disk block number)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from pagingcheck.impl import frames as fr
+from pagingcheck.impl import swap as sw
+from pagingcheck.impl import vm
+from pagingcheck.impl.config import KernelConfig
+from pagingcheck.impl.interface import KernelEvent, Location, ProcessState
+from pagingcheck.impl.logic import concrete
+from pagingcheck.impl.replacement import Policy, make_policy
+from pagingcheck.model import bits
+from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.errors import InternalError
+from pagingcheck.model.isa import ArchState
+from pagingcheck.model.kalloc import KernelAllocator
+from pagingcheck.model.machine import Machine
+from pagingcheck.model.memory import FREED_PATTERN
+from pagingcheck.model.program import PageKind
+from pagingcheck.model.traps import Access, TrapKind
+
+User = tuple[int, int]  # (pid, vpn)
+
+#: Replacement policies whose decisions depend on the value of ``now``.
+TIMED_POLICIES = frozenset({"lru", "working-set", "wsclock"})
+
+
+@dataclass(frozen=True, order=True)
+class PageId:
+    """A page of contents: ``owner`` is ``"pid:<pid>"`` (then ``index`` is the vpn) or a
+    shared object key (then ``index`` is the page's position in the object)."""
+
+    owner: str
+    index: int
+
+    @staticmethod
+    def private(pid: int, vpn: int) -> PageId:
+        """The private page ``vpn`` of process ``pid``."""
+        return PageId(f"pid:{pid}", vpn)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the page belongs to a shared object."""
+        return not self.owner.startswith("pid:")
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """Where one page's contents are.
+
+    ``frame`` holds them when the page is resident, or while its frame is
+    being written out (then the frame still holds the only current copy);
+    ``incoming`` is the frame a page-in is filling. Otherwise the contents
+    are all zeros (``zero``: no copy exists yet), else in ``slot``, else in
+    image block ``image``. ``dirty`` keeps the M bits of mappings removed
+    while others still map the page.
+    """
+
+    slot: int | None = None
+    image: int | None = None
+    zero: bool = False
+    frame: int | None = None
+    incoming: int | None = None
+    dirty: bool = False
+
+    def stored(self) -> Location:
+        """Where the page's contents are when no frame holds them."""
+        if self.zero:
+            return Location("zero")
+        if self.slot is not None:
+            return Location("slot", self.slot)
+        if self.image is not None:
+            return Location("image", self.image)
+        raise InternalError(f"PageRecord.stored: page has no zero, slot or image home: {self}")
+
+    def home(self) -> Location:
+        """Where the page's current contents are (the view's ``PageView.home``)."""
+        return Location("frame", self.frame) if self.frame is not None else self.stored()
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One valid vpn of a process: its protection, kind and the page it shows."""
+
+    vpn: int
+    kind: PageKind
+    prot: int
+    page: PageId
+    shared_key: str | None
+    index: int
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """A fault being handled: what the hardware registers said, and how to back up.
+
+    ``undo`` is the list of register side effects (register, amount added) the
+    faulting instruction made before it faulted, as found from the state
+    register or by decoding; ``fault_pc`` is the instruction's address.
+    """
+
+    kind: TrapKind
+    va: int
+    access: Access
+    fault_pc: int
+    undo: tuple[tuple[int, int], ...]
+    point: str = ""  # the fault point (isa.FAULT_POINTS) when the kernel knows it
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process-table entry."""
+
+    pid: int
+    asid: int
+    program: str
+    root: int
+    mappings: tuple[Mapping, ...]
+    state: ProcessState
+    context: ArchState | None
+    fault: FaultRecord | None = None
+    wait: int | None = None  # the frame whose transfer the process waits for
+    wait_page: PageId | None = None  # the page it waits to see in that frame
+    started: bool = False  # dispatched at least once (prepaging happens on the first)
+    attached: tuple[str, ...] = ()  # shared object keys
+    pinned: tuple[PageId, ...] = ()  # pages the instruction at pinned_pc has faulted in
+    pinned_pc: int | None = None
+    waiting_to_rerun: bool = False  # faulted, and has not run the instruction again yet
+
+    def mapping(self, vpn: int) -> Mapping | None:
+        """The mapping of ``vpn``, or None when the page is not valid."""
+        for entry in self.mappings:
+            if entry.vpn == vpn:
+                return entry
+        return None
+
+    @property
+    def space(self) -> vm.Space:
+        """The address space (table root, asid) for the page-table helpers."""
+        return vm.Space(self.root, self.asid)
+
+
+@dataclass(frozen=True)
+class SharedObject:
+    """A shared object (program text or named segment): its users and its size."""
+
+    key: str
+    users: tuple[int, ...]
+    pages: int
+
+
+Purpose = Literal["pagein", "evict", "clean"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """The disk request in flight on a frame, and why.
+
+    * ``pagein``: ``page`` is being read into the frame; afterwards it is mapped
+      for the processes waiting on it and for ``parked`` (prepaging);
+    * ``evict``: victim ``page`` is being written to its slot; afterwards the
+      frame receives ``next_page`` for the process(es) waiting on it;
+    * ``clean``: ``page`` is being written back ahead of need; afterwards it
+      is mapped again for ``parked`` (the mappings removed to clean it).
+    """
+
+    op: Literal["read", "write"]
+    block: int
+    purpose: Purpose
+    page: PageId
+    next_page: PageId | None = None
+    parked: tuple[User, ...] = ()
+
+
+@dataclass
+class Tables:
+    """All state of the reference kernel."""
+
+    config: HardwareConfig
+    kconfig: KernelConfig
+    kalloc: KernelAllocator
+    policy: Policy
+    system_root: int = 0
+    booted: bool = False
+    processes: dict[int, Process] = field(default_factory=dict)
+    next_pid: int = 1
+    current: int | None = None
+    frames: dict[int, fr.Frame] = field(default_factory=dict)
+    frame_page: dict[int, PageId] = field(default_factory=dict)
+    rmap: dict[int, tuple[User, ...]] = field(default_factory=dict)
+    free_frames: tuple[int, ...] = ()
+    slots: dict[int, sw.Slot] = field(default_factory=dict)
+    free_slots: tuple[int, ...] = ()
+    pages: dict[PageId, PageRecord] = field(default_factory=dict)
+    objects: dict[str, SharedObject] = field(default_factory=dict)
+    images: dict[str, tuple[int, int]] = field(default_factory=dict)
+    next_image: int = 0
+    transfers: dict[int, Transfer] = field(default_factory=dict)
+    clock: int = 0  # the kernel's time, kept only for policies that read it
+    events: list[KernelEvent] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, config: HardwareConfig, kconfig: KernelConfig) -> Tables:
+        """Tables before boot: every frame and slot free."""
+        tables = cls(
+            config,
+            kconfig,
+            KernelAllocator(config),
+            make_policy(kconfig.policy, seed=kconfig.seed, tau=kconfig.tau),
+        )
+        tables.frames = {pfn: fr.FREE_FRAME for pfn in config.user_pfns}
+        tables.free_frames = tuple(config.user_pfns)
+        tables.slots = {slot: sw.FREE_SLOT for slot in range(config.swap_slots)}
+        tables.free_slots = tuple(range(config.swap_slots))
+        return tables
+
+    def copy(self) -> Tables:
+        """An independent copy (records are frozen, so dict copies suffice)."""
+        return replace(
+            self,
+            kalloc=self.kalloc.copy(),
+            policy=self.policy.copy(),
+            processes=dict(self.processes),
+            frames=dict(self.frames),
+            frame_page=dict(self.frame_page),
+            rmap=dict(self.rmap),
+            slots=dict(self.slots),
+            pages=dict(self.pages),
+            objects=dict(self.objects),
+            images=dict(self.images),
+            transfers=dict(self.transfers),
+            events=[],
+        )
+
+    def snapshot(self) -> tuple[object, ...]:
+        """Every field that decides future behaviour, as a fingerprintable value."""
+        return (
+            self.kalloc.free_extents,
+            self.policy.snapshot(),
+            self.system_root,
+            self.booted,
+            self.processes,
+            self.next_pid,
+            self.current,
+            self.frames,
+            self.frame_page,
+            self.rmap,
+            self.free_frames,
+            self.slots,
+            self.free_slots,
+            self.pages,
+            self.objects,
+            self.images,
+            self.next_image,
+            self.transfers,
+            self.clock,
+        )
+
+    def advance_clock(self) -> None:
+        """One unit of kernel time passes (a trap or a timer tick).
+
+        Only policies that compare times (:data:`TIMED_POLICIES`) are given a
+        running clock; for the others time stays 0, so two states that differ
+        only in how long ago they started are the same state.
+        """
+        if self.policy.name in TIMED_POLICIES:
+            self.clock += 1
+
+    # -- events ------------------------------------------------------------------------
+
+    def emit(
+        self,
+        kind: str,
+        pid: int | None = None,
+        vpn: int | None = None,
+        pfn: int | None = None,
+        detail: str = "",
+    ) -> None:
+        """Record an observable event of the hook being run."""
+        self.events.append(KernelEvent(kind, pid, vpn, pfn, detail))
+
+    def take_events(self) -> tuple[KernelEvent, ...]:
+        """The events recorded since the last call, and forget them."""
+        events = tuple(self.events)
+        self.events.clear()
+        return events
+
+    # -- processes ---------------------------------------------------------------------
+
+    def process(self, pid: int) -> Process:
+        """The live entry of ``pid``; InternalError if there is none."""
+        proc = self.processes.get(pid)
+        if proc is None or proc.state == "exited":
+            raise InternalError(f"Tables.process: no live process {pid}")
+        return proc
+
+    def update(self, proc: Process, **changes: object) -> Process:
+        """Replace ``proc``'s entry with ``changes`` applied; return the new entry."""
+        new = replace(proc, **changes)  # type: ignore[arg-type]
+        self.processes[proc.pid] = new
+        return new
+
+    def live(self) -> list[Process]:
+        """Live processes in pid order."""
+        return [p for _, p in sorted(self.processes.items()) if p.state != "exited"]
+
+    # -- the frame and slot protocols --------------------------------------------------
+
+    def frame_op(self, machine: Machine, pfn: int, name: str, *args: int) -> fr.Frame:
+        """Apply protocol operation ``name`` to frame ``pfn``; keep the free list in step.
+
+        A frame that becomes free is filled with ``FREED_PATTERN`` so a use
+        after free shows in the data. Raises InternalError naming the
+        operation, the frame and its state when the guard does not hold.
+        """
+        op, _ = fr.TRANSITIONS[name]
+        old = self.frames[pfn]
+        guard, new = op(old, *args)
+        if not concrete(guard):
+            raise InternalError(f"frames.{name}{args}: not allowed on frame {pfn} in state {old}")
+        self.frames[pfn] = new
+        if old.status != fr.FREE and new.status == fr.FREE:
+            self.free_frames = tuple(sorted((*self.free_frames, pfn)))
+            self.frame_page.pop(pfn, None)
+            self.rmap.pop(pfn, None)
+            self.transfers.pop(pfn, None)
+            machine.memory.fill_frame(pfn, FREED_PATTERN)
+        elif old.status == fr.FREE and new.status != fr.FREE:
+            self.free_frames = tuple(f for f in self.free_frames if f != pfn)
+        return new
+
+    def slot_op(self, slot: int, name: str, *args: int) -> sw.Slot:
+        """Apply protocol operation ``name`` to swap slot ``slot``; keep the free list in step."""
+        op, _ = sw.TRANSITIONS[name]
+        old = self.slots[slot]
+        guard, new = op(old, *args)
+        if not concrete(guard):
+            raise InternalError(f"swap.{name}{args}: not allowed on slot {slot} in state {old}")
+        self.slots[slot] = new
+        if old.allocated and not new.allocated:
+            self.free_slots = tuple(sorted((*self.free_slots, slot)))
+        elif not old.allocated and new.allocated:
+            self.free_slots = tuple(s for s in self.free_slots if s != slot)
+        return new
+
+    def drop_slot_user(self, slot: int) -> None:
+        """One page stops using ``slot``: drop, release at the last user, or orphan mid-transfer."""
+        state = self.slots[slot]
+        if state.refcount >= 2:
+            self.slot_op(slot, "drop_user")
+        elif state.transfer != sw.NONE:
+            self.slot_op(slot, "orphan")
+        else:
+            self.slot_op(slot, "release")
+            self.emit("free_slot", detail=f"slot {slot}")
+
+    # -- page records ------------------------------------------------------------------
+
+    def record(self, page: PageId) -> PageRecord:
+        """The record of ``page``; InternalError if it does not exist."""
+        rec = self.pages.get(page)
+        if rec is None:
+            raise InternalError(f"Tables.record: no page {page}")
+        return rec
+
+    def set_record(self, page: PageId, **changes: object) -> PageRecord:
+        """Change fields of ``page``'s record."""
+        new = replace(self.record(page), **changes)  # type: ignore[arg-type]
+        self.pages[page] = new
+        return new
+
+    # -- mappings (PTE edits go through vm, which does the TLB duty) -----------------------
+
+    def map_user(self, machine: Machine, pfn: int, user: User) -> None:
+        """Map ``user`` present to ``pfn`` and add it to the reverse map (no frame_op)."""
+        pid, vpn = user
+        proc = self.process(pid)
+        entry = proc.mapping(vpn)
+        if entry is None:
+            raise InternalError(f"Tables.map_user: vpn {vpn} of {pid} is not valid")
+        vm.map_page(machine, self.kalloc, proc.space, vpn, pfn, entry.prot)
+        self.rmap[pfn] = tuple(sorted((*self.rmap.get(pfn, ()), user)))
+
+    def unmap_user(self, machine: Machine, pfn: int, user: User) -> int:
+        """Make ``user``'s PTE not present and drop it from the reverse map (no frame_op).
+
+        Returns the PTE word it replaced (for the R and M bits).
+        """
+        pid, vpn = user
+        proc = self.processes[pid]
+        entry = proc.mapping(vpn)
+        if entry is None or user not in self.rmap.get(pfn, ()):
+            raise InternalError(f"Tables.unmap_user: {user} does not map frame {pfn}")
+        old = vm.unmap(machine, self.kalloc, proc.space, vpn, entry.prot)
+        if not bits.is_present(old) or bits.pfn(old) != pfn:
+            raise InternalError(
+                f"Tables.unmap_user: PTE of vpn {vpn} (pid {pid}) is {old:#010x}, not frame {pfn}"
+            )
+        self.rmap[pfn] = tuple(u for u in self.rmap[pfn] if u != user)
+        return old
+
+    def user_ptes(self, machine: Machine, pfn: int) -> list[tuple[User, int]]:
+        """Each user of ``pfn`` with its current PTE word."""
+        result = []
+        for user in self.rmap.get(pfn, ()):
+            proc = self.processes[user[0]]
+            result.append((user, vm.pte(machine, proc.space, user[1])))
+        return result
+
+    def frame_dirty(self, machine: Machine, pfn: int) -> bool:
+        """Whether the page in ``pfn`` differs from its stored copy: any user's M bit,
+        the record's carried M bits, or a zero page that was never stored but changed."""
+        page = self.frame_page.get(pfn)
+        carried = page is not None and self.record(page).dirty
+        return carried or any(bits.is_modified(word) for _, word in self.user_ptes(machine, pfn))
+
+    def frame_referenced(self, machine: Machine, pfn: int) -> bool:
+        """Whether any user's R bit is set for ``pfn``."""
+        return any(bits.is_referenced(word) for _, word in self.user_ptes(machine, pfn))
+
+    def bits(self, machine: Machine) -> KernelBits:
+        """The R/M bits the replacement policy reads, over ``machine``."""
+        return KernelBits(self, machine)
+
+    def clear_frame_referenced(self, machine: Machine, pfn: int) -> None:
+        """Clear R in every PTE mapping ``pfn`` (each edit invalidates its TLB entry)."""
+        for (pid, vpn), _ in self.user_ptes(machine, pfn):
+            vm.clear_referenced(machine, self.kalloc, self.processes[pid].space, vpn)
+
+
+class KernelBits:
+    """The :class:`~pagingcheck.impl.replacement.RefBits` the policy reads: a frame's
+    R and M are the OR over every PTE mapping it; clearing R goes through vm."""
+
+    def __init__(self, tables: Tables, machine: Machine) -> None:
+        self.tables = tables
+        self.machine = machine
+
+    def referenced(self, frame: int) -> bool:
+        """R of any PTE mapping ``frame``."""
+        return self.tables.frame_referenced(self.machine, frame)
+
+    def modified(self, frame: int) -> bool:
+        """Whether the page in ``frame`` is dirty."""
+        return self.tables.frame_dirty(self.machine, frame)
+
+    def clear_referenced(self, frame: int) -> None:
+        """Clear R of every PTE mapping ``frame``, invalidating the TLB entries."""
+        self.tables.clear_frame_referenced(self.machine, frame)

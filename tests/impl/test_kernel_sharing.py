@@ -1,0 +1,269 @@
+"""Shared pages: program text and named segments, reference counts, reverse maps."""
+
+from __future__ import annotations
+
+import pytest
+
+from pagingcheck.checks.refinement import Checker
+from pagingcheck.checks.system import System
+from pagingcheck.impl.config import KernelConfig
+from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.tables import PageId
+from pagingcheck.model import bits
+from pagingcheck.model.config import HardwareConfig, PageTableKind
+from pagingcheck.model.machine import Machine
+from tests.impl.kernel_workloads import (
+    build,
+    fill_program,
+    fill_sum,
+    make_system,
+    read_word,
+    record_events,
+    registers,
+    resources_all_free,
+    reverse_expected,
+    reverse_program,
+    run_until_spinning,
+)
+
+PW = 4
+VALUES = (5, 6, 7, 8, 9)
+
+
+def kernel_of(system: System) -> ReferenceKernel:
+    assert isinstance(system.kernel, ReferenceKernel)
+    return system.kernel
+
+
+def booted_extents(hardware: HardwareConfig) -> object:
+    kernel = ReferenceKernel(hardware)
+    kernel.boot(Machine(hardware))
+    return kernel.t.kalloc.free_extents
+
+
+@pytest.mark.parametrize("page_table", ["linear", "multilevel", "hashed"])
+def test_text_is_shared_one_frame_per_page_and_freed_at_the_last_exit(
+    page_table: PageTableKind,
+) -> None:
+    hardware = HardwareConfig(
+        page_words=PW, user_frames=32, page_table=page_table, kernel_frames=64
+    )
+    built = reverse_program(PW, VALUES)
+    system = make_system(hardware, [built.program], [0, 0, 0])
+    done = built.addresses["done"]
+    run_until_spinning(system, {1: done, 2: done, 3: done})
+    view = system.kernel.view(system.machine)
+    text = [page for page in view.process(1).pages if page.kind == "text"]  # type: ignore[union-attr]
+    frames = {f.pfn: f for f in view.frames}
+    slots = {s.slot: s for s in view.slots}
+    for page in text:
+        homes = {
+            next(p.home for p in view.process(pid).pages if p.vpn == page.vpn)  # type: ignore[union-attr]
+            for pid in (1, 2, 3)
+        }
+        assert len(homes) == 1, f"text page {page.vpn} has several homes: {homes}"
+        (home,) = homes
+        assert home.where == "frame", "every text page ran, and nothing was evicted"
+        frame = frames[home.index]
+        assert frame.refcount == 3
+        assert set(frame.users) == {(1, page.vpn), (2, page.vpn), (3, page.vpn)}
+        slot = kernel_of(system).t.record(PageId(f"text:{built.program.name}", page.index)).slot
+        assert slot is not None and slots[slot].refcount == 3
+    for pid in (1, 2, 3):
+        for va, value in reverse_expected(built, VALUES).items():
+            assert read_word(system, pid, va) == value
+    events = list(system.kernel.kill(system.machine, 1)) + list(
+        system.kernel.kill(system.machine, 2)
+    )
+    assert "shared_zero" not in [e.kind for e in events]
+    view = system.kernel.view(system.machine)
+    for page in text:
+        home = next(p.home for p in view.process(3).pages if p.vpn == page.vpn)  # type: ignore[union-attr]
+        frame = next(f for f in view.frames if f.pfn == home.index)
+        assert frame.refcount == 1 and frame.users == ((3, page.vpn),)
+    last = system.kernel.kill(system.machine, 3)
+    assert ("shared_zero", f"text:{built.program.name}") in [(e.kind, e.detail) for e in last]
+    resources_all_free(system, booted_extents(hardware))
+
+
+def test_inverted_tables_give_each_process_its_own_text_frame() -> None:
+    hardware = HardwareConfig(
+        page_words=PW, user_frames=32, page_table="inverted", kernel_frames=64
+    )
+    built = reverse_program(PW, VALUES)
+    system = make_system(hardware, [built.program], [0, 0])
+    done = built.addresses["done"]
+    run_until_spinning(system, {1: done, 2: done})
+    view = system.kernel.view(system.machine)
+    for page in (p for p in view.process(1).pages if p.kind == "text"):  # type: ignore[union-attr]
+        other = next(p for p in view.process(2).pages if p.vpn == page.vpn)  # type: ignore[union-attr]
+        assert page.shared_key == other.shared_key == f"text:{built.program.name}"
+        if page.home.where == other.home.where == "frame":
+            assert page.home.index != other.home.index
+    assert all(f.refcount <= 1 for f in view.frames)
+
+
+SPIN = """
+loop:   LOAD r1, @0
+        JMP @loop
+done:   JMP @done
+"""
+
+WALK = """
+        MOV #{heap}, r1
+        MOV #24, r3
+walk:   MOV r3, (r1)+
+        ADDI r3, #-1
+        BNE @walk
+done:   JMP @done
+"""
+
+
+def step(checker: Checker, choice: tuple[str, int] | tuple[str]) -> list[str]:
+    """Apply one choice through the checker; fail on any violated property."""
+    record, violation = checker.step(choice)
+    assert violation is None, violation.explain()
+    return [event.kind for event in record.events]
+
+
+def run_once(checker: Checker, pid: int) -> None:
+    """Run one instruction (or fault) of ``pid``, preempting another process first and
+    completing the I/O it starts."""
+    kernel = checker.system.kernel
+    if pid not in kernel.runnable():
+        step(checker, ("timer",))
+    if pid in kernel.runnable():
+        step(checker, ("run", pid))
+    while checker.system.machine.disk.completable():
+        step(checker, ("disk", 0))
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_evicting_a_shared_page_invalidates_every_pte_and_tlb_entry(tagged: bool) -> None:
+    hardware = HardwareConfig(
+        page_words=PW, user_frames=4, tlb_tagged=tagged, tlb_entries=8, kernel_frames=64
+    )
+    spin = build("spin", SPIN, PW)
+    walk = build("walk", WALK, PW, heap_pages=6)
+    system = make_system(
+        hardware, [spin.program, walk.program], [0, 0], KernelConfig(), max_spawns=1
+    )
+    checker = Checker(system)
+    for pid in (1, 2, 1, 2, 1, 2):  # both map the shared text page; the TLB caches it
+        run_once(checker, pid)
+    view = system.kernel.view(system.machine)
+    shared = [f.pfn for f in view.frames if set(f.users) == {(1, 0), (2, 0)}]
+    assert len(shared) == 1, view.frames
+    pfn = shared[0]
+    if tagged:
+        assert {(e.asid, e.vpn) for e in system.machine.mmu.tlb.entries()} >= {(1, 0), (2, 0)}
+    step(checker, ("spawn", 1))
+    walker = 3
+    for _ in range(200):
+        if walker not in system.kernel.runnable() and system.machine.disk.completable():
+            step(checker, ("disk", 0))
+        else:
+            if walker not in system.kernel.runnable():
+                step(checker, ("timer",))
+            record, violation = checker.step(("run", walker))
+            assert violation is None, violation.explain()
+            if any(e.kind == "evict_clean" and e.pfn == pfn for e in record.events):
+                break
+    else:
+        raise AssertionError("the walker never evicted the shared text page")
+    for pid in (1, 2):
+        proc = kernel_of(system).t.processes[pid]
+        entry = system.machine.format.walk(system.machine.memory, proc.root, proc.asid, 0)
+        assert entry is None or not bits.is_present(entry.pte)
+    assert all(bits.pfn(e.pte) != pfn for e in system.machine.mmu.tlb.entries())
+    frame = next(f for f in system.kernel.view(system.machine).frames if f.pfn == pfn)
+    assert frame.users == () and frame.refcount == 0
+
+
+def test_shared_segment_survives_dirty_eviction_and_every_user_sees_it() -> None:
+    hardware = HardwareConfig(page_words=PW, user_frames=5, kernel_frames=64)
+    one = fill_program(PW, 10, 7, 3, 0, name="fill_a")
+    two = fill_program(PW, 9, 50, -4, 1, name="fill_b")
+    system = make_system(hardware, [one.program, two.program], [0, 1])
+    run_until_spinning(system, {1: one.addresses["done"], 2: two.addresses["done"]})
+    results = 60 * PW
+    for pid in (1, 2):
+        assert read_word(system, pid, results) == fill_sum(10, 7, 3)
+        assert read_word(system, pid, results + 1) == fill_sum(9, 50, -4)
+    segment = kernel_of(system).t.record(PageId("segment:results", 0))
+    assert segment.slot is not None
+    system.kernel.kill(system.machine, 1)
+    assert read_word(system, 2, results) == fill_sum(10, 7, 3)
+    system.kernel.kill(system.machine, 2)
+    resources_all_free(system, booted_extents(hardware))
+
+
+STASH = """
+        MOV #777, r0
+        STORE r0, @{seg_results}
+        MOV #{heap}, r1
+        MOV #24, r3
+walk:   MOV r3, (r1)+
+        ADDI r3, #-1
+        BNE @walk
+        LOAD r2, @{seg_results}
+done:   JMP @done
+"""
+
+
+def test_a_dirty_shared_page_is_written_back_when_evicted_and_read_back_intact() -> None:
+    hardware = HardwareConfig(page_words=PW, user_frames=4, kernel_frames=64)
+    segment = fill_program(PW, 1, 0, 0, 0).program.shared
+    stash = build("stash", STASH, PW, heap_pages=6, shared=segment)
+    idle = build("idle", "done: JMP @done", PW, shared=segment)
+    system = make_system(hardware, [stash.program, idle.program], [0, 1])
+    events = record_events(system)
+    run_until_spinning(system, {1: stash.addresses["done"], 2: idle.addresses["done"]})
+    assert any(e.kind == "evict_dirty" and "segment:results" in e.detail for e in events)
+    assert any(e.kind == "writeback" and "segment:results" in e.detail for e in events)
+    assert registers(system, 1).regs[2] == 777  # read back after the round trip
+    system.kernel.kill(system.machine, 1)
+    assert read_word(system, 2, 60 * PW) == 777
+
+
+def test_a_dirty_shared_page_left_by_its_last_mapper_is_written_back_for_the_others() -> None:
+    hardware = HardwareConfig(page_words=PW, user_frames=8, kernel_frames=64)
+    writer = fill_program(PW, 3, 11, 1, 0, name="writer")
+    idle = build("idle", "done: JMP @done", PW, shared=writer.program.shared)
+    system = make_system(hardware, [writer.program, idle.program], [0, 1])
+    run_until_spinning(system, {1: writer.addresses["done"], 2: idle.addresses["done"]})
+    events = system.kernel.kill(system.machine, 1)  # pid 2 never touched the segment
+    assert ("writeback") in [e.kind for e in events]
+    view = system.kernel.view(system.machine)
+    page = next(p for p in view.process(2).pages if p.kind == "shared")  # type: ignore[union-attr]
+    assert page.home.where == "frame"  # being written back: the frame holds it still
+    while system.machine.disk.completable():
+        system.apply(("disk", 0))
+    assert read_word(system, 2, 60 * PW) == fill_sum(3, 11, 1)
+    page = next(
+        p
+        for p in system.kernel.view(system.machine).process(2).pages  # type: ignore[union-attr]
+        if p.kind == "shared"
+    )
+    assert page.home.where == "slot"
+
+
+def test_dirty_check_reads_every_users_modified_bit() -> None:
+    hardware = HardwareConfig(page_words=PW, user_frames=16, kernel_frames=64)
+    writer = fill_program(PW, 2, 3, 1, 0, name="writer")
+    reader = build(
+        "reader", "LOAD r1, @{seg_results}\ndone: JMP @done", PW, shared=writer.program.shared
+    )
+    system = make_system(hardware, [reader.program, writer.program], [0, 1])
+    run_until_spinning(system, {1: reader.addresses["done"], 2: writer.addresses["done"]})
+    kernel = kernel_of(system)
+    pfn = kernel.t.record(PageId("segment:results", 0)).frame
+    assert pfn is not None and set(kernel.t.rmap[pfn]) == {(1, 60), (2, 60)}
+    reader_pte = system.machine.format.walk(
+        system.machine.memory, kernel.t.processes[1].root, 1, 60
+    )
+    assert reader_pte is not None and not bits.is_modified(reader_pte.pte)
+    assert kernel.t.frame_dirty(system.machine, pfn)  # only the writer's PTE says so
+    system.kernel.kill(system.machine, 2)  # the writer's M bit moves into the page record
+    assert kernel.t.record(PageId("segment:results", 0)).dirty
+    assert kernel.t.frame_dirty(system.machine, pfn)

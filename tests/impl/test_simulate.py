@@ -1,0 +1,412 @@
+"""The trace simulator: counting, ticks, input formats, and the ``simulate`` command."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Hashable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pagingcheck.checks import cli as cli_module
+from pagingcheck.checks.cli import cli
+from pagingcheck.impl import simulate as sim
+from pagingcheck.impl.replacement import RefBits, make_policy
+from pagingcheck.impl.simulate import load, parse_refs, read_lackey, read_refs, run, simulate
+from pagingcheck.model.errors import InternalError, UserError
+
+TEXTBOOK = "7,0,1,2,0,3,0,4,2,3,0,3,2,1,2,0,1,7,0,1"
+
+
+class Spy:
+    """A FIFO policy that records every call the simulator makes."""
+
+    name = "spy"
+
+    def __init__(self, bad_victim: int | None = None) -> None:
+        self.inner = make_policy("fifo")
+        self.calls: list[tuple[object, ...]] = []
+        self.bad_victim = bad_victim
+
+    def loaded(self, frame: int, page: Hashable, now: int) -> None:
+        self.calls.append(("loaded", frame, page, now))
+        self.inner.loaded(frame, page, now)
+
+    def accessed(self, frame: int, now: int, write: bool) -> None:
+        self.calls.append(("accessed", frame, now, write))
+
+    def removed(self, frame: int) -> None:
+        self.calls.append(("removed", frame))
+        self.inner.removed(frame)
+
+    def tick(self, now: int, bits: RefBits) -> None:
+        self.calls.append(("tick", now))
+
+    def victim(self, candidates: Sequence[int], now: int, bits: RefBits) -> int:
+        self.calls.append(("victim", tuple(candidates), now))
+        if self.bad_victim is not None:
+            return self.bad_victim
+        return self.inner.victim(candidates, now, bits)
+
+    def copy(self) -> Spy:
+        raise NotImplementedError
+
+    def snapshot(self) -> tuple[object, ...]:
+        return ()
+
+
+# -- counting ------------------------------------------------------------------------------
+
+
+def test_counts_add_up_on_the_textbook_string() -> None:
+    result = run("lru", parse_refs(TEXTBOOK), 3)
+    assert (result.references, result.faults, result.hits) == (20, 12, 8)
+    assert result.fault_rate == pytest.approx(0.6)
+    assert result.as_dict()["fault_rate"] == pytest.approx(0.6)
+
+
+def test_evicting_a_dirty_page_counts_a_writeback() -> None:
+    # Page 1 is written, evicted by 2 (writeback), reloaded clean and evicted by 3.
+    result = run("fifo", parse_refs("1w,2,1,3"), 1)
+    assert (result.faults, result.writebacks) == (4, 1)
+    # A page that is dirty at the end is not written back.
+    assert run("fifo", parse_refs("1,2w"), 1).writebacks == 0
+
+
+def test_a_write_hit_dirties_the_page() -> None:
+    assert run("fifo", parse_refs("1,1w,2"), 1).writebacks == 1
+
+
+def test_the_simulator_drives_the_policy_it_is_given() -> None:
+    spy = Spy()
+    simulate(parse_refs("5,6w,5,7"), spy, 2, tick=0)
+    assert spy.calls == [
+        ("loaded", 0, 5, 0),
+        ("loaded", 1, 6, 1),
+        ("accessed", 0, 2, False),
+        ("victim", (0, 1), 3),
+        ("removed", 0),
+        ("loaded", 0, 7, 3),
+    ]
+
+
+def test_ticks_run_before_every_nth_reference() -> None:
+    spy = Spy()
+    simulate([(0, False)] * 7, spy, 1, tick=3)
+    assert [call for call in spy.calls if call[0] == "tick"] == [("tick", 3), ("tick", 6)]
+
+
+def test_by_default_only_policies_that_need_ticks_get_them() -> None:
+    refs = [(page % 4, False) for page in range(40)]
+    assert simulate(refs, make_policy("aging"), 4).tick == 4
+    assert simulate(refs, make_policy("nru"), 4).tick == 4
+    assert simulate(refs, make_policy("lru"), 4).tick == 0
+    spy = Spy()
+    simulate(refs, spy, 4)
+    assert not [call for call in spy.calls if call[0] == "tick"]
+
+
+def test_aging_depends_on_ticks() -> None:
+    refs = parse_refs("1,2,3,1,1,2,4,1,2,5,1,2,3")
+    assert run("aging", refs, 3, tick=1).faults < run("aging", refs, 3, tick=0).faults
+
+
+def test_progress_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "PROGRESS_EVERY", 4)
+    seen: list[int] = []
+    simulate([(n % 3, False) for n in range(10)], make_policy("clock"), 2, progress=seen.append)
+    assert seen == [4, 8]
+
+
+def test_bad_frames_and_tick_are_user_errors() -> None:
+    with pytest.raises(UserError, match="frames: 0"):
+        run("fifo", [], 0)
+    with pytest.raises(UserError, match="tick: -1"):
+        run("fifo", [], 1, tick=-1)
+
+
+def test_a_policy_choosing_a_foreign_frame_is_an_internal_error() -> None:
+    with pytest.raises(InternalError, match="chose frame 9"):
+        simulate(parse_refs("1,2,3"), Spy(bad_victim=9), 2)
+
+
+def test_empty_input_counts_nothing() -> None:
+    result = run("opt", [], 2)
+    assert (result.references, result.faults, result.fault_rate) == (0, 0, 0.0)
+
+
+def test_load_keeps_int_pages_compact_and_falls_back_to_a_list() -> None:
+    pages, writes = load([(3, False), (2**40, True)])
+    assert list(pages) == [3, 2**40] and type(pages).__name__ == "array"
+    assert list(writes) == [0, 1]
+    mixed, _ = load([(3, False), ("text", True), (4, False)])
+    assert list(mixed) == [3, "text", 4]
+
+
+def test_load_reports_progress_and_keeps_non_int_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "PROGRESS_EVERY", 2)
+    seen: list[int] = []
+    pages, writes = load([(1, False), (2, True), ("x", False), (3, True), (4, False)], seen.append)
+    assert list(pages) == [1, 2, "x", 3, 4] and list(writes) == [0, 1, 0, 1, 0]
+    assert seen == [2, 4, 5]
+
+
+# -- input formats -------------------------------------------------------------------------
+
+
+def test_parse_refs_reads_writes_and_rejects_junk() -> None:
+    assert parse_refs(" 1, 2w ,3W,4r") == [(1, False), (2, True), (3, True), (4, False)]
+    with pytest.raises(UserError, match=r"--refs item 2: '-1'"):
+        parse_refs("1,-1")
+    with pytest.raises(UserError, match="item 2: ''"):
+        parse_refs("1,,2")
+
+
+def test_read_refs_handles_blocks_comments_and_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "BLOCK_BYTES", 5)
+    text = b"# a trace\n12\n\n7w\n123456789\n 8 \n3"
+    assert list(read_refs(io.BytesIO(text))) == [
+        (12, False),
+        (7, True),
+        (123456789, False),
+        (8, False),
+        (3, False),
+    ]
+
+
+@pytest.mark.parametrize("block", [5, 1 << 20])
+def test_read_refs_names_the_bad_line(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    monkeypatch.setattr(sim, "BLOCK_BYTES", block)
+    with pytest.raises(UserError, match=r"t\.txt:4: 'x1'"):
+        list(read_refs(io.BytesIO(b"1\n2\n3\nx1\n"), "t.txt"))
+    with pytest.raises(UserError, match=r"t\.txt:3: page number -3 is negative"):
+        list(read_refs(io.BytesIO(b"1\n2\n-3\n"), "t.txt"))
+
+
+def test_read_refs_streams_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "BLOCK_BYTES", 4)
+    refs = read_refs(io.BytesIO(b"1\n2\nbad\n"), "t")
+    assert [next(refs), next(refs)] == [(1, False), (2, False)]  # "bad" is not read yet
+    with pytest.raises(UserError, match="t:3"):
+        next(refs)
+
+
+LACKEY = b"""==4242== Lackey, an example Valgrind tool
+==4242== Command: ./prog
+I  04001000,3
+ L 04001ffe,4
+ S 7ff000398,8
+ M 04003000,4
+I  04001004,2
+
+==4242== Counted 1 call to main()
+"""
+
+
+def test_read_lackey_pages_kinds_and_straddles() -> None:
+    refs = list(read_lackey(io.BytesIO(LACKEY), 4096))
+    assert refs == [
+        (0x4001, False),  # instruction fetch
+        (0x4001, False),  # a load straddling 0x4001 / 0x4002 touches both pages
+        (0x4002, False),
+        (0x7FF000, True),  # store
+        (0x4003, True),  # modify
+        (0x4001, False),
+    ]
+
+
+def test_read_lackey_fast_path_splices_straddling_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No valgrind lines, so every block takes the fast path.
+    log = b"I  0ffe,4\n S 1000,4\n L 2ffc,9\n M 5000,1\n"
+    assert list(read_lackey(io.BytesIO(log), 4096)) == [
+        (0, False),
+        (1, False),
+        (1, True),
+        (2, False),
+        (3, False),
+        (5, True),
+    ]
+    # Records spanning more than two pages touch every page between.
+    assert list(read_lackey(io.BytesIO(b" S 000e,30\n"), 16)) == [(0, True), (1, True), (2, True)]
+    monkeypatch.setattr(sim, "BLOCK_BYTES", 12)
+    assert list(read_lackey(io.BytesIO(log), 4096))[-3:] == [(2, False), (3, False), (5, True)]
+
+
+record = st.tuples(
+    st.sampled_from(["I  ", " L ", " S ", " M "]),
+    st.integers(0, 1 << 20),
+    st.integers(1, 64),
+)
+
+
+def lackey_line(kind: str, address: int, size: int) -> bytes:
+    return f"{kind}{address:08x},{size}".encode()
+
+
+@given(st.lists(record, min_size=1, max_size=30), st.sampled_from([1, 7, 16, 4096]))
+def test_lackey_fast_and_careful_parses_agree(
+    records: list[tuple[str, int, int]], page_size: int
+) -> None:
+    lines = [lackey_line(*fields) for fields in records]
+    fast = sim._lackey_fast(b"".join(line + b"\n" for line in lines), page_size)
+    assert fast is not None
+    assert list(fast) == sim._lackey_slow(lines, 1, page_size, "t")
+
+
+junk = st.sampled_from(
+    [
+        b" L 0400",
+        b" L 04,,8",
+        b" L ,0400,8",
+        b" L 04,8, S 05,9",
+        b" L 0400 8",
+        b"L 0400,8",
+        b" X 0400,8",
+        b" L 0400,-1",
+        b" L -400,1",
+        b" L 0400,8 , 9",
+        b"",
+        b"==1== note",
+        b" L 04 00,8",
+        b"I 0400,3",
+    ]
+)
+
+
+@given(st.lists(st.one_of(record.map(lambda fields: lackey_line(*fields)), junk), max_size=12))
+def test_lackey_fast_path_accepts_only_what_the_careful_parse_accepts(lines: list[bytes]) -> None:
+    fast = sim._lackey_fast(b"".join(line + b"\n" for line in lines), 16)
+    if fast is not None:
+        assert list(fast) == sim._lackey_slow(lines, 1, 16, "t")
+
+
+def test_read_lackey_skips_superblock_lines() -> None:
+    assert list(read_lackey(io.BytesIO(b"SB 04001000\nI  04001000,3\n"), 4096)) == [(0x4001, False)]
+
+
+def test_read_lackey_rejects_malformed_lines() -> None:
+    malformed = [
+        b" X 0400,4",
+        b" L 04zz,4",
+        b" L 0400",
+        b" L 0400,0",
+        b"garbage",
+        b" L 04,8, S 05,9",  # two records on one line
+        b"L 0400,8",
+    ]
+    for line in malformed:
+        with pytest.raises(UserError, match=r"log:2: malformed lackey line"):
+            list(read_lackey(io.BytesIO(b"I  0400,4\n" + line + b"\n S 0500,4\n"), 4096, "log"))
+    with pytest.raises(UserError, match="page size"):
+        list(read_lackey(io.BytesIO(b""), 0))
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["simulate", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_json_has_the_counts() -> None:
+    code, out, _ = invoke("--policy", "opt", "--frames", "3", "--refs", TEXTBOOK, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["policy"] == "opt" and data["frames"] == 3
+    assert (data["references"], data["faults"], data["hits"], data["writebacks"]) == (20, 9, 11, 0)
+    assert all(isinstance(data[key], int) for key in ("references", "faults", "hits"))
+
+
+def test_cli_text_output() -> None:
+    code, out, _ = invoke("-p", "fifo", "-n", "3", "--refs", "1,2,3,4,1,2,5,1,2,3,4,5")
+    assert code == 0
+    assert "faults      9\n" in out and "fault rate  0.7500\n" in out
+
+
+def test_cli_reads_a_refs_file(tmp_path: Path) -> None:
+    path = tmp_path / "refs.txt"
+    path.write_text("1w\n2\n1\n3\n")
+    code, out, _ = invoke("-p", "lru", "-n", "1", "--refs-file", str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["writebacks"] == 1
+
+
+def test_cli_reads_a_lackey_log(tmp_path: Path) -> None:
+    path = tmp_path / "lackey.log"
+    path.write_bytes(LACKEY)
+    code, out, _ = invoke(
+        "-p", "fifo", "-n", "1", "--refs-file", str(path), "--lackey", "--page-size", "4096"
+    )
+    assert code == 0
+    assert "references  6\n" in out and "faults      5\n" in out and "writebacks  2\n" in out
+    code, out, _ = invoke(
+        "-p", "fifo", "-n", "8", "--refs-file", str(path), "--lackey", "--page-size", "65536"
+    )
+    assert "faults      2\n" in out  # pages 0x400 and 0x7ff00
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "lfu", "-n", "3", "--refs", "1"], "unknown replacement policy 'lfu'"),
+        (["-p", "lru", "-n", "0", "--refs", "1"], "--frames: 0 must be at least 1"),
+        (["-p", "lru", "-n", "3"], "exactly one of --refs"),
+        (["-p", "lru", "-n", "3", "--refs", "1", "--refs-file", "x"], "exactly one of --refs"),
+        (["-p", "lru", "-n", "3", "--refs", "1,two"], "item 2: 'two' is not a page number"),
+        (["-p", "lru", "-n", "3", "--refs-file", "/no/such/file"], "cannot read --refs-file"),
+        (["-p", "lru", "-n", "3", "--refs", "1", "--lackey"], "--lackey"),
+        (["-p", "lru", "-n", "3", "--refs", "1", "--page-size", "8"], "--page-size"),
+        (["-p", "lru", "-n", "3", "--refs", "1", "--tick", "-2"], "tick: -2"),
+        (["-p", "wsclock", "-n", "3", "--refs", "1", "--tau", "-2"], "tau: -2"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
+    code, out, err = invoke(*args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("pagingcheck: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_bad_file_content_exits_2(tmp_path: Path) -> None:
+    refs = tmp_path / "refs.txt"
+    refs.write_text("1\n2\nthree\n")
+    code, _, err = invoke("-p", "opt", "-n", "2", "--refs-file", str(refs))
+    assert code == 2 and f"{refs}:3: 'three' is not a page number" in err
+    log = tmp_path / "lackey.log"
+    log.write_bytes(b"I  0400,4\n L 0400;4\n")
+    code, _, err = invoke("-p", "clock", "-n", "2", "--refs-file", str(log), "--lackey")
+    assert code == 2 and f"{log}:2: malformed lackey line" in err
+    assert err.count("\n") == 1
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_for_big_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    position = [0]
+    with ExitStack() as stack:
+        monkeypatch.setattr(sys, "stderr", io.StringIO())
+        assert cli_module._progress_bar(stack, lambda: position[0], 1 << 30) is None
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert cli_module._progress_bar(stack, lambda: 0, 100) is None  # small file
+        advance = cli_module._progress_bar(stack, lambda: position[0], 1 << 30)
+        assert advance is not None
+        position[0] = 1 << 29
+        advance(1000)
+    assert "simulating" in terminal.getvalue() and "50%" in terminal.getvalue()
+
+
+def test_cli_directory_is_not_readable(tmp_path: Path) -> None:
+    code, _, err = invoke("-p", "lru", "-n", "2", "--refs-file", str(tmp_path))
+    assert code == 2 and "cannot read --refs-file" in err
