@@ -2,15 +2,170 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from importlib.metadata import version
+from typing import NoReturn
 
 import click
+
+from pagingcheck.checks.commands import COMMANDS
+from pagingcheck.impl.replacement import DEFAULT_TAU, POLICY_NAMES
+from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
+from pagingcheck.model.errors import UserError
+
+EXIT_USAGE = 2
+
+PROGRESS_MIN_BYTES = 1 << 20
+"""Files smaller than this simulate too fast to be worth a progress bar."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("pagingcheck"), prog_name="pagingcheck")
 def cli() -> None:
     """Check demand-paging designs and implementations against an abstract spec."""
+
+
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` as one error line on stderr and exit 2."""
+    click.echo(f"pagingcheck: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@cli.command()
+@click.option(
+    "--policy",
+    "-p",
+    required=True,
+    metavar="NAME",
+    help=f"Replacement policy: {', '.join(POLICY_NAMES)}.",
+)
+@click.option("--frames", "-n", required=True, type=int, help="Number of page frames (>= 1).")
+@click.option("--refs", "refs_text", metavar="LIST", help="Pages inline: 1,2,3 (2w = write to 2).")
+@click.option(
+    "--refs-file",
+    metavar="FILE",
+    help="Pages from FILE, one per line (12 or 12w), or a lackey log with --lackey.",
+)
+@click.option(
+    "--lackey",
+    is_flag=True,
+    help="FILE is a valgrind --tool=lackey --trace-mem=yes log.",
+)
+@click.option(
+    "--page-size",
+    type=int,
+    metavar="BYTES",
+    help="Page size for --lackey addresses [default: 4096].",
+)
+@click.option(
+    "--tick",
+    type=int,
+    metavar="N",
+    help="Clock tick every N references (0: never) [default: frames for nru and aging, else 0].",
+)
+@click.option(
+    "--tau",
+    type=int,
+    default=DEFAULT_TAU,
+    show_default=True,
+    help="Window, in references, for working-set and wsclock.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def simulate(
+    policy: str,
+    frames: int,
+    refs_text: str | None,
+    refs_file: str | None,
+    lackey: bool,
+    page_size: int | None,
+    tick: int | None,
+    tau: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Count page faults of a replacement policy on a reference string.
+
+    Give the references with exactly one of --refs and --refs-file. Prints
+    references, faults, hits, writebacks and the fault rate. Bad input
+    exits with status 2 and a message naming the problem.
+    """
+    if (refs_text is None) == (refs_file is None):
+        _fail("give exactly one of --refs LIST and --refs-file FILE")
+    if lackey and refs_file is None:
+        _fail("--lackey describes the format of --refs-file; it cannot be used with --refs")
+    if page_size is not None and not lackey:
+        _fail("--page-size applies only to --lackey logs")
+    if policy not in POLICY_NAMES:
+        _fail(f"unknown replacement policy {policy!r}; choose one of: {', '.join(POLICY_NAMES)}")
+    if frames < 1:
+        _fail(f"--frames: {frames} must be at least 1")
+    if page_size is not None and page_size < 1:
+        _fail(f"--page-size: {page_size} must be at least 1 byte")
+    try:
+        with ExitStack() as stack:
+            if refs_text is not None:
+                refs: Iterable[Ref] = parse_refs(refs_text)
+                progress = None
+            else:
+                assert refs_file is not None
+                try:
+                    stream = stack.enter_context(open(refs_file, "rb"))
+                    size = os.fstat(stream.fileno()).st_size
+                except OSError as error:
+                    _fail(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
+                if lackey:
+                    refs = read_lackey(stream, page_size or 4096, refs_file)
+                else:
+                    refs = read_refs(stream, refs_file)
+                progress = _progress_bar(stack, stream.tell, size)
+            result = run(policy, refs, frames, seed=seed, tau=tau, tick=tick, progress=progress)
+    except UserError as error:
+        _fail(str(error))
+    except OSError as error:  # a read failing part way through the file
+        _fail(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
+    _print_result(result, as_json)
+
+
+def _progress_bar(
+    stack: ExitStack, position: Callable[[], int], size: int
+) -> Callable[[int], None] | None:
+    """A progress callback drawing a bar over the file's bytes on a terminal, else None."""
+    if size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return None
+    bar = stack.enter_context(
+        click.progressbar(length=size, label="simulating", file=sys.stderr, show_eta=True)
+    )
+
+    def advance(_done: int) -> None:
+        bar.update(min(position(), size) - bar.pos)
+
+    return advance
+
+
+def _print_result(result: SimResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+        return
+    rows = [
+        ("policy", result.policy),
+        ("frames", str(result.frames)),
+        ("references", str(result.references)),
+        ("faults", str(result.faults)),
+        ("hits", str(result.hits)),
+        ("writebacks", str(result.writebacks)),
+        ("fault rate", f"{result.fault_rate:.4f}"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<12}{value}")
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

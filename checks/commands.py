@@ -1,0 +1,247 @@
+"""The checking commands: verify, replay, validate, mutants.
+
+Exit codes: 0 every property held, 1 a property was violated, 2 bad usage
+or input. With ``--json`` each command prints exactly one JSON object on
+stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from pagingcheck.checks import config as checkconfig
+from pagingcheck.checks import traces
+from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
+from pagingcheck.checks.verify import VerifyReport, verify
+from pagingcheck.model.errors import UserError
+
+EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
+
+
+def fail_usage(message: str) -> NoReturn:
+    """Print ``message`` as an error and exit 2."""
+    click.echo(f"pagingcheck: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    """Print one JSON object on stdout."""
+    click.echo(json.dumps(data, indent=2))
+
+
+def progress_printer(enabled: bool) -> Any:
+    """A progress callback writing to stderr (silent when disabled)."""
+
+    def show(message: str) -> None:
+        if enabled:
+            click.echo(message, err=True)
+
+    return show
+
+
+def _print_report(report: VerifyReport) -> None:
+    for check in report.checks:
+        mark = "PASS" if check.ok else "FAIL"
+        click.echo(f"{mark}  {check.name:<32} {check.seconds:7.1f}s  {check.detail}")
+    click.echo("\ncoverage (paging situations reached):")
+    for name, count in report.coverage.table():
+        click.echo(f"  {name:<36} {count:>7}{'' if count else '   <- never reached'}")
+    click.echo("\nverify: " + ("all properties held" if report.ok else "FAILED"))
+
+
+@click.command("verify")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration (default: the built-in one).",
+)
+@click.option(
+    "--impl",
+    "implementation",
+    default=REFERENCE_KERNEL,
+    show_default=True,
+    help="Kernel to check, as MODULE:ATTR building a kernel.",
+)
+@click.option(
+    "--traces",
+    "trace_dir",
+    type=click.Path(path_type=Path),
+    default=Path("traces"),
+    show_default=True,
+    help="Where counterexample traces are written.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify_command(
+    config_path: Path | None, implementation: str, trace_dir: Path, as_json: bool
+) -> None:
+    """Run every check on a configuration and print a summary per check."""
+    try:
+        config = checkconfig.load(config_path)
+        factory = resolve_factory(implementation)
+    except UserError as error:
+        fail_usage(str(error))
+    report = verify(
+        config,
+        factory,
+        implementation,
+        trace_dir,
+        progress_printer(not as_json or sys.stderr.isatty()),
+    )
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        _print_report(report)
+    sys.exit(EXIT_OK if report.ok else EXIT_VIOLATED)
+
+
+@click.command("replay")
+@click.argument("trace_path", type=click.Path(path_type=Path))
+@click.option(
+    "--impl",
+    "implementation",
+    default=None,
+    help="Replay against this kernel instead of the one the trace names.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def replay_command(trace_path: Path, implementation: str | None, as_json: bool) -> None:
+    """Re-execute a trace: exit 1 with a step table if it still fails, 0 if not."""
+    try:
+        trace = traces.load(_read(trace_path), str(trace_path))
+        factory = resolve_factory(implementation or trace.implementation)
+        result = traces.replay(trace, factory)
+    except UserError as error:
+        fail_usage(str(error))
+    violated = result.violation is not None
+    if as_json:
+        emit_json(
+            {
+                "ok": not violated,
+                "steps": len(result.records),
+                "violation": None
+                if result.violation is None
+                else {
+                    "property": result.violation.property,
+                    "why": result.violation.message,
+                    "step": result.failing_step,
+                },
+            }
+        )
+    else:
+        click.echo(traces.render(trace, result))
+    sys.exit(EXIT_VIOLATED if violated else EXIT_OK)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise UserError(f"{path}: cannot read: {error.strerror}") from error
+
+
+@click.command("validate")
+@click.option(
+    "--impl",
+    "implementation",
+    required=True,
+    help="Your kernel, as MODULE:ATTR; ATTR(hardware_config, kernel_config) builds it.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration (default: the built-in one).",
+)
+@click.option(
+    "--traces",
+    "trace_dir",
+    type=click.Path(path_type=Path),
+    default=Path("traces"),
+    show_default=True,
+    help="Where a counterexample trace is written.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def validate_command(
+    implementation: str, config_path: Path | None, trace_dir: Path, as_json: bool
+) -> None:
+    """Check another implementation of the kernel interface against the spec."""
+    try:
+        config = checkconfig.load(config_path)
+        factory = resolve_factory(implementation)
+    except UserError as error:
+        fail_usage(str(error))
+    report = verify(
+        config,
+        factory,
+        implementation,
+        trace_dir,
+        progress_printer(not as_json),
+        require_coverage=False,
+    )
+    failed = next((c for c in report.checks if not c.ok), None)
+    violation = None if failed is None else failed.extra.get("violation")
+    if as_json:
+        emit_json({"ok": failed is None, "violation": violation})
+    elif failed is None:
+        click.echo(f"pass: {implementation} refines the spec on every configuration checked")
+    else:
+        click.echo(f"FAIL: {failed.detail}")
+    sys.exit(EXIT_OK if failed is None else EXIT_VIOLATED)
+
+
+@click.command("mutants")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration (default: the built-in one).",
+)
+@click.option("--only", multiple=True, metavar="NAME", help="Run only these mutants.")
+@click.option(
+    "--traces",
+    "trace_dir",
+    type=click.Path(path_type=Path),
+    default=Path("traces"),
+    show_default=True,
+    help="Where each killed mutant's trace is written.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def mutants_command(
+    config_path: Path | None, only: tuple[str, ...], trace_dir: Path, as_json: bool
+) -> None:
+    """Run the checker on every seeded-bug kernel and print the kill matrix."""
+    from pagingcheck.checks.mutants import kill_matrix
+    from pagingcheck.impl.mutants import BY_NAME, MUTANTS
+
+    try:
+        config = checkconfig.load(config_path)
+        unknown = [name for name in only if name not in BY_NAME]
+        if unknown:
+            raise UserError(f"--only {unknown[0]!r}: no such mutant; known: {', '.join(BY_NAME)}")
+    except UserError as error:
+        fail_usage(str(error))
+    chosen = [BY_NAME[name] for name in only] if only else list(MUTANTS)
+    rows = kill_matrix(config, trace_dir, chosen, progress_printer(not as_json))
+    killed = sum(row.killed for row in rows)
+    if as_json:
+        emit_json(
+            {"total": len(rows), "killed": killed, "mutants": [row.to_json() for row in rows]}
+        )
+    else:
+        click.echo(f"{'mutant':<34} {'killed':<7} {'by':<24} {'seconds':>8} {'steps':>6}")
+        for row in rows:
+            click.echo(
+                f"{row.name:<34} {'yes' if row.killed else 'NO':<7} {row.by or '-':<24} "
+                f"{row.seconds:>8.1f} {row.trace_steps if row.trace_steps is not None else '-':>6}"
+            )
+        click.echo(f"\n{killed} of {len(rows)} mutants killed")
+    sys.exit(EXIT_OK if killed == len(rows) else EXIT_VIOLATED)
+
+
+#: The checking commands, registered on the ``pagingcheck`` group by ``checks.cli``.
+COMMANDS = (verify_command, replay_command, validate_command, mutants_command)

@@ -1,0 +1,267 @@
+"""Check configurations in YAML: hardware, kernel, workload and check budgets.
+
+Loaded with ``yaml.safe_load`` only. Every mistake (unknown key, wrong type,
+impossible size, program that does not assemble) raises
+:class:`~pagingcheck.model.errors.ConfigError` naming the key and the fix.
+The built-in default ships as package data (``default.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pagingcheck.impl.config import KernelConfig
+from pagingcheck.model.asm import assemble
+from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.errors import ConfigError, UserError
+from pagingcheck.model.program import Program, SharedSegment
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The programs a run may spawn, which start at boot, and the driver's freedoms."""
+
+    programs: tuple[Program, ...]
+    sources: tuple[dict[str, Any], ...]
+    initial: tuple[int, ...] = (0,)
+    max_spawns: int = 0
+    timer: bool = True
+    kills: bool = False
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How hard to look: Hypothesis runs, steps per run, seconds spent shrinking a failure."""
+
+    examples: int = 30
+    steps: int = 60
+    shrink_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """A whole check configuration; ``variants`` are overrides run in turn."""
+
+    hardware: HardwareConfig
+    kernel: KernelConfig
+    workload: Workload
+    budget: Budget = field(default_factory=Budget)
+    variants: tuple[dict[str, dict[str, Any]], ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def expand(self) -> list[tuple[str, CheckConfig]]:
+        """The configurations to check: one per variant (or just this one), named."""
+        if not self.variants:
+            return [("base", self)]
+        runs = []
+        for variant in self.variants:
+            name = str(variant.get("name", "variant"))
+            hardware = self.hardware.replace(**variant.get("hardware", {}))
+            kernel = dataclasses.replace(self.kernel, **variant.get("kernel", {}))
+            runs.append(
+                (name, dataclasses.replace(self, hardware=hardware, kernel=kernel, variants=()))
+            )
+        return runs
+
+
+_TOP_KEYS = {"hardware", "kernel", "workload", "budget", "variants"}
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _known(data: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; allowed keys are: {', '.join(sorted(allowed))}"
+        )
+
+
+def _int(value: Any, where: str, least: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(f"{where}: expected an integer of at least {least}, got {value!r}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _words(value: Any, where: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"{where}: expected a list of integers")
+    return tuple(v & 0xFFFF_FFFF for v in value)
+
+
+def parse_program(data: Any, where: str) -> Program:
+    """A program from its YAML mapping (assembly text under ``text``)."""
+    data = _mapping(data, where)
+    _known(data, {"name", "text", "data", "heap_pages", "stack_pages", "shared"}, where)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: every program needs a non-empty name")
+    source = data.get("text")
+    if not isinstance(source, str):
+        raise ConfigError(f"{where}.text: expected the program's assembly text")
+    try:
+        text = tuple(assemble(source))
+    except UserError as error:
+        raise ConfigError(f"{where}.text: {error}") from error
+    shared = []
+    for index, seg in enumerate(data.get("shared") or []):
+        at = f"{where}.shared[{index}]"
+        seg = _mapping(seg, at)
+        _known(seg, {"name", "vpn", "pages", "writable"}, at)
+        if not isinstance(seg.get("name"), str):
+            raise ConfigError(f"{at}.name: expected the segment's name")
+        shared.append(
+            SharedSegment(
+                seg["name"],
+                _int(seg.get("vpn"), f"{at}.vpn"),
+                _int(seg.get("pages", 1), f"{at}.pages", 1),
+                _bool(seg.get("writable", True), f"{at}.writable"),
+            )
+        )
+    return Program(
+        name,
+        text,
+        _words(data.get("data"), f"{where}.data"),
+        heap_pages=_int(data.get("heap_pages", 0), f"{where}.heap_pages"),
+        stack_pages=_int(data.get("stack_pages", 1), f"{where}.stack_pages"),
+        shared=tuple(shared),
+    )
+
+
+def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
+    """The workload section."""
+    data = _mapping(data, "workload")
+    _known(data, {"programs", "initial", "max_spawns", "timer", "kills"}, "workload")
+    raw_programs = data.get("programs")
+    if not isinstance(raw_programs, list) or not raw_programs:
+        raise ConfigError("workload.programs: expected a non-empty list of programs")
+    programs = tuple(
+        parse_program(p, f"workload.programs[{i}]") for i, p in enumerate(raw_programs)
+    )
+    for index, program in enumerate(programs):
+        try:
+            program.validate(hardware.page_words, hardware.va_pages)
+        except UserError as error:
+            raise ConfigError(f"workload.programs[{index}]: {error}") from error
+    initial = data.get("initial", [0])
+    if not isinstance(initial, list):
+        raise ConfigError("workload.initial: expected a list of program indices")
+    for index in initial:
+        if not isinstance(index, int) or not 0 <= index < len(programs):
+            raise ConfigError(
+                f"workload.initial: {index!r} is not a program index (0..{len(programs) - 1})"
+            )
+    return Workload(
+        programs,
+        tuple(raw_programs),
+        tuple(initial),
+        max_spawns=_int(data.get("max_spawns", 0), "workload.max_spawns"),
+        timer=_bool(data.get("timer", True), "workload.timer"),
+        kills=_bool(data.get("kills", False), "workload.kills"),
+    )
+
+
+def parse_budget(data: Any) -> Budget:
+    """The budget section."""
+    data = _mapping(data, "budget")
+    fields = {f.name for f in dataclasses.fields(Budget)}
+    _known(data, fields, "budget")
+    return Budget(**{k: _int(v, f"budget.{k}", 1) for k, v in data.items()})
+
+
+def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
+    """The variants section: a list of {name, hardware: {...}, kernel: {...}} overrides."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError("variants: expected a list of overrides")
+    variants: list[dict[str, Any]] = []
+    for index, variant in enumerate(data):
+        where = f"variants[{index}]"
+        variant = _mapping(variant, where)
+        _known(variant, {"name", "hardware", "kernel"}, where)
+        hardware = _mapping(variant.get("hardware"), f"{where}.hardware")
+        kernel = _mapping(variant.get("kernel"), f"{where}.kernel")
+        _known(hardware, {f.name for f in dataclasses.fields(HardwareConfig)}, f"{where}.hardware")
+        _known(kernel, {f.name for f in dataclasses.fields(KernelConfig)}, f"{where}.kernel")
+        variants.append(
+            {
+                "name": str(variant.get("name", f"variant{index}")),
+                "hardware": hardware,
+                "kernel": kernel,
+            }
+        )
+    return tuple(variants)
+
+
+def parse_config(data: Any) -> CheckConfig:
+    """A whole configuration from its parsed YAML."""
+    data = _mapping(data, "configuration")
+    _known(data, _TOP_KEYS, "configuration")
+    hardware = HardwareConfig.from_mapping(data.get("hardware"))
+    kernel = KernelConfig.from_mapping(data.get("kernel"))
+    config = CheckConfig(
+        hardware,
+        kernel,
+        parse_workload(data.get("workload"), hardware),
+        parse_budget(data.get("budget")),
+        parse_variants(data.get("variants")),
+        raw=data,
+    )
+    for name, run in config.expand():
+        try:
+            for program in run.workload.programs:
+                program.validate(run.hardware.page_words, run.hardware.va_pages)
+        except UserError as error:
+            raise ConfigError(f"variant {name}: {error}") from error
+    return config
+
+
+def load_text(text: str, source: str = "<config>") -> CheckConfig:
+    """Parse YAML text safely and build a configuration."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {error}") from error
+    try:
+        return parse_config(data)
+    except TypeError as error:
+        raise ConfigError(f"{source}: {error}") from error
+
+
+def load(path: Path | None) -> CheckConfig:
+    """The configuration in ``path``, or the built-in default when None."""
+    if path is None:
+        return load_text(default_text(), "built-in default")
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the configuration: {error.strerror}") from error
+    return load_text(text, str(path))
+
+
+def default_text() -> str:
+    """The built-in default configuration's YAML text."""
+    return files("pagingcheck.checks").joinpath("default.yaml").read_text()

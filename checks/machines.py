@@ -1,0 +1,192 @@
+"""Hypothesis stateful machines whose rules are the system's choices.
+
+Each rule is one choice the driver can make: run a ready process for one
+instruction, complete a disk request, fire the timer, spawn a program (from
+the workload, or a small random one drawn from
+:func:`pagingcheck.checks.strategies.programs`, which includes invalid
+addresses and protection violations), or kill a process. After every step
+the checker tests refinement, restart exactness and every invariant; the
+first failure stops the run with a :class:`PropertyFailed` carrying a
+replayable trace. Hypothesis then shrinks the choice sequence, so the
+reported trace is a small one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from pagingcheck.checks import traces
+from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.coverage import Coverage, classify
+from pagingcheck.checks.observe import Violation
+from pagingcheck.checks.refinement import Checker
+from pagingcheck.checks.runner import KernelFactory, RunResult, start
+from pagingcheck.checks.strategies import programs as random_programs
+from pagingcheck.checks.system import Choice, StepRecord
+from pagingcheck.model.program import Program
+
+RUN_WEIGHT = 3
+
+
+class PropertyFailed(AssertionError):
+    """A property was violated; ``trace`` replays the run that violated it."""
+
+    def __init__(self, trace: traces.Trace) -> None:
+        self.trace = trace
+        assert trace.violation is not None
+        # The message stays short: Hypothesis builds one per failing attempt
+        # while it shrinks; the YAML is written once, for the final trace.
+        super().__init__(f"{trace.violation.explain()} after {len(trace.choices)} steps")
+
+
+@dataclass
+class Campaign:
+    """Accumulated over every run of one machine class: coverage and step counts."""
+
+    coverage: Coverage = field(default_factory=Coverage)
+    runs: int = 0
+    steps: int = 0
+    shrink_seconds: float = 30.0
+    best: traces.Trace | None = None
+    first_failure: float | None = None
+
+    def record_failure(self, trace: traces.Trace) -> None:
+        """Keep the shortest failing trace seen; start the shrinking clock at the first."""
+        if self.first_failure is None:
+            self.first_failure = time.perf_counter()
+        if self.best is None or len(trace.choices) < len(self.best.choices):
+            self.best = trace
+
+    @property
+    def shrinking_over(self) -> bool:
+        """Whether shrinking has used its time: later attempts then do nothing, cheaply."""
+        return (
+            self.first_failure is not None
+            and time.perf_counter() - self.first_failure > self.shrink_seconds
+        )
+
+
+def machine_for(
+    config: CheckConfig,
+    factory: KernelFactory,
+    implementation: str,
+    campaign: Campaign,
+    random_spawns: bool = True,
+) -> type[RuleBasedStateMachine]:
+    """A RuleBasedStateMachine class checking ``config`` on kernels built by ``factory``."""
+
+    class PagingMachine(RuleBasedStateMachine):
+        """Choices of the driver as rules; every property checked after each."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.checker: Checker = start(config, factory)
+            self.choices: list[Choice] = []
+            self.records: list[StepRecord] = []
+            campaign.runs += 1
+            initial = self.checker.check_state()
+            if initial is not None:
+                self._fail(initial)
+
+        def _programs(self) -> tuple[Program, ...]:
+            return self.checker.system.programs
+
+        def _fail(self, violation: Violation) -> None:
+            result = RunResult(self.records, violation, len(self.records))
+            workload_config = _with_programs(config, self._programs())
+            trace = traces.from_run(workload_config, implementation, self.choices, result)
+            campaign.record_failure(trace)
+            raise PropertyFailed(trace)
+
+        def _take(self, choice: Choice) -> None:
+            before = self.checker.observed
+            self.choices.append(choice)
+            record, violation = self.checker.step(choice)
+            self.records.append(record)
+            campaign.steps += 1
+            campaign.coverage.add(classify(config.hardware, record, before, self.checker.observed))
+            if violation is not None:
+                self._fail(violation)
+
+        @rule(data=st.data())
+        def choose(self, data: st.DataObject) -> None:
+            """Make one of the choices enabled now (run, disk, timer, workload spawn, kill)."""
+            enabled = self.checker.choices()
+            if not enabled or campaign.shrinking_over:
+                return
+            # Running processes is what reaches paging situations, so run choices
+            # get more weight than disk, timer, spawn and kill choices.
+            runs = [c for c in enabled if c[0] == "run"]
+            self._take(data.draw(st.sampled_from(runs * RUN_WEIGHT + enabled), label="choice"))
+
+        @precondition(
+            lambda self: (
+                random_spawns and self.checker.system.spawns < self.checker.system.max_spawns
+            )
+        )
+        @rule(program=random_programs(config.hardware))
+        def spawn_random(self, program: Program) -> None:
+            """Spawn a small random program (it may touch invalid or forbidden pages)."""
+            if campaign.shrinking_over:
+                return
+            system = self.checker.system
+            system.programs = (*system.programs, program)
+            self._take(("spawn", len(system.programs) - 1))
+
+    PagingMachine.__name__ = f"PagingMachine_{config.hardware.page_table}"
+    return PagingMachine
+
+
+def _with_programs(config: CheckConfig, programs: tuple[Program, ...]) -> CheckConfig:
+    from dataclasses import replace
+
+    return replace(config, workload=replace(config.workload, programs=programs))
+
+
+def run_campaign(
+    config: CheckConfig,
+    factory: KernelFactory,
+    implementation: str,
+    *,
+    examples: int,
+    steps: int,
+    random_spawns: bool = True,
+    shrink_seconds: float = 30.0,
+) -> tuple[Campaign, traces.Trace | None]:
+    """Run the machine for ``examples`` runs of up to ``steps`` steps; return coverage and the
+    shrunk failing trace, if any. Derandomized, so the same configuration gives the same runs."""
+    campaign = Campaign(shrink_seconds=shrink_seconds)
+    machine = machine_for(config, factory, implementation, campaign, random_spawns)
+    run_settings = settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+        verbosity=Verbosity.quiet,
+        # The explain phase re-runs the shrunk example many times to annotate
+        # it; a trace already shows every step, so it is skipped.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    )
+    try:
+        run_state_machine_as_test(machine, settings=run_settings)
+    except Exception:
+        # Past the shrinking time the machine stops failing, so Hypothesis may
+        # report the run as flaky; the shortest trace seen is the answer either
+        # way, and it replays deterministically.
+        if campaign.best is None:
+            raise
+    return campaign, campaign.best

@@ -1,0 +1,118 @@
+"""``pagingcheck verify``: the main job.
+
+For each configuration variant, run the Hypothesis stateful machine over the
+system's choices, checking refinement, restart exactness and every
+invariant after every step. Then check that the runs together reached every
+paging situation (an unreached situation fails the verify: a green run must
+have exercised the paging code). Each failure writes a replayable trace.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pagingcheck.checks import traces
+from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.coverage import SITUATIONS, Coverage
+from pagingcheck.checks.machines import run_campaign
+from pagingcheck.checks.runner import KernelFactory
+
+
+@dataclass
+class CheckResult:
+    """One named check's outcome, as printed and as JSON."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object for this check."""
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+
+
+@dataclass
+class VerifyReport:
+    """Every check's result and the coverage over all runs."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    coverage: Coverage = field(default_factory=Coverage)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check held."""
+        return all(check.ok for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object ``verify --json`` prints."""
+        return {
+            "ok": self.ok,
+            "checks": [c.to_json() for c in self.checks],
+            "coverage": dict(self.coverage.table()),
+        }
+
+
+Progress = Callable[[str], None]
+
+
+def verify(
+    config: CheckConfig,
+    factory: KernelFactory,
+    implementation: str,
+    trace_dir: Path,
+    progress: Progress = lambda _: None,
+    require_coverage: bool = True,
+) -> VerifyReport:
+    """Run every check on ``config`` (each variant in turn)."""
+    report = VerifyReport()
+    runs = config.expand()
+    for index, (name, run) in enumerate(runs, start=1):
+        progress(f"[{index}/{len(runs)}] {name}")
+        began = time.perf_counter()
+        campaign, failure = run_campaign(
+            run,
+            factory,
+            implementation,
+            examples=run.budget.examples,
+            steps=run.budget.steps,
+            shrink_seconds=run.budget.shrink_seconds,
+        )
+        report.coverage.merge(campaign.coverage)
+        result = CheckResult(
+            f"stateful:{name}",
+            failure is None,
+            seconds=time.perf_counter() - began,
+            extra={"runs": campaign.runs, "steps": campaign.steps},
+        )
+        if failure is not None and failure.violation is not None:
+            path = traces.write(failure, trace_dir, f"{name}-{failure.violation.property}")
+            result.detail = f"{failure.violation.explain()} (trace: {path})"
+            result.extra["violation"] = {"property": failure.violation.property, "trace": str(path)}
+        else:
+            result.detail = f"{campaign.runs} runs, {campaign.steps} steps, all properties held"
+        report.checks.append(result)
+    if require_coverage:
+        missing = report.coverage.unreached(SITUATIONS)
+        report.checks.append(
+            CheckResult(
+                "coverage",
+                not missing,
+                "every paging situation reached"
+                if not missing
+                else f"never reached: {', '.join(missing)}",
+                extra={"unreached": missing},
+            )
+        )
+    return report

@@ -1,0 +1,71 @@
+"""Check configurations: the default loads, and every mistake gets a message naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pagingcheck.checks import config as checkconfig
+from pagingcheck.model.errors import ConfigError
+
+GOOD = """
+hardware: {user_frames: 4}
+workload:
+  programs:
+    - name: p
+      text: |
+        MOV #1, r1
+        SYS 0
+"""
+
+
+def test_default_configuration_loads_with_variants_over_every_format() -> None:
+    config = checkconfig.load(None)
+    runs = config.expand()
+    formats = {run.hardware.page_table for _, run in runs}
+    assert formats == {"linear", "multilevel", "hashed", "inverted"}
+    assert {run.hardware.restart for _, run in runs} == {"precise", "state_register", "decode"}
+    assert {(r.hardware.tlb_tagged, r.hardware.tlb_refill) for _, r in runs} == {
+        (True, "hardware"),
+        (False, "hardware"),
+        (True, "software"),
+        (False, "software"),
+    }
+
+
+def test_minimal_configuration_uses_defaults() -> None:
+    config = checkconfig.load_text(GOOD)
+    assert config.hardware.user_frames == 4
+    assert config.workload.programs[0].text[0] != 0
+    assert config.expand()[0][0] == "base"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hardware: [", "not valid YAML"),
+        ("- 1\n- 2", "expected a mapping"),
+        (GOOD + "extra: 1\n", "unknown key 'extra'"),
+        (GOOD.replace("user_frames: 4", "user_frames: four"), "user_frames: expected an integer"),
+        (GOOD.replace("user_frames: 4", "page_words: 3"), "page_words"),
+        (GOOD + "kernel: {policy: belady}\n", "kernel.policy"),
+        (GOOD + "kernel: {policy: opt}\n", "future"),
+        (GOOD.replace("MOV #1, r1", "MOVE #1, r1"), r"programs\[0\].text"),
+        (GOOD + "budget: {examples: 0}\n", "budget.examples"),
+        (
+            GOOD + "variants: [{name: v, hardware: {tlb: 3}}]\n",
+            r"variants\[0\].hardware: unknown key .tlb.",
+        ),
+        (GOOD.replace("name: p", "name: p\n      heap_pages: 99"), "do not fit"),
+        ("!!python/object:os.system {}\n", "not valid YAML"),
+    ],
+)
+def test_mistakes_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        checkconfig.load_text(text)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        checkconfig.load(tmp_path / "missing.yaml")

@@ -1,0 +1,106 @@
+"""Each invariant holds on reachable states and fails on a state with its seeded bug."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pagingcheck.checks.invariants import INVARIANTS, check_all
+from pagingcheck.checks.observe import Observed
+from pagingcheck.checks.refinement import Checker
+from pagingcheck.impl.interface import KernelView
+from pagingcheck.model import bits
+from pagingcheck.model.tlb import TlbEntry
+
+
+def corrupt(checker: Checker, **changes: object) -> Observed:
+    """The checker's state with fields of the kernel view replaced."""
+    state = checker.observed
+    view: KernelView = dataclasses.replace(state.view, **changes)  # type: ignore[arg-type]
+    return Observed(state.machine.copy(), view)
+
+
+def test_reachable_states_satisfy_every_invariant(
+    busy_state: Checker, shared_state: Checker
+) -> None:
+    for checker in (busy_state, shared_state):
+        assert check_all(checker.observed) is None
+
+
+def test_every_invariant_has_a_statement() -> None:
+    assert len(INVARIANTS) >= 7
+    for invariant in INVARIANTS.values():
+        assert len(invariant.statement.split()) > 8
+
+
+def test_busy_frame_on_free_list_is_caught(busy_state: Checker) -> None:
+    pfn = next(iter(busy_state.observed.transfers))
+    state = corrupt(busy_state, free_frames=(*busy_state.observed.view.free_frames, pfn))
+    violation = INVARIANTS["busy_frame_exclusive"].check(state)
+    assert violation is not None and ("pfn", pfn) in violation.witness
+
+
+def test_busy_frame_in_tlb_is_caught(busy_state: Checker) -> None:
+    pfn = next(iter(busy_state.observed.transfers))
+    state = busy_state.observed
+    machine = state.machine.copy()
+    machine.mmu.tlb_write(TlbEntry(machine.mmu.asid, 1, 0, bits.make_pte(pfn, bits.READ)))
+    violation = INVARIANTS["busy_frame_exclusive"].check(Observed(machine, state.view))
+    assert violation is not None and "TLB" in violation.message
+
+
+def test_shared_frame_freed_early_is_caught(shared_state: Checker) -> None:
+    pfn = next(p for p, users in shared_state.observed.mappers.items() if len(users) > 1)
+    state = corrupt(shared_state, free_frames=(*shared_state.observed.view.free_frames, pfn))
+    violation = INVARIANTS["freed_at_last_reference"].check(state)
+    assert violation is not None and ("pfn", pfn) in violation.witness
+
+
+def test_refcount_off_by_one_is_caught(shared_state: Checker) -> None:
+    view = shared_state.observed.view
+    frames = tuple(
+        dataclasses.replace(f, refcount=f.refcount + 1) if f.status == "in_use" else f
+        for f in view.frames
+    )
+    assert INVARIANTS["refcounts_exact"].check(corrupt(shared_state, frames=frames)) is not None
+
+
+def test_stale_tlb_entry_is_caught(busy_state: Checker) -> None:
+    state = busy_state.observed
+    machine = state.machine.copy()
+    user = next(p for p in state.view.processes if p.state != "exited")
+    unmapped = next(v for v in range(machine.config.va_pages) if (user.pid, v) not in state.present)
+    machine.mmu.load_context(user.root, user.asid)
+    machine.mmu.tlb_write(
+        TlbEntry(user.asid, unmapped, 0, bits.make_pte(machine.config.first_user_frame, bits.READ))
+    )
+    violation = INVARIANTS["tlb_agrees"].check(Observed(machine, state.view))
+    assert violation is not None and ("vpn", unmapped) in violation.witness
+
+
+def test_pte_mapping_a_kernel_frame_is_caught(busy_state: Checker) -> None:
+    state = busy_state.observed
+    machine = state.machine.copy()
+    (pid, vpn), _ = next(iter(state.present.items()))
+    proc = state.view.process(pid)
+    assert proc is not None
+    entry = machine.format.walk(machine.memory, proc.root, proc.asid, vpn)
+    assert entry is not None
+    machine.memory.write(entry.pte_addr, bits.with_pfn(entry.pte, 1))
+    violation = INVARIANTS["page_tables_well_formed"].check(Observed(machine, state.view))
+    assert violation is not None and ("pfn", 1) in violation.witness
+
+
+def test_frame_table_disagreement_is_caught(busy_state: Checker) -> None:
+    view = busy_state.observed.view
+    frames = tuple(
+        dataclasses.replace(f, users=()) if f.status == "in_use" else f for f in view.frames
+    )
+    frames = tuple(dataclasses.replace(f, refcount=len(f.users)) for f in frames)
+    assert INVARIANTS["frame_table_agrees"].check(corrupt(busy_state, frames=frames)) is not None
+
+
+def test_duplicate_on_free_list_is_caught(busy_state: Checker) -> None:
+    view = busy_state.observed.view
+    state = corrupt(busy_state, free_slots=(*view.free_slots, view.free_slots[0]))
+    violation = INVARIANTS["free_lists_clean"].check(state)
+    assert violation is not None and "twice" in violation.message

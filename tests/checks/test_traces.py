@@ -1,0 +1,100 @@
+"""Traces: dump/load round trip, replay reaches the same violation, bad traces exit cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pagingcheck.checks import traces
+from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.mutants import mutant_config
+from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, run_choices
+from pagingcheck.checks.system import Choice
+from pagingcheck.impl.mutants import BY_NAME, factory
+from pagingcheck.model.errors import UserError
+from tests.checks.conftest import drive_until
+
+
+def failing_trace(config: CheckConfig) -> traces.Trace:
+    """A trace of the reuse_busy_frame mutant, found by a short deterministic search."""
+    mutant = BY_NAME["reuse_busy_frame"]
+    run = mutant_config(config, mutant)
+    # the first fault starts a page-in, and the bug frees that frame
+    choices: list[Choice] = [("run", 1)]
+    result = run_choices(run, factory(mutant), choices)
+    assert result.violation is not None
+    return traces.from_run(run, f"pagingcheck.impl.mutants:{mutant.name}", choices, result)
+
+
+def test_round_trip_replays_to_the_same_violation(
+    default_config: CheckConfig, tmp_path: Path
+) -> None:
+    trace = failing_trace(default_config)
+    path = traces.write(trace, tmp_path, "t")
+    loaded = traces.load(path.read_text())
+    assert loaded.choices == trace.choices
+    assert loaded.programs == trace.programs
+    assert loaded.hardware == trace.hardware and loaded.kernel == trace.kernel
+    result = traces.replay(loaded)
+    assert result.violation is not None
+    assert trace.violation is not None
+    assert result.violation.property == trace.violation.property == "busy_frame_exclusive"
+    assert result.failing_step == len(trace.choices)
+    assert "violated at step 1" in traces.render(loaded, result)
+
+
+def test_replay_against_the_reference_kernel_no_longer_fails(default_config: CheckConfig) -> None:
+    trace = failing_trace(default_config)
+    result = traces.replay(trace, resolve_factory(REFERENCE_KERNEL))
+    assert result.violation is None
+    assert "no property violated" in traces.render(trace, result)
+
+
+def test_runs_are_deterministic(default_config: CheckConfig) -> None:
+    checker = drive_until(default_config, lambda s: len(s.view.frames) > 0 and not s.live)
+    choices = checker.system.history
+    assert len(choices) > 20
+    factory_ = resolve_factory(REFERENCE_KERNEL)
+    first = run_choices(default_config, factory_, choices)
+    second = run_choices(default_config, factory_, choices)
+    assert first.violation is None and first.diverged_at is None
+    assert [traces.record_to_data(r) for r in first.records] == [
+        traces.record_to_data(r) for r in second.records
+    ]
+
+
+def test_a_trace_that_no_longer_applies_says_so(default_config: CheckConfig) -> None:
+    trace = failing_trace(default_config)
+    trace.choices = [("disk", 0)]  # nothing is pending at boot
+    result = traces.replay(trace)
+    assert result.violation is None and result.diverged_at == 1
+    assert "no longer applies at step 1" in traces.render(trace, result)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not valid YAML"),
+        ("just text", "not a pagingcheck trace"),
+        ("pagingcheck_trace: 1\nhardware: {bogus: 1}\n", "unknown key 'bogus'"),
+        ("!!python/object/apply:os.system ['true']", "not valid YAML"),
+    ],
+)
+def test_malformed_traces_are_user_errors(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        traces.load(text)
+
+
+def test_bad_choice_is_named(default_config: CheckConfig) -> None:
+    text = traces.dump(failing_trace(default_config)).replace("- run", "- jump", 1)
+    with pytest.raises(UserError, match=r"choices\[0\]"):
+        traces.load(text)
+
+
+def test_trace_keeps_programs_drawn_at_random(default_config: CheckConfig) -> None:
+    trace = failing_trace(default_config)
+    extra = dataclasses.replace(trace.programs[0], name="random-1")
+    trace.programs = (*trace.programs, extra)
+    assert traces.load(traces.dump(trace)).programs[-1] == extra
