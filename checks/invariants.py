@@ -137,7 +137,7 @@ def refcounts_exact(s: Observed) -> Violation | None:
 def tlb_agrees(s: Observed) -> Violation | None:
     """Every TLB entry user code could hit matches a walk of the page table it stands for:
     the current address space's (untagged) or its own asid's (tagged): same frame, no more
-    rights."""
+    rights. Checked after every step and also as the CPU enters user mode."""
     name = "tlb_agrees"
     mmu = s.machine.mmu
     by_asid = {p.asid: p.pid for p in s.view.processes if p.state != "exited"}

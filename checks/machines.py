@@ -103,6 +103,7 @@ def machine_for(
 
         def _fail(self, violation: Violation) -> None:
             result = RunResult(self.records, violation, len(self.records))
+            result.difference = self.checker.last_difference
             workload_config = _with_programs(config, self._programs())
             trace = traces.from_run(workload_config, implementation, self.choices, result)
             campaign.record_failure(trace)

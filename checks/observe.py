@@ -92,3 +92,40 @@ class Observed:
         """The address-space id of live ``pid``."""
         proc = self.view.process(pid)
         return proc.asid if proc else None
+
+
+def difference(before: Observed, after: Observed) -> list[str]:
+    """What changed between two states, in words: processes, mappings, frames, free lists,
+    transfers in flight and the CPU. Traces show it for the failing step."""
+    changes: list[str] = []
+    states_before = {p.pid: p.state for p in before.view.processes}
+    for proc in after.view.processes:
+        old = states_before.get(proc.pid)
+        if old != proc.state:
+            changes.append(f"process {proc.pid}: {old or 'new'} -> {proc.state}")
+    for key in sorted(set(before.present) | set(after.present)):
+        old_pfn, new_pfn = before.present.get(key), after.present.get(key)
+        if old_pfn != new_pfn:
+            changes.append(f"pid {key[0]} vpn {key[1]}: frame {old_pfn} -> {new_pfn}")
+    frames_before = {f.pfn: f for f in before.view.frames}
+    for frame in after.view.frames:
+        old_frame = frames_before.get(frame.pfn)
+        if old_frame != frame:
+            was = "-" if old_frame is None else f"{old_frame.status}/{old_frame.refcount}"
+            changes.append(
+                f"frame {frame.pfn}: {was} -> {frame.status}/{frame.refcount}"
+                f"{' transfer ' + frame.transfer if frame.transfer else ''}"
+            )
+    for label, old_list, new_list in (
+        ("free frames", before.view.free_frames, after.view.free_frames),
+        ("free slots", before.view.free_slots, after.view.free_slots),
+    ):
+        if old_list != new_list:
+            changes.append(f"{label}: {list(old_list)} -> {list(new_list)}")
+    old_pending = [(r.op, r.block, r.pfn) for r in before.machine.disk.pending]
+    new_pending = [(r.op, r.block, r.pfn) for r in after.machine.disk.pending]
+    if old_pending != new_pending:
+        changes.append(f"disk requests in flight: {old_pending} -> {new_pending}")
+    if before.machine.cpu.state != after.machine.cpu.state:
+        changes.append(f"cpu: {before.machine.cpu.state} -> {after.machine.cpu.state}")
+    return changes

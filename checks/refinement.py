@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pagingcheck.checks.abstraction import abstract
 from pagingcheck.checks.invariants import INVARIANTS
-from pagingcheck.checks.observe import Observed, Violation
+from pagingcheck.checks.observe import Observed, Violation, difference
 from pagingcheck.checks.system import Choice, StepRecord, System
 from pagingcheck.model import bits
 from pagingcheck.model.errors import UserError
@@ -49,6 +49,7 @@ class Checker:
     spec_state: SpecState = field(init=False)
     fault_starts: dict[int, ArchState] = field(default_factory=dict)
     observed: Observed = field(init=False)
+    last_difference: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.observed = self._observe()
@@ -84,8 +85,17 @@ class Checker:
         """Apply ``choice``; return what happened and the first property it violated."""
         before = self.observed
         resumed = self._resuming(choice)
+        entry_violations: list[Violation] = []
+
+        def at_user_entry() -> None:
+            machine = self.system.machine
+            state = Observed(machine, self.system.kernel.view(machine))
+            found = INVARIANTS["tlb_agrees"].check(state)
+            if found is not None:
+                entry_violations.append(found)
+
         try:
-            record = self.system.apply(choice, self.observed.live)
+            record = self.system.apply(choice, self.observed.live, at_user_entry)
         except UserError:
             raise
         except Exception as error:  # a kernel under check may break in any way
@@ -95,7 +105,8 @@ class Checker:
         after = self._observe()
         self.observed = after
         violation = (
-            self._restart_exact(record, resumed)
+            (entry_violations[0] if entry_violations else None)
+            or self._restart_exact(record, resumed)
             or self._no_dirty_dropped(before, after)
             or self.check_state()
         )
@@ -107,6 +118,8 @@ class Checker:
         elif violation is None and expected is None:
             violation = Violation("refinement", why)
         self.spec_state = actual if expected is None else expected
+        if violation is not None:
+            self.last_difference = difference(before, after)
         return record, violation
 
     # -- the spec's side of a step ------------------------------------------------

@@ -51,6 +51,7 @@ class RunResult:
     failing_step: int | None = None
     coverage: Coverage = field(default_factory=Coverage)
     diverged_at: int | None = None  # a choice that was not enabled (the kernel changed)
+    difference: list[str] = field(default_factory=list)  # what the failing step changed
 
 
 def start(
@@ -94,5 +95,6 @@ def run_choices(
         if violation is not None:
             result.violation = violation
             result.failing_step = index
+            result.difference = checker.last_difference
             break
     return result

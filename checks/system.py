@@ -77,14 +77,24 @@ class System:
         view = self.kernel.view(self.machine)
         return [p.pid for p in view.processes if p.state != "exited"]
 
-    def apply(self, choice: Choice, live: Sequence[int] | None = None) -> StepRecord:
-        """Carry out one enabled choice; raise UserError if it is not enabled."""
+    def apply(
+        self,
+        choice: Choice,
+        live: Sequence[int] | None = None,
+        at_user_entry: Callable[[], None] | None = None,
+    ) -> StepRecord:
+        """Carry out one enabled choice; raise UserError if it is not enabled.
+
+        ``at_user_entry`` is called on a run choice after the kernel has
+        dispatched the process and before its instruction runs: the moment the
+        CPU enters user mode, which checks of the TLB need to see.
+        """
         if choice not in self.choices(live):
             raise UserError(f"choice {list(choice)} is not enabled in this state")
         self.history.append(choice)
         kind = choice[0]
         if kind == "run":
-            return self._run(int(choice[1]), choice)
+            return self._run(int(choice[1]), choice, at_user_entry)
         if kind == "disk":
             request = self.machine.disk.complete(int(choice[1]), self.machine.memory)
             return StepRecord(choice, events=self.kernel.on_disk(self.machine, request))
@@ -98,8 +108,12 @@ class System:
             return StepRecord(choice, events=self.kernel.kill(self.machine, int(choice[1])))
         raise UserError(f"unknown choice kind {kind!r}")
 
-    def _run(self, pid: int, choice: Choice) -> StepRecord:
+    def _run(
+        self, pid: int, choice: Choice, at_user_entry: Callable[[], None] | None
+    ) -> StepRecord:
         events = self.kernel.dispatch(self.machine, pid)
+        if at_user_entry is not None:
+            at_user_entry()
         result = self.machine.step()
         if result.trap is not None:
             events += self.kernel.on_trap(self.machine, result)

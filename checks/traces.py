@@ -43,6 +43,7 @@ class Trace:
     choices: list[Choice]
     steps: list[dict[str, Any]] = field(default_factory=list)
     violation: Violation | None = None
+    difference: list[str] = field(default_factory=list)
 
     def config(self) -> CheckConfig:
         """The configuration this trace runs under."""
@@ -124,6 +125,7 @@ def from_run(
         kept,
         steps,
         result.violation,
+        list(result.difference),
     )
 
 
@@ -152,6 +154,7 @@ def dump(trace: Trace) -> str:
             "witness": {k: _plain(v) for k, v in trace.violation.witness},
             "step": len(trace.choices),
         }
+        data["state_difference"] = trace.difference
     return yaml.safe_dump(data, sort_keys=False, width=100)
 
 
@@ -213,6 +216,7 @@ def load(text: str, source: str = "<trace>") -> Trace:
         choices,
         list(data.get("steps") or []),
         violation,
+        [str(line) for line in data.get("state_difference") or []],
     )
 
 

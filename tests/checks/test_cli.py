@@ -1,0 +1,165 @@
+"""The command-line contract: one JSON object with --json; exit 0 held, 1 violated, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pagingcheck.checks.cli import cli
+
+TINY = """
+hardware: {user_frames: 3, va_pages: 16}
+workload:
+  initial: [0, 0]
+  programs:
+    - name: loop
+      data: [1, 2, 3]
+      heap_pages: 1
+      text: |
+        MOV #16, r1
+        MOV #32, r2
+        MOV (r1)+, (r2)+
+        MOV (r1)+, (r2)+
+        SYS 0
+budget: {examples: 5, steps: 40, shrink_seconds: 5}
+"""
+
+BROKEN_KERNEL = '''
+"""A kernel outside the package: the reference kernel, but it forgets to flush
+the TLB on a context switch."""
+from pagingcheck.impl.kernel import ReferenceKernel
+
+
+class Forgetful(ReferenceKernel):
+    def dispatch(self, machine, pid):
+        tlb = machine.mmu.tlb
+        kept = tlb.slots, tlb.hand
+        events = super().dispatch(machine, pid)
+        tlb.slots, tlb.hand = kept  # as if the flush never happened
+        return events
+
+
+def build(hardware, kernel):
+    return Forgetful(hardware, kernel)
+
+
+def good(hardware, kernel):
+    return ReferenceKernel(hardware, kernel)
+'''
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout
+
+
+def test_verify_json_on_a_small_configuration(tiny: Path, tmp_path: Path) -> None:
+    code, out = run("verify", "--config", str(tiny), "--traces", str(tmp_path), "--json")
+    data = json.loads(out)
+    assert set(data) >= {"ok", "checks"}
+    assert all({"name", "ok"} <= set(check) for check in data["checks"])
+    stateful = [c for c in data["checks"] if c["name"].startswith("stateful:")]
+    assert stateful and all(c["ok"] for c in stateful)
+    # a tiny workload cannot reach every paging situation, and verify says so
+    coverage = next(c for c in data["checks"] if c["name"] == "coverage")
+    assert not coverage["ok"] and coverage["unreached"]
+    assert code == 1 and data["ok"] is False
+
+
+def test_bad_configuration_exits_2_with_a_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hardware: {page_words: 5}\n")
+    result = CliRunner().invoke(cli, ["verify", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "page_words" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_an_external_kernel(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "outside_kernel.py"
+    module.write_text(textwrap.dedent(BROKEN_KERNEL))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "untagged.yaml"
+    config.write_text(
+        TINY.replace(
+            "{user_frames: 3, va_pages: 16}", "{user_frames: 3, va_pages: 16, tlb_tagged: false}"
+        )
+    )
+    traces = tmp_path / "traces"
+    code, out = run(
+        "validate",
+        "--impl",
+        "outside_kernel:good",
+        "--config",
+        str(config),
+        "--traces",
+        str(traces),
+        "--json",
+    )
+    assert (code, json.loads(out)) == (0, {"ok": True, "violation": None})
+    code, out = run(
+        "validate",
+        "--impl",
+        "outside_kernel:build",
+        "--config",
+        str(config),
+        "--traces",
+        str(traces),
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False
+    assert data["violation"]["property"] == "tlb_agrees"
+    trace = Path(data["violation"]["trace"])
+    assert trace.exists()
+    code, out = run("replay", str(trace), "--json")
+    assert code == 1 and json.loads(out)["violation"]["property"] == "tlb_agrees"
+    code, _ = run("replay", str(trace), "--impl", "outside_kernel:good")
+    assert code == 0
+
+
+def test_validate_names_an_unimportable_kernel() -> None:
+    result = CliRunner().invoke(cli, ["validate", "--impl", "no_such_module:build"])
+    assert result.exit_code == 2 and "cannot import" in result.stderr
+
+
+def test_replay_rejects_a_malformed_trace(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("pagingcheck_trace: 1\nhardware: [\n")
+    result = CliRunner().invoke(cli, ["replay", str(path)])
+    assert result.exit_code == 2 and "not valid YAML" in result.stderr
+    result = CliRunner().invoke(cli, ["replay", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+def test_mutants_json_kill_matrix(tmp_path: Path) -> None:
+    code, out = run(
+        "mutants",
+        "--only",
+        "reuse_busy_frame",
+        "--only",
+        "pte_maps_kernel_frame",
+        "--traces",
+        str(tmp_path),
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 0
+    assert (data["total"], data["killed"]) == (2, 2)
+    row = data["mutants"][0]
+    assert {"name", "killed", "by", "seconds", "trace_steps"} <= set(row)
+    assert row["by"] == "busy_frame_exclusive" and row["trace_steps"] >= 1
+    code, _ = run("mutants", "--only", "nonsense")
+    assert code == 2
