@@ -8,6 +8,7 @@ stdout; progress goes to stderr.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,6 +17,7 @@ import click
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
+from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
 from pagingcheck.checks.verify import VerifyReport, verify
 from pagingcheck.model.errors import UserError
@@ -42,6 +44,16 @@ def progress_printer(enabled: bool) -> Any:
             click.echo(message, err=True)
 
     return show
+
+
+def load_config(path: Path | None, profile: str | None) -> checkconfig.CheckConfig:
+    """The configuration at ``path`` (or the default) under the chosen budget profile."""
+    chosen = profile or os.environ.get("PAGINGCHECK_PROFILE") or "ci"
+    if chosen not in PROFILES:
+        raise UserError(
+            f"PAGINGCHECK_PROFILE={chosen!r} is not a profile; use one of: {', '.join(PROFILES)}"
+        )
+    return checkconfig.load(path).with_profile(chosen)
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -77,12 +89,23 @@ def _print_report(report: VerifyReport) -> None:
     help="Where counterexample traces are written.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
+    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
+)
 def verify_command(
-    config_path: Path | None, implementation: str, trace_dir: Path, as_json: bool
+    profile: str | None,
+    config_path: Path | None,
+    implementation: str,
+    trace_dir: Path,
+    as_json: bool,
 ) -> None:
     """Run every check on a configuration and print a summary per check."""
     try:
-        config = checkconfig.load(config_path)
+        config = load_config(config_path, profile)
         factory = resolve_factory(implementation)
     except UserError as error:
         fail_usage(str(error))
@@ -166,12 +189,23 @@ def _read(path: Path) -> str:
     help="Where a counterexample trace is written.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
+    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
+)
 def validate_command(
-    implementation: str, config_path: Path | None, trace_dir: Path, as_json: bool
+    profile: str | None,
+    implementation: str,
+    config_path: Path | None,
+    trace_dir: Path,
+    as_json: bool,
 ) -> None:
     """Check another implementation of the kernel interface against the spec."""
     try:
-        config = checkconfig.load(config_path)
+        config = load_config(config_path, profile)
         factory = resolve_factory(implementation)
     except UserError as error:
         fail_usage(str(error))
@@ -211,15 +245,26 @@ def validate_command(
     help="Where each killed mutant's trace is written.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
+    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
+)
 def mutants_command(
-    config_path: Path | None, only: tuple[str, ...], trace_dir: Path, as_json: bool
+    profile: str | None,
+    config_path: Path | None,
+    only: tuple[str, ...],
+    trace_dir: Path,
+    as_json: bool,
 ) -> None:
     """Run the checker on every seeded-bug kernel and print the kill matrix."""
     from pagingcheck.checks.mutants import kill_matrix
     from pagingcheck.impl.mutants import BY_NAME, MUTANTS
 
     try:
-        config = checkconfig.load(config_path)
+        config = load_config(config_path, profile)
         unknown = [name for name in only if name not in BY_NAME]
         if unknown:
             raise UserError(f"--only {unknown[0]!r}: no such mutant; known: {', '.join(BY_NAME)}")

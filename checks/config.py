@@ -43,6 +43,24 @@ class Budget:
     steps: int = 60
     shrink_seconds: int = 20
 
+    def scaled(self, profile: str) -> Budget:
+        """This budget under a settings profile: ``dev`` (quick), ``ci`` (as written) or
+        ``thorough`` (a long campaign)."""
+        runs, depth, shrink = PROFILES[profile]
+        return Budget(
+            max(1, int(self.examples * runs)),
+            max(1, int(self.steps * depth)),
+            max(1, int(self.shrink_seconds * shrink)),
+        )
+
+
+#: Multipliers of (examples, steps, shrink seconds) for each settings profile.
+PROFILES: dict[str, tuple[float, float, float]] = {
+    "dev": (0.3, 0.5, 0.5),
+    "ci": (1.0, 1.0, 1.0),
+    "thorough": (10.0, 2.0, 6.0),
+}
+
 
 @dataclass(frozen=True)
 class CheckConfig:
@@ -54,6 +72,10 @@ class CheckConfig:
     budget: Budget = field(default_factory=Budget)
     variants: tuple[dict[str, dict[str, Any]], ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_profile(self, profile: str) -> CheckConfig:
+        """This configuration with its budget scaled by ``profile``."""
+        return dataclasses.replace(self, budget=self.budget.scaled(profile))
 
     def expand(self) -> list[tuple[str, CheckConfig]]:
         """The configurations to check: one per variant (or just this one), named."""

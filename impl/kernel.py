@@ -14,7 +14,7 @@ State lives in :class:`~pagingcheck.impl.tables.Tables`; frames and slots
 change only through the protocols of :mod:`pagingcheck.impl.frames` and
 :mod:`pagingcheck.impl.swap`, PTEs only through :mod:`pagingcheck.impl.vm`.
 
-Events (``KernelEvent.kind``), in the order a hook records them:
+Events (``KernelEvent.kind``; docs/kernel.md explains each one):
 
 =============  ==============================================================
 boot           the kernel initialised its structures

@@ -430,8 +430,8 @@ class Tables:
         return result
 
     def frame_dirty(self, machine: Machine, pfn: int) -> bool:
-        """Whether the page in ``pfn`` differs from its stored copy: any user's M bit,
-        the record's carried M bits, or a zero page that was never stored but changed."""
+        """Whether the page in ``pfn`` differs from its stored copy: the M bit of any
+        PTE mapping it, or an M bit carried in the page record from a mapping that went."""
         page = self.frame_page.get(pfn)
         carried = page is not None and self.record(page).dirty
         return carried or any(bits.is_modified(word) for _, word in self.user_ptes(machine, pfn))
