@@ -8,16 +8,13 @@ import sys
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from importlib.metadata import version
-from typing import NoReturn
 
 import click
 
-from pagingcheck.checks.commands import COMMANDS
+from pagingcheck.checks.commands import COMMANDS, fail_usage
 from pagingcheck.impl.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
 from pagingcheck.model.errors import UserError
-
-EXIT_USAGE = 2
 
 PROGRESS_MIN_BYTES = 1 << 20
 """Files smaller than this simulate too fast to be worth a progress bar."""
@@ -27,12 +24,6 @@ PROGRESS_MIN_BYTES = 1 << 20
 @click.version_option(version("pagingcheck"), prog_name="pagingcheck")
 def cli() -> None:
     """Check demand-paging designs and implementations against an abstract spec."""
-
-
-def _fail(message: str) -> NoReturn:
-    """Print ``message`` as one error line on stderr and exit 2."""
-    click.echo(f"pagingcheck: error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
 
 
 @cli.command()
@@ -95,17 +86,19 @@ def simulate(
     exits with status 2 and a message naming the problem.
     """
     if (refs_text is None) == (refs_file is None):
-        _fail("give exactly one of --refs LIST and --refs-file FILE")
+        fail_usage("give exactly one of --refs LIST and --refs-file FILE")
     if lackey and refs_file is None:
-        _fail("--lackey describes the format of --refs-file; it cannot be used with --refs")
+        fail_usage("--lackey describes the format of --refs-file; it cannot be used with --refs")
     if page_size is not None and not lackey:
-        _fail("--page-size applies only to --lackey logs")
+        fail_usage("--page-size applies only to --lackey logs")
     if policy not in POLICY_NAMES:
-        _fail(f"unknown replacement policy {policy!r}; choose one of: {', '.join(POLICY_NAMES)}")
+        fail_usage(
+            f"unknown replacement policy {policy!r}; choose one of: {', '.join(POLICY_NAMES)}"
+        )
     if frames < 1:
-        _fail(f"--frames: {frames} must be at least 1")
+        fail_usage(f"--frames: {frames} must be at least 1")
     if page_size is not None and page_size < 1:
-        _fail(f"--page-size: {page_size} must be at least 1 byte")
+        fail_usage(f"--page-size: {page_size} must be at least 1 byte")
     try:
         with ExitStack() as stack:
             if refs_text is not None:
@@ -117,7 +110,7 @@ def simulate(
                     stream = stack.enter_context(open(refs_file, "rb"))
                     size = os.fstat(stream.fileno()).st_size
                 except OSError as error:
-                    _fail(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
+                    fail_usage(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
                 if lackey:
                     refs = read_lackey(stream, page_size or 4096, refs_file)
                 else:
@@ -125,9 +118,9 @@ def simulate(
                 progress = _progress_bar(stack, stream.tell, size)
             result = run(policy, refs, frames, seed=seed, tau=tau, tick=tick, progress=progress)
     except UserError as error:
-        _fail(str(error))
+        fail_usage(str(error))
     except OSError as error:  # a read failing part way through the file
-        _fail(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
+        fail_usage(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
     _print_result(result, as_json)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -23,6 +24,38 @@ from pagingcheck.checks.verify import VerifyReport, verify
 from pagingcheck.model.errors import UserError
 
 EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+# -- options shared by the checking commands ----------------------------------------------
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration (default: the built-in one).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+profile_option = click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
+    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
+)
+
+
+def traces_option(help_text: str) -> Callable[[FC], FC]:
+    """The --traces DIR option, with what the command writes there."""
+    return click.option(
+        "--traces",
+        "trace_dir",
+        type=click.Path(path_type=Path),
+        default=Path("traces"),
+        show_default=True,
+        help=help_text,
+    )
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -59,7 +92,7 @@ def load_config(path: Path | None, profile: str | None) -> checkconfig.CheckConf
 def _print_report(report: VerifyReport) -> None:
     for check in report.checks:
         mark = "PASS" if check.ok else "FAIL"
-        click.echo(f"{mark}  {check.name:<32} {check.seconds:7.1f}s  {check.detail}")
+        click.echo(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
     click.echo("\ncoverage (paging situations reached):")
     for name, count in report.coverage.table():
         click.echo(f"  {name:<36} {count:>7}{'' if count else '   <- never reached'}")
@@ -67,12 +100,7 @@ def _print_report(report: VerifyReport) -> None:
 
 
 @click.command("verify")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="YAML configuration (default: the built-in one).",
-)
+@config_option
 @click.option(
     "--impl",
     "implementation",
@@ -80,22 +108,9 @@ def _print_report(report: VerifyReport) -> None:
     show_default=True,
     help="Kernel to check, as MODULE:ATTR building a kernel.",
 )
-@click.option(
-    "--traces",
-    "trace_dir",
-    type=click.Path(path_type=Path),
-    default=Path("traces"),
-    show_default=True,
-    help="Where counterexample traces are written.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option(
-    "--profile",
-    type=click.Choice(sorted(PROFILES)),
-    default=None,
-    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
-    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
-)
+@traces_option("Where counterexample traces are written.")
+@json_option
+@profile_option
 def verify_command(
     profile: str | None,
     config_path: Path | None,
@@ -131,7 +146,7 @@ def verify_command(
     default=None,
     help="Replay against this kernel instead of the one the trace names.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def replay_command(trace_path: Path, implementation: str | None, as_json: bool) -> None:
     """Re-execute a trace: exit 1 with a step table if it still fails, 0 if not."""
     try:
@@ -174,28 +189,10 @@ def _read(path: Path) -> str:
     required=True,
     help="Your kernel, as MODULE:ATTR; ATTR(hardware_config, kernel_config) builds it.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="YAML configuration (default: the built-in one).",
-)
-@click.option(
-    "--traces",
-    "trace_dir",
-    type=click.Path(path_type=Path),
-    default=Path("traces"),
-    show_default=True,
-    help="Where a counterexample trace is written.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option(
-    "--profile",
-    type=click.Choice(sorted(PROFILES)),
-    default=None,
-    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
-    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
-)
+@config_option
+@traces_option("Where a counterexample trace is written.")
+@json_option
+@profile_option
 def validate_command(
     profile: str | None,
     implementation: str,
@@ -229,29 +226,11 @@ def validate_command(
 
 
 @click.command("mutants")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="YAML configuration (default: the built-in one).",
-)
+@config_option
 @click.option("--only", multiple=True, metavar="NAME", help="Run only these mutants.")
-@click.option(
-    "--traces",
-    "trace_dir",
-    type=click.Path(path_type=Path),
-    default=Path("traces"),
-    show_default=True,
-    help="Where each killed mutant's trace is written.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option(
-    "--profile",
-    type=click.Choice(sorted(PROFILES)),
-    default=None,
-    help="Budget profile: dev (quick), ci (as configured, the default), thorough "
-    "(long campaign). Default: $PAGINGCHECK_PROFILE, else ci.",
-)
+@traces_option("Where each killed mutant's trace is written.")
+@json_option
+@profile_option
 def mutants_command(
     profile: str | None,
     config_path: Path | None,
