@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.errors import InternalError
 from pagingcheck.model.kalloc import KernelAllocator
 from pagingcheck.model.memory import PhysicalMemory
 
@@ -88,3 +89,20 @@ class PageTableFormat(Protocol):
     ) -> None:
         """Free every table structure of ``asid`` (system-wide structures stay)."""
         ...
+
+
+class FormatBase:
+    """What every format class shares: its configuration and the argument checks."""
+
+    kind = "abstract"
+
+    def __init__(self, config: HardwareConfig) -> None:
+        self.config = config
+
+    def _check(self, where: str, root: int, vpn: int | None = None) -> None:
+        """Raise InternalError (a kernel bug) for a null root or a vpn outside the space."""
+        name = type(self).__name__
+        if root <= 0:
+            raise InternalError(f"{name}.{where}: root {root} is not a table")
+        if vpn is not None and not 0 <= vpn < self.config.va_pages:
+            raise InternalError(f"{name}.{where}: vpn {vpn} out of range")

@@ -21,11 +21,10 @@ False and changes nothing); ``clear`` unlinks the node and frees it.
 
 from __future__ import annotations
 
-from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.kalloc import KernelAllocator
 from pagingcheck.model.memory import FREED_PATTERN, PhysicalMemory
-from pagingcheck.model.pagetable.base import Entry
+from pagingcheck.model.pagetable.base import Entry, FormatBase
 
 NODE_WORDS = 3
 NODE_VPN = 0
@@ -38,19 +37,10 @@ def bucket(vpn: int, buckets: int) -> int:
     return vpn % buckets
 
 
-class HashedFormat:
+class HashedFormat(FormatBase):
     """Per address space, ``hash_buckets`` chains of (vpn, PTE, next) nodes; asid ignored."""
 
     kind = "hashed"
-
-    def __init__(self, config: HardwareConfig) -> None:
-        self.config = config
-
-    def _check(self, where: str, root: int, vpn: int | None = None) -> None:
-        if root <= 0:
-            raise InternalError(f"HashedFormat.{where}: root {root} is not a table")
-        if vpn is not None and not 0 <= vpn < self.config.va_pages:
-            raise InternalError(f"HashedFormat.{where}: vpn {vpn} out of range")
 
     def bucket_addr(self, root: int, vpn: int) -> int:
         """Address of the bucket word whose chain holds ``vpn``."""

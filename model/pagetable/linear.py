@@ -18,11 +18,9 @@ never needs memory and never fails.
 
 from __future__ import annotations
 
-from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.errors import InternalError
 from pagingcheck.model.kalloc import KernelAllocator
 from pagingcheck.model.memory import FREED_PATTERN, PhysicalMemory
-from pagingcheck.model.pagetable.base import Entry
+from pagingcheck.model.pagetable.base import Entry, FormatBase
 
 
 def pte_addr(root: int, vpn: int) -> int:
@@ -30,19 +28,10 @@ def pte_addr(root: int, vpn: int) -> int:
     return root + vpn
 
 
-class LinearFormat:
+class LinearFormat(FormatBase):
     """One array of ``va_pages`` PTE words per address space; the asid is ignored."""
 
     kind = "linear"
-
-    def __init__(self, config: HardwareConfig) -> None:
-        self.config = config
-
-    def _check(self, where: str, root: int, vpn: int | None = None) -> None:
-        if root <= 0:
-            raise InternalError(f"LinearFormat.{where}: root {root} is not a table")
-        if vpn is not None and not 0 <= vpn < self.config.va_pages:
-            raise InternalError(f"LinearFormat.{where}: vpn {vpn} out of range")
 
     def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
         """No system-wide structures: returns 0."""

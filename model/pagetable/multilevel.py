@@ -38,7 +38,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import ConfigError, InternalError
 from pagingcheck.model.kalloc import KernelAllocator
 from pagingcheck.model.memory import FREED_PATTERN, PhysicalMemory
-from pagingcheck.model.pagetable.base import Entry
+from pagingcheck.model.pagetable.base import Entry, FormatBase
 
 
 def split_vpn_bits(vpn_bits: int, levels: int) -> tuple[int, ...]:
@@ -57,7 +57,7 @@ def next_table(entry: int) -> int | None:
     return bits.pfn(entry) if bits.is_present(entry) else None
 
 
-class MultilevelFormat:
+class MultilevelFormat(FormatBase):
     """A tree of ``config.levels`` levels of tables; the asid is ignored."""
 
     kind = "multilevel"
@@ -74,7 +74,7 @@ class MultilevelFormat:
                 "hardware.kernel_frames: the kernel region must fit the 24-bit address "
                 "field of an upper-level entry; use fewer kernel frames"
             )
-        self.config = config
+        super().__init__(config)
         #: vpn bits indexed at each level, root first.
         self.level_bits = split_vpn_bits(vpn_bits, config.levels)
 
@@ -93,12 +93,6 @@ class MultilevelFormat:
         """The slice of ``vpn`` that indexes a table at ``level``."""
         shift = sum(self.level_bits[level + 1 :])
         return (vpn >> shift) & (self.table_size(level) - 1)
-
-    def _check(self, where: str, root: int, vpn: int | None = None) -> None:
-        if root <= 0:
-            raise InternalError(f"MultilevelFormat.{where}: root {root} is not a table")
-        if vpn is not None and not 0 <= vpn < self.config.va_pages:
-            raise InternalError(f"MultilevelFormat.{where}: vpn {vpn} out of range")
 
     def _path_end(self, memory: PhysicalMemory, root: int, vpn: int) -> tuple[int, int]:
         """Follow ``vpn``'s path from ``root`` as far as it goes; reads only.
