@@ -16,6 +16,10 @@ alone? It also checks the properties of a step that no single state shows:
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pagingcheck.checks.abstraction import abstract
@@ -28,9 +32,40 @@ from pagingcheck.model.isa import ArchState
 from pagingcheck.spec import machine as spec
 from pagingcheck.spec.state import SpecState
 
+#: How long one step of the system (its kernel hooks) may run before it counts as hung.
+HOOK_SECONDS = 10.0
+
+
+class KernelHang(Exception):
+    """A kernel hook did not return in time."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise KernelHang in the block after ``seconds`` (where the platform has timers and
+    this is the main thread; elsewhere the block runs unlimited)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise KernelHang(f"a kernel hook ran for more than {seconds:g} seconds")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 #: Properties of a step, checked alongside the state invariants.
 STEP_PROPERTIES: dict[str, str] = {
     "kernel_crash": "A kernel hook returns normally: it never raises.",
+    "kernel_hang": f"A kernel hook returns within {HOOK_SECONDS} seconds.",
     "refinement": "Every step retires an instruction the spec retires too, with the same "
     "effects, or spawns or ends a process as the spec does, or leaves the abstract state alone.",
     "restart_exact": "When a faulting process runs again, its registers and PC equal those at "
@@ -95,9 +130,12 @@ class Checker:
                 entry_violations.append(found)
 
         try:
-            record = self.system.apply(choice, self.observed.live, at_user_entry)
+            with time_limit(HOOK_SECONDS):
+                record = self.system.apply(choice, self.observed.live, at_user_entry)
         except UserError:
             raise
+        except KernelHang as error:
+            return StepRecord(choice), Violation("kernel_hang", str(error))
         except Exception as error:  # a kernel under check may break in any way
             return StepRecord(choice), Violation(
                 "kernel_crash", f"the kernel raised {type(error).__name__}: {error}"

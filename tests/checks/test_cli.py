@@ -163,3 +163,40 @@ def test_mutants_json_kill_matrix(tmp_path: Path) -> None:
     assert row["by"] == "busy_frame_exclusive" and row["trace_steps"] >= 1
     code, _ = run("mutants", "--only", "nonsense")
     assert code == 2
+
+
+HANGING_KERNEL = """
+from pagingcheck.impl.kernel import ReferenceKernel
+
+
+class Stuck(ReferenceKernel):
+    def on_disk(self, machine, request):
+        while True:
+            pass
+
+
+def build(hardware, kernel):
+    return Stuck(hardware, kernel)
+"""
+
+
+def test_a_hanging_kernel_fails_cleanly(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pagingcheck.checks import refinement
+
+    monkeypatch.setattr(refinement, "HOOK_SECONDS", 0.2)
+    (tmp_path / "stuck_kernel.py").write_text(HANGING_KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out = run(
+        "validate",
+        "--impl",
+        "stuck_kernel:build",
+        "--config",
+        str(tiny),
+        "--traces",
+        str(tmp_path / "traces"),
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 1 and data["violation"]["property"] == "kernel_hang"
