@@ -7,6 +7,7 @@ stdout; progress goes to stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -56,6 +57,19 @@ def traces_option(help_text: str) -> Callable[[FC], FC]:
         show_default=True,
         help=help_text,
     )
+
+
+def exits_2_on_user_error(command: FC) -> FC:
+    """Turn a UserError anywhere in ``command`` into a one-line message and exit code 2."""
+
+    @functools.wraps(command)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            fail_usage(str(error))
+
+    return guarded  # type: ignore[return-value]
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -111,6 +125,7 @@ def _print_report(report: VerifyReport) -> None:
 @traces_option("Where counterexample traces are written.")
 @json_option
 @profile_option
+@exits_2_on_user_error
 def verify_command(
     profile: str | None,
     config_path: Path | None,
@@ -119,11 +134,8 @@ def verify_command(
     as_json: bool,
 ) -> None:
     """Run every check on a configuration and print a summary per check."""
-    try:
-        config = load_config(config_path, profile)
-        factory = resolve_factory(implementation)
-    except UserError as error:
-        fail_usage(str(error))
+    config = load_config(config_path, profile)
+    factory = resolve_factory(implementation)
     report = verify(
         config,
         factory,
@@ -147,14 +159,12 @@ def verify_command(
     help="Replay against this kernel instead of the one the trace names.",
 )
 @json_option
+@exits_2_on_user_error
 def replay_command(trace_path: Path, implementation: str | None, as_json: bool) -> None:
     """Re-execute a trace: exit 1 with a step table if it still fails, 0 if not."""
-    try:
-        trace = traces.load(_read(trace_path), str(trace_path))
-        factory = resolve_factory(implementation or trace.implementation)
-        result = traces.replay(trace, factory)
-    except UserError as error:
-        fail_usage(str(error))
+    trace = traces.load(_read(trace_path), str(trace_path))
+    factory = resolve_factory(implementation or trace.implementation)
+    result = traces.replay(trace, factory)
     violated = result.violation is not None
     if as_json:
         emit_json(
@@ -193,6 +203,7 @@ def _read(path: Path) -> str:
 @traces_option("Where a counterexample trace is written.")
 @json_option
 @profile_option
+@exits_2_on_user_error
 def validate_command(
     profile: str | None,
     implementation: str,
@@ -201,11 +212,8 @@ def validate_command(
     as_json: bool,
 ) -> None:
     """Check another implementation of the kernel interface against the spec."""
-    try:
-        config = load_config(config_path, profile)
-        factory = resolve_factory(implementation)
-    except UserError as error:
-        fail_usage(str(error))
+    config = load_config(config_path, profile)
+    factory = resolve_factory(implementation)
     report = verify(
         config,
         factory,
@@ -231,6 +239,7 @@ def validate_command(
 @traces_option("Where each killed mutant's trace is written.")
 @json_option
 @profile_option
+@exits_2_on_user_error
 def mutants_command(
     profile: str | None,
     config_path: Path | None,
@@ -242,13 +251,10 @@ def mutants_command(
     from pagingcheck.checks.mutants import kill_matrix
     from pagingcheck.impl.mutants import BY_NAME, MUTANTS
 
-    try:
-        config = load_config(config_path, profile)
-        unknown = [name for name in only if name not in BY_NAME]
-        if unknown:
-            raise UserError(f"--only {unknown[0]!r}: no such mutant; known: {', '.join(BY_NAME)}")
-    except UserError as error:
-        fail_usage(str(error))
+    config = load_config(config_path, profile)
+    unknown = [name for name in only if name not in BY_NAME]
+    if unknown:
+        raise UserError(f"--only {unknown[0]!r}: no such mutant; known: {', '.join(BY_NAME)}")
     chosen = [BY_NAME[name] for name in only] if only else list(MUTANTS)
     rows = kill_matrix(config, trace_dir, chosen, progress_printer(not as_json))
     killed = sum(row.killed for row in rows)

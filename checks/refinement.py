@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pagingcheck.checks.abstraction import abstract
 from pagingcheck.checks.invariants import INVARIANTS
@@ -31,6 +32,8 @@ from pagingcheck.model.errors import UserError
 from pagingcheck.model.isa import ArchState
 from pagingcheck.spec import machine as spec
 from pagingcheck.spec.state import SpecState
+
+T = TypeVar("T")
 
 #: How long one step of the system (its kernel hooks) may run before it counts as hung.
 HOOK_SECONDS = 10.0
@@ -60,6 +63,20 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def interface_call(what: str, call: Callable[[], T]) -> T:
+    """Run ``call`` (a query of the kernel under check); a kernel that breaks there does
+    not implement the interface, which is the user's error to fix, not a property."""
+    try:
+        return call()
+    except UserError:
+        raise
+    except Exception as error:  # the kernel under check may break in any way
+        raise UserError(
+            f"the kernel's {what} raised {type(error).__name__}: {error}; "
+            "see docs/validate.md for what the interface requires"
+        ) from error
 
 
 #: Properties of a step, checked alongside the state invariants.
@@ -93,7 +110,8 @@ class Checker:
     def _observe(self) -> Observed:
         # A copy, so the facts about this state stay true after the next step.
         machine = self.system.machine
-        return Observed(machine.copy(), self.system.kernel.view(machine))
+        view = interface_call("view()", lambda: self.system.kernel.view(machine))
+        return Observed(machine.copy(), view)
 
     def copy(self) -> Checker:
         """An independent copy: system, spec state and fault records."""
@@ -106,7 +124,7 @@ class Checker:
 
     def choices(self) -> list[Choice]:
         """The choices enabled now (the live pids come from the view already taken)."""
-        return self.system.choices(self.observed.live)
+        return interface_call("runnable()", lambda: self.system.choices(self.observed.live))
 
     def check_state(self) -> Violation | None:
         """Every state invariant on the current state."""

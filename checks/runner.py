@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.coverage import Coverage, classify
 from pagingcheck.checks.observe import Violation
-from pagingcheck.checks.refinement import Checker
+from pagingcheck.checks.refinement import Checker, interface_call
 from pagingcheck.checks.system import Choice, StepRecord, boot_system
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import Kernel
@@ -59,15 +59,17 @@ def start(
 ) -> Checker:
     """Boot a fresh system for ``config`` and wrap it in a checker."""
     workload = config.workload
-    kernel = factory(config.hardware, config.kernel)
-    system = boot_system(
-        Machine(config.hardware),
-        kernel,
-        tuple(programs) if programs is not None else workload.programs,
-        initial=workload.initial,
-        max_spawns=workload.max_spawns,
-        timer=workload.timer,
-        kills=workload.kills,
+    system = interface_call(
+        "construction or boot()",
+        lambda: boot_system(
+            Machine(config.hardware),
+            factory(config.hardware, config.kernel),
+            tuple(programs) if programs is not None else workload.programs,
+            initial=workload.initial,
+            max_spawns=workload.max_spawns,
+            timer=workload.timer,
+            kills=workload.kills,
+        ),
     )
     return Checker(system)
 

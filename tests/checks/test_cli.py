@@ -200,3 +200,30 @@ def test_a_hanging_kernel_fails_cleanly(
     )
     data = json.loads(out)
     assert code == 1 and data["violation"]["property"] == "kernel_hang"
+
+
+BLIND_KERNEL = """
+from pagingcheck.impl.kernel import ReferenceKernel
+
+
+class Blind(ReferenceKernel):
+    def view(self, machine):
+        raise RuntimeError("no view today")
+
+
+def build(hardware, kernel):
+    return Blind(hardware, kernel)
+"""
+
+
+def test_a_kernel_breaking_the_interface_is_a_usage_error(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "blind_kernel.py").write_text(BLIND_KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(
+        cli, ["validate", "--impl", "blind_kernel:build", "--config", str(tiny)]
+    )
+    assert result.exit_code == 2
+    assert "view() raised RuntimeError: no view today" in result.stderr
+    assert "Traceback" not in result.stderr
