@@ -28,7 +28,6 @@ class Workload:
     """The programs a run may spawn, which start at boot, and the driver's freedoms."""
 
     programs: tuple[Program, ...]
-    sources: tuple[dict[str, Any], ...]
     initial: tuple[int, ...] = (0,)
     max_spawns: int = 0
     timer: bool = True
@@ -197,7 +196,6 @@ def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
             )
     return Workload(
         programs,
-        tuple(raw_programs),
         tuple(initial),
         max_spawns=_int(data.get("max_spawns", 0), "workload.max_spawns"),
         timer=_bool(data.get("timer", True), "workload.timer"),

@@ -88,11 +88,6 @@ class Observed:
                 result[request.block].append(request.op)
         return result
 
-    def asid_of(self, pid: int) -> int | None:
-        """The address-space id of live ``pid``."""
-        proc = self.view.process(pid)
-        return proc.asid if proc else None
-
 
 def difference(before: Observed, after: Observed) -> list[str]:
     """What changed between two states, in words: processes, mappings, frames, free lists,

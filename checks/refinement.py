@@ -113,15 +113,6 @@ class Checker:
         view = interface_call("view()", lambda: self.system.kernel.view(machine))
         return Observed(machine.copy(), view)
 
-    def copy(self) -> Checker:
-        """An independent copy: system, spec state and fault records."""
-        clone = Checker.__new__(Checker)
-        clone.system = self.system.copy()
-        clone.spec_state = self.spec_state
-        clone.fault_starts = dict(self.fault_starts)
-        clone.observed = self.observed
-        return clone
-
     def choices(self) -> list[Choice]:
         """The choices enabled now (the live pids come from the view already taken)."""
         return interface_call("runnable()", lambda: self.system.choices(self.observed.live))

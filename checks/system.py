@@ -28,8 +28,6 @@ from pagingcheck.model.program import Program
 
 Choice = tuple[str, ...] | tuple[str, int]
 
-KernelFactory = Callable[[], Kernel]
-
 
 @dataclass(frozen=True)
 class StepRecord:

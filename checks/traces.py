@@ -191,7 +191,6 @@ def load(text: str, source: str = "<trace>") -> Trace:
         )
         workload = Workload(
             programs,
-            (),
             tuple(int(i) for i in raw.get("initial", [0])),
             max_spawns=int(raw.get("max_spawns", 0)),
             timer=bool(raw.get("timer", True)),

@@ -10,6 +10,7 @@ import pytest
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.mutants import mutant_config
+from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, run_choices
 from pagingcheck.checks.system import Choice
 from pagingcheck.impl.mutants import BY_NAME, factory
@@ -98,3 +99,13 @@ def test_trace_keeps_programs_drawn_at_random(default_config: CheckConfig) -> No
     extra = dataclasses.replace(trace.programs[0], name="random-1")
     trace.programs = (*trace.programs, extra)
     assert traces.load(traces.dump(trace)).programs[-1] == extra
+
+
+def test_system_state_is_a_value(busy_state: Checker) -> None:
+    system = busy_state.system
+    clone = system.copy()
+    assert clone.fingerprint() == system.fingerprint()
+    choice = next(c for c in clone.choices() if c[0] == "run")
+    clone.apply(choice)
+    assert clone.fingerprint() != system.fingerprint()
+    assert system.copy().fingerprint() == system.fingerprint()
