@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.system import StepRecord
 from pagingcheck.model.config import RESTART_VARIANTS, HardwareConfig
+from pagingcheck.model.isa import FAULT_POINTS
 from pagingcheck.model.traps import TrapKind
-
-FAULT_POINTS = ("fetch0", "fetch1", "fetch2", "src", "dst")
 
 #: Situations every default verify run must reach (across its configurations).
 SITUATIONS: tuple[str, ...] = (
