@@ -189,12 +189,16 @@ def page_tables_well_formed(s: Observed) -> Violation | None:
             if start < 0 or start + length > kernel_words:
                 return Violation(name, "table outside the kernel region", (("pid", proc.pid),))
             for word in range(start, start + length):
-                if owner.setdefault(word, proc.pid) != proc.pid:
-                    return Violation(
-                        name,
-                        "two address spaces share page-table memory",
-                        (("pids", (owner[word], proc.pid)), ("address", word)),
+                if word in owner:
+                    why = (
+                        "a table is reached twice within one address space (two parents)"
+                        if owner[word] == proc.pid
+                        else "two address spaces share page-table memory"
                     )
+                    return Violation(
+                        name, why, (("pids", (owner[word], proc.pid)), ("address", word))
+                    )
+                owner[word] = proc.pid
     for (pid, vpn), pfn in sorted(s.present.items()):
         if pfn not in config.user_pfns:
             return Violation(

@@ -104,3 +104,16 @@ def test_duplicate_on_free_list_is_caught(busy_state: Checker) -> None:
     state = corrupt(busy_state, free_slots=(*view.free_slots, view.free_slots[0]))
     violation = INVARIANTS["free_lists_clean"].check(state)
     assert violation is not None and "twice" in violation.message
+
+
+def test_table_with_two_parents_is_caught(busy_state: Checker) -> None:
+    state = busy_state.observed
+    machine = state.machine.copy()
+    proc = next(p for p in state.view.processes if p.state != "exited")
+    # default format is two-level: point a second root entry at the first one's table
+    root = [machine.memory.read(proc.root + i) for i in range(4)]
+    used = next(i for i, word in enumerate(root) if word & bits.PRESENT)
+    spare = next(i for i, word in enumerate(root) if not word & bits.PRESENT)
+    machine.memory.write(proc.root + spare, root[used])
+    violation = INVARIANTS["page_tables_well_formed"].check(Observed(machine, state.view))
+    assert violation is not None and "two parents" in violation.message
