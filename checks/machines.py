@@ -14,7 +14,7 @@ reported trace is a small one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
@@ -149,8 +149,7 @@ def machine_for(
 
 
 def _with_programs(config: CheckConfig, programs: tuple[Program, ...]) -> CheckConfig:
-    from dataclasses import replace
-
+    """``config`` whose workload also lists the random programs a run spawned."""
     return replace(config, workload=replace(config.workload, programs=programs))
 
 
