@@ -61,10 +61,18 @@ class Campaign:
     first_failure: float | None = None
 
     def record_failure(self, trace: traces.Trace) -> None:
-        """Keep the shortest failing trace seen; start the shrinking clock at the first."""
+        """Keep the shortest failing trace of the property that failed first; start the
+        shrinking clock at the first failure.
+
+        Shrinking may wander onto another property's failure; keeping to the
+        first one makes the reported property independent of how fast the
+        machine is (the first failure is fixed: generation is derandomized).
+        """
         if self.first_failure is None:
             self.first_failure = time.perf_counter()
-        if self.best is None or len(trace.choices) < len(self.best.choices):
+        if self.best is None or (
+            _property(trace) == _property(self.best) and len(trace.choices) < len(self.best.choices)
+        ):
             self.best = trace
 
     @property
@@ -74,6 +82,10 @@ class Campaign:
             self.first_failure is not None
             and time.perf_counter() - self.first_failure > self.shrink_seconds
         )
+
+
+def _property(trace: traces.Trace) -> str | None:
+    return None if trace.violation is None else trace.violation.property
 
 
 def machine_for(
