@@ -99,6 +99,19 @@ class FormatBase:
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
 
+    def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
+        """No system-wide structures: returns 0."""
+        return 0
+
+    def _alloc_zeroed(
+        self, memory: PhysicalMemory, kalloc: KernelAllocator, words: int
+    ) -> int | None:
+        """``words`` zeroed words of kernel memory; their address, or None if none is left."""
+        address = kalloc.alloc(words)
+        if address is not None:
+            memory.words[address : address + words] = 0
+        return address
+
     def _check(self, where: str, root: int, vpn: int | None = None) -> None:
         """Raise InternalError (a kernel bug) for a null root or a vpn outside the space."""
         name = type(self).__name__

@@ -68,20 +68,11 @@ class HashedFormat(FormatBase):
                 return link, node
         return None
 
-    def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
-        """No system-wide structures: returns 0."""
-        return 0
-
     def create(
         self, memory: PhysicalMemory, kalloc: KernelAllocator, asid: int, system_root: int
     ) -> int | None:
         """Allocate ``hash_buckets`` empty bucket words; their address, or None if no memory."""
-        root = kalloc.alloc(self.config.hash_buckets)
-        if root is None:
-            return None
-        for index in range(self.config.hash_buckets):
-            memory.write(root + index, 0)
-        return root
+        return self._alloc_zeroed(memory, kalloc, self.config.hash_buckets)
 
     def walk(self, memory: PhysicalMemory, root: int, asid: int, vpn: int) -> Entry | None:
         """The entry of ``vpn``, or None (no node, or root 0). Reads only."""

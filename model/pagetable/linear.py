@@ -33,20 +33,11 @@ class LinearFormat(FormatBase):
 
     kind = "linear"
 
-    def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
-        """No system-wide structures: returns 0."""
-        return 0
-
     def create(
         self, memory: PhysicalMemory, kalloc: KernelAllocator, asid: int, system_root: int
     ) -> int | None:
         """Allocate ``va_pages`` zeroed words; return their address, or None if no memory."""
-        root = kalloc.alloc(self.config.va_pages)
-        if root is None:
-            return None
-        for vpn in range(self.config.va_pages):
-            memory.write(pte_addr(root, vpn), 0)
-        return root
+        return self._alloc_zeroed(memory, kalloc, self.config.va_pages)
 
     def walk(self, memory: PhysicalMemory, root: int, asid: int, vpn: int) -> Entry | None:
         """The entry of ``vpn``, or None if its word is zero or ``root`` is 0. Reads only."""

@@ -114,10 +114,6 @@ class MultilevelFormat(FormatBase):
 
     # -- the format ----------------------------------------------------------------
 
-    def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
-        """No system-wide structures: returns 0."""
-        return 0
-
     def create(
         self, memory: PhysicalMemory, kalloc: KernelAllocator, asid: int, system_root: int
     ) -> int | None:
