@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pagingcheck.impl.replacement import POLICY_NAMES
+from pagingcheck.impl.lib.replacement import POLICY_NAMES
 from pagingcheck.impl.simulate import SimResult, read_lackey, read_refs, run
 
 T = TypeVar("T")

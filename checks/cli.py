@@ -12,7 +12,7 @@ from importlib.metadata import version
 import click
 
 from pagingcheck.checks.commands import COMMANDS, fail_usage
-from pagingcheck.impl.replacement import DEFAULT_TAU, POLICY_NAMES
+from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
 from pagingcheck.model.errors import UserError
 

@@ -1,8 +1,9 @@
 """The checking commands: verify, replay, validate, mutants.
 
 Exit codes: 0 every property held, 1 a property was violated, 2 bad usage
-or input. With ``--json`` each command prints exactly one JSON object on
-stdout; progress goes to stderr.
+or input, 3 an internal error of pagingcheck itself (with a traceback for
+its maintainers; never blamed on the checked kernel). With ``--json`` each
+command prints exactly one JSON object on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -24,7 +26,7 @@ from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
 from pagingcheck.checks.verify import VerifyReport, verify
 from pagingcheck.model.errors import UserError
 
-EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -60,7 +62,8 @@ def traces_option(help_text: str) -> Callable[[FC], FC]:
 
 
 def exits_2_on_user_error(command: FC) -> FC:
-    """Turn a UserError anywhere in ``command`` into a one-line message and exit code 2."""
+    """Turn a UserError anywhere in ``command`` into a one-line message and exit code 2, and
+    any other exception (a bug in pagingcheck) into a report with its traceback and exit 3."""
 
     @functools.wraps(command)
     def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -68,8 +71,21 @@ def exits_2_on_user_error(command: FC) -> FC:
             return command(*args, **kwargs)
         except UserError as error:
             fail_usage(str(error))
+        except Exception as error:
+            fail_internal(error)
 
     return guarded  # type: ignore[return-value]
+
+
+def fail_internal(error: BaseException) -> NoReturn:
+    """Report a bug in pagingcheck itself (not in the checked kernel) and exit 3."""
+    click.echo(
+        "pagingcheck: internal error: this is a bug in pagingcheck, not in the kernel "
+        f"checked ({type(error).__name__}: {error}); please report it with this traceback:",
+        err=True,
+    )
+    click.echo("".join(traceback.format_exception(error)), err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -107,10 +123,17 @@ def _print_report(report: VerifyReport) -> None:
     for check in report.checks:
         mark = "PASS" if check.ok else "FAIL"
         click.echo(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
-    click.echo("\ncoverage (paging situations reached):")
-    for name, count in report.coverage.table():
-        click.echo(f"  {name:<36} {count:>7}{'' if count else '   <- never reached'}")
+    _print_coverage(report)
     click.echo("\nverify: " + ("all properties held" if report.ok else "FAILED"))
+
+
+def _print_coverage(report: VerifyReport) -> None:
+    required = set(report.required)
+    click.echo("\ncoverage (paging situations reached; * = required by the configuration):")
+    for name, count in report.coverage.table():
+        mark = "*" if name in required else " "
+        note = "" if count else ("   <- never reached" if name in required else "")
+        click.echo(f" {mark}{name:<36} {count:>7}{note}")
 
 
 @click.command("verify")
@@ -156,14 +179,15 @@ def verify_command(
     "--impl",
     "implementation",
     default=None,
-    help="Replay against this kernel instead of the one the trace names.",
+    help="The kernel to replay against, as MODULE:ATTR. Needed unless the trace names a "
+    "kernel that ships with pagingcheck: a trace is data and never decides which code runs.",
 )
 @json_option
 @exits_2_on_user_error
 def replay_command(trace_path: Path, implementation: str | None, as_json: bool) -> None:
     """Re-execute a trace: exit 1 with a step table if it still fails, 0 if not."""
     trace = traces.load(_read(trace_path), str(trace_path))
-    factory = resolve_factory(implementation or trace.implementation)
+    factory = resolve_factory(replay_kernel(trace, implementation))
     result = traces.replay(trace, factory)
     violated = result.violation is not None
     if as_json:
@@ -183,6 +207,19 @@ def replay_command(trace_path: Path, implementation: str | None, as_json: bool) 
     else:
         click.echo(traces.render(trace, result))
     sys.exit(EXIT_VIOLATED if violated else EXIT_OK)
+
+
+def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
+    """The kernel a replay runs: the one the user names, else the trace's if it ships with
+    pagingcheck. Importing a module runs its code, so a trace file alone never picks one."""
+    if implementation is not None:
+        return implementation
+    if trace.implementation.startswith("pagingcheck."):
+        return trace.implementation
+    raise UserError(
+        f"the trace names the kernel {trace.implementation!r}, which is not part of "
+        f"pagingcheck; to run that code, name it yourself: --impl {trace.implementation}"
+    )
 
 
 def _read(path: Path) -> str:
@@ -214,22 +251,25 @@ def validate_command(
     """Check another implementation of the kernel interface against the spec."""
     config = load_config(config_path, profile)
     factory = resolve_factory(implementation)
-    report = verify(
-        config,
-        factory,
-        implementation,
-        trace_dir,
-        progress_printer(not as_json),
-        require_coverage=False,
-    )
+    report = verify(config, factory, implementation, trace_dir, progress_printer(not as_json))
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
     if as_json:
-        emit_json({"ok": failed is None, "violation": violation})
-    elif failed is None:
-        click.echo(f"pass: {implementation} refines the spec on every configuration checked")
+        emit_json(
+            {
+                "ok": failed is None,
+                "violation": violation,
+                "failed_check": None if failed is None else failed.name,
+                "coverage": dict(report.coverage.table()),
+                "coverage_required": list(report.required),
+            }
+        )
     else:
-        click.echo(f"FAIL: {failed.detail}")
+        if failed is None:
+            click.echo(f"pass: {implementation} refines the spec on every configuration checked")
+        else:
+            click.echo(f"FAIL: {failed.detail}")
+        _print_coverage(report)
     sys.exit(EXIT_OK if failed is None else EXIT_VIOLATED)
 
 

@@ -16,22 +16,29 @@ from typing import Any
 
 import yaml
 
+from pagingcheck.checks.coverage import SITUATIONS
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import ConfigError, UserError
+from pagingcheck.model.isa import MAX_PAGES_PER_INSTRUCTION
 from pagingcheck.model.program import Program, SharedSegment
+
+#: Fair steps within which every live process must retire an instruction, by default.
+DEFAULT_PROGRESS_BOUND = 300
 
 
 @dataclass(frozen=True)
 class Workload:
-    """The programs a run may spawn, which start at boot, and the driver's freedoms."""
+    """The programs a run may spawn, which start at boot, the driver's freedoms, and the
+    bound of the progress property (fair steps within which each live process retires)."""
 
     programs: tuple[Program, ...]
     initial: tuple[int, ...] = (0,)
     max_spawns: int = 0
     timer: bool = True
     kills: bool = False
+    progress_bound: int = DEFAULT_PROGRESS_BOUND
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class CheckConfig:
     workload: Workload
     budget: Budget = field(default_factory=Budget)
     variants: tuple[dict[str, dict[str, Any]], ...] = ()
+    coverage: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def with_profile(self, profile: str) -> CheckConfig:
@@ -91,7 +99,7 @@ class CheckConfig:
         return runs
 
 
-_TOP_KEYS = {"hardware", "kernel", "workload", "budget", "variants"}
+_TOP_KEYS = {"hardware", "kernel", "workload", "budget", "variants", "coverage"}
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -174,7 +182,11 @@ def parse_program(data: Any, where: str) -> Program:
 def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
     """The workload section."""
     data = _mapping(data, "workload")
-    _known(data, {"programs", "initial", "max_spawns", "timer", "kills"}, "workload")
+    _known(
+        data,
+        {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"},
+        "workload",
+    )
     raw_programs = data.get("programs")
     if not isinstance(raw_programs, list) or not raw_programs:
         raise ConfigError("workload.programs: expected a non-empty list of programs")
@@ -200,6 +212,9 @@ def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
         max_spawns=_int(data.get("max_spawns", 0), "workload.max_spawns"),
         timer=_bool(data.get("timer", True), "workload.timer"),
         kills=_bool(data.get("kills", False), "workload.kills"),
+        progress_bound=_int(
+            data.get("progress_bound", DEFAULT_PROGRESS_BOUND), "workload.progress_bound", 1
+        ),
     )
 
 
@@ -236,6 +251,26 @@ def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
     return tuple(variants)
 
 
+def parse_coverage(data: Any) -> tuple[str, ...]:
+    """The coverage section: the paging situations the runs must reach.
+
+    ``all`` means every situation; a list names some; absent, none is
+    required (the table is still reported).
+    """
+    if data is None:
+        return ()
+    if data == "all":
+        return SITUATIONS
+    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+        raise ConfigError("coverage: expected 'all' or a list of situation names")
+    for name in data:
+        if name not in SITUATIONS:
+            raise ConfigError(
+                f"coverage: unknown situation {name!r}; known: {', '.join(SITUATIONS)}"
+            )
+    return tuple(data)
+
+
 def parse_config(data: Any) -> CheckConfig:
     """A whole configuration from its parsed YAML."""
     data = _mapping(data, "configuration")
@@ -248,15 +283,61 @@ def parse_config(data: Any) -> CheckConfig:
         parse_workload(data.get("workload"), hardware),
         parse_budget(data.get("budget")),
         parse_variants(data.get("variants")),
+        parse_coverage(data.get("coverage")),
         raw=data,
     )
     for name, run in config.expand():
+        where = "" if name == "base" else f"variant {name}: "
         try:
             for program in run.workload.programs:
                 program.validate(run.hardware.page_words, run.hardware.va_pages)
         except UserError as error:
-            raise ConfigError(f"variant {name}: {error}") from error
+            raise ConfigError(f"{where}{error}") from error
+        check_capacity(run, where)
     return config
+
+
+def pages_needed(workload: Workload, hardware: HardwareConfig) -> int:
+    """The most distinct pages one instruction of the workload can touch at once.
+
+    An instruction touches at most :data:`~pagingcheck.model.isa.MAX_PAGES_PER_INSTRUCTION`
+    pages, and never more than its program has; random programs (spawned
+    when ``max_spawns`` allows) may need the most.
+    """
+    if workload.max_spawns:
+        return MAX_PAGES_PER_INSTRUCTION
+    sizes = [
+        len(program.layout(hardware.page_words, hardware.va_pages)) for program in workload.programs
+    ]
+    return min(MAX_PAGES_PER_INSTRUCTION, max(sizes, default=1))
+
+
+def check_capacity(config: CheckConfig, where: str = "") -> None:
+    """Refuse hardware on which the workload could never finish: too few user frames or
+    software TLB entries for one instruction, too few image blocks for the programs."""
+    hardware, workload = config.hardware, config.workload
+    needed = pages_needed(workload, hardware)
+    if hardware.user_frames < needed:
+        raise ConfigError(
+            f"{where}hardware.user_frames: {hardware.user_frames} user frames cannot hold the "
+            f"{needed} pages one instruction of this workload can touch at once; "
+            f"use at least {needed}"
+        )
+    if hardware.tlb_refill == "software" and hardware.tlb_entries < needed:
+        raise ConfigError(
+            f"{where}hardware.tlb_entries: a software-refilled TLB of {hardware.tlb_entries} "
+            f"entries cannot hold the {needed} translations one instruction of this workload "
+            f"can need at once, so it could never finish; use at least {needed}"
+        )
+    images = sum(
+        program.text_pages(hardware.page_words) + program.data_pages(hardware.page_words)
+        for program in workload.programs
+    )
+    if images > hardware.image_blocks:
+        raise ConfigError(
+            f"{where}hardware.image_blocks: the workload's program images take {images} "
+            f"blocks, more than the {hardware.image_blocks} image blocks; use at least {images}"
+        )
 
 
 def load_text(text: str, source: str = "<config>") -> CheckConfig:

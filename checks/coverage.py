@@ -2,8 +2,20 @@
 
 A green run means something only if it exercised the paging code, so every
 checked step is classified into situations, read from what the hardware
-shows and the kernel view says (not from one kernel's private events), so
-coverage means the same for every implementation.
+shows (faults, the disk's queue, the page tables) and where contents live
+(:meth:`~pagingcheck.checks.observe.Observed.homes`), never from one
+kernel's private events, so coverage means the same for every kernel.
+
+The situations about transfers say exactly what happened:
+
+``fault_on_page_in_transit``
+    a process faulted on a page whose contents a pending disk request is
+    moving (a write-back of its frame, or a read of its block);
+``exit_with_transfer_in_flight``
+    a process left while a pending request was moving one of its pages;
+``orphan_adopted``
+    a request left without a live owner that way later served a fault of
+    another process on the page it moves.
 """
 
 from __future__ import annotations
@@ -14,10 +26,11 @@ from collections.abc import Iterable
 from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.system import StepRecord
 from pagingcheck.model.config import RESTART_VARIANTS, HardwareConfig
+from pagingcheck.model.disk import Request
 from pagingcheck.model.isa import FAULT_POINTS
 from pagingcheck.model.traps import TrapKind
 
-#: Situations every default verify run must reach (across its configurations).
+#: Every situation coverage knows, in report order.
 SITUATIONS: tuple[str, ...] = (
     "fault:page_fault",
     "fault:protection_fault",
@@ -25,10 +38,11 @@ SITUATIONS: tuple[str, ...] = (
     *(f"restart:{variant}:{point}" for variant in RESTART_VARIANTS for point in FAULT_POINTS),
     "evict:dirty",
     "evict:clean",
-    "fault_during_transfer",
+    "fault_on_page_in_transit",
+    "exit_with_transfer_in_flight",
+    "orphan_adopted",
     "shared_evicted",
     "shared_refcount_zero",
-    "exit_during_transfer",
     "protection_kill",
     *(
         f"tlb_miss:{refill}:{tag}"
@@ -38,36 +52,79 @@ SITUATIONS: tuple[str, ...] = (
 )
 
 
-def classify(
-    config: HardwareConfig, record: StepRecord, before: Observed, after: Observed
-) -> set[str]:
-    """The situations one step reached."""
-    reached: set[str] = set()
-    result = record.result
-    tag = "tagged" if config.tlb_tagged else "untagged"
-    if result is not None and result.fault is not None:
-        reached.add(f"fault:{result.fault.kind.value}")
-        point = getattr(result, "fault_point", None)
-        if point is not None:
-            reached.add(f"restart:{config.restart}:{point}")
-        if before.transfers:
-            reached.add("fault_during_transfer")
-        if result.fault.kind is TrapKind.TLB_MISS:
-            reached.add(f"tlb_miss:software:{tag}")
-    if result is not None and config.tlb_refill == "hardware":
-        # The walker filled a slot: some (asid, vpn) is cached now that was not.
-        old = {(e.asid, e.vpn) for e in before.machine.mmu.tlb.entries()}
-        if any((e.asid, e.vpn) not in old for e in after.machine.mmu.tlb.entries()):
-            reached.add(f"tlb_miss:hardware:{tag}")
-    reached |= _evictions(before, after)
-    reached |= _departures(record, before, after)
-    return reached
+class Tracker:
+    """Classifies the steps of one run; remembers the requests orphaned so far."""
+
+    def __init__(self) -> None:
+        self.orphans: set[Request] = set()
+
+    def classify(
+        self, config: HardwareConfig, record: StepRecord, before: Observed, after: Observed
+    ) -> set[str]:
+        """The situations one step reached."""
+        reached: set[str] = set()
+        result = record.result
+        tag = "tagged" if config.tlb_tagged else "untagged"
+        if result is not None and result.fault is not None:
+            reached.add(f"fault:{result.fault.kind.value}")
+            if result.fault_point is not None:
+                reached.add(f"restart:{config.restart}:{result.fault_point}")
+            if result.fault.kind is TrapKind.TLB_MISS:
+                reached.add(f"tlb_miss:software:{tag}")
+            reached |= self._fault_in_transit(record, before)
+        if result is not None and config.tlb_refill == "hardware":
+            # The walker filled a slot: some (asid, vpn) is cached now that was not.
+            old = {(e.asid, e.vpn) for e in before.machine.mmu.tlb.entries()}
+            if any((e.asid, e.vpn) not in old for e in after.machine.mmu.tlb.entries()):
+                reached.add(f"tlb_miss:hardware:{tag}")
+        reached |= _evictions(before, after)
+        reached |= self._departures(record, before, after)
+        self.orphans &= set(after.requests)
+        return reached
+
+    def _fault_in_transit(self, record: StepRecord, before: Observed) -> set[str]:
+        result = record.result
+        assert result is not None and result.fault is not None
+        pid = int(record.choice[1])
+        vpn = result.fault.va // before.machine.config.page_words
+        home = before.homes.get((pid, vpn))
+        request = None if home is None else before.in_transit(home)
+        if request is None:
+            return set()
+        if request in self.orphans:
+            self.orphans.discard(request)
+            return {"fault_on_page_in_transit", "orphan_adopted"}
+        return {"fault_on_page_in_transit"}
+
+    def _departures(self, record: StepRecord, before: Observed, after: Observed) -> set[str]:
+        reached: set[str] = set()
+        gone = set(before.live) - set(after.live)
+        if not gone:
+            return reached
+        result = record.result
+        fault = None if result is None else result.fault
+        if fault is not None and fault.kind is TrapKind.PROTECTION_FAULT:
+            reached.add("protection_kill")
+        moving = {
+            request: user
+            for user, home in before.homes.items()
+            if (request := before.in_transit(home)) is not None
+        }
+        for request, (pid, _) in moving.items():
+            if pid in gone and request in after.requests:
+                reached.add("exit_with_transfer_in_flight")
+                survivors = [u for u, h in after.homes.items() if after.in_transit(h) == request]
+                if not survivors:
+                    self.orphans.add(request)
+        if _shared_keys(before) - _shared_keys(after):
+            reached.add("shared_refcount_zero")
+        return reached
 
 
 def _evictions(before: Observed, after: Observed) -> set[str]:
     reached: set[str] = set()
-    new_writes = len([r for r in after.machine.disk.pending if r.op == "write"]) - len(
-        [r for r in before.machine.disk.pending if r.op == "write"]
+    new_writes = len([r for r in after.requests if r.op == "write"]) - len(
+        [r for r in before.requests if r.op == "write"]
     )
     if new_writes > 0:
         reached.add("evict:dirty")
@@ -82,34 +139,10 @@ def _evictions(before: Observed, after: Observed) -> set[str]:
     return reached
 
 
-def _departures(record: StepRecord, before: Observed, after: Observed) -> set[str]:
-    reached: set[str] = set()
-    gone = set(before.live) - set(after.live)
-    if not gone:
-        return reached
-    result = record.result
-    if (
-        result is not None
-        and result.fault is not None
-        and (result.fault.kind is TrapKind.PROTECTION_FAULT)
-    ):
-        reached.add("protection_kill")
-    if before.transfers:
-        # A process left while the disk was moving a page: the kernel had to
-        # keep the frame out of use until the transfer ended.
-        reached.add("exit_during_transfer")
-    keys_before = _shared_keys(before)
-    keys_after = _shared_keys(after)
-    if keys_before - keys_after:
-        reached.add("shared_refcount_zero")
-    return reached
-
-
 def _shared_keys(s: Observed) -> set[str]:
     return {
         page.shared_key
-        for proc in s.view.processes
-        if proc.state != "exited"
+        for proc in s.live_processes
         for page in proc.pages
         if page.shared_key is not None
     }
@@ -129,10 +162,10 @@ class Coverage:
         """Add another run's counts."""
         self.counts.update(other.counts)
 
-    def unreached(self, required: Iterable[str] = SITUATIONS) -> list[str]:
+    def unreached(self, required: Iterable[str]) -> list[str]:
         """Required situations this run never reached."""
         return [name for name in required if not self.counts[name]]
 
-    def table(self, required: Iterable[str] = SITUATIONS) -> list[tuple[str, int]]:
-        """(situation, count) for every required situation, in catalog order."""
-        return [(name, self.counts[name]) for name in required]
+    def table(self, shown: Iterable[str] = SITUATIONS) -> list[tuple[str, int]]:
+        """(situation, count) for every situation shown, in catalog order."""
+        return [(name, self.counts[name]) for name in shown]

@@ -3,9 +3,18 @@
 A predicate takes an :class:`~pagingcheck.checks.observe.Observed` state and
 returns the first :class:`~pagingcheck.checks.observe.Violation` it finds,
 with a witness, or None. :data:`INVARIANTS` maps each name to its predicate;
-the Hypothesis machines, the explorer and replay all check exactly these.
+the Hypothesis machines, replay and every other checker check exactly these.
 Properties of a *step* (refinement, restart exactness, no dirty page
-dropped) live in :mod:`pagingcheck.checks.refinement`.
+dropped, progress) live in :mod:`pagingcheck.checks.refinement` and
+:mod:`pagingcheck.checks.progress`.
+
+Each predicate reads the hardware wherever it can (the tables walked from
+declared roots, the TLB, the disk's queue) and treats the kernel's view as
+a claim: what the view says about frames, slots and pages is compared with
+what the hardware shows, and where only the view can tell (free lists,
+where a page that is not resident lives), the view is checked against
+itself and against what it implies for the hardware. docs/invariants.md
+says, for each, what it reads and what a lying view can and cannot hide.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pagingcheck.checks.observe import Observed, Violation
+from pagingcheck.checks.observe import Observed, User, Violation
+from pagingcheck.impl.interface import Location, PageView
 from pagingcheck.model import bits
 
 Predicate = Callable[[Observed], Violation | None]
@@ -29,12 +39,90 @@ class Invariant:
     check: Predicate
 
 
+def spaces_agree(s: Observed) -> Violation | None:
+    """Every live process's address space is declared to the hardware with the table root the
+    kernel gives it, no two live processes share an address-space id, and no declared
+    address space belongs to a process that is gone."""
+    name = "spaces_agree"
+    seen: dict[int, int] = {}
+    for proc in s.live_processes:
+        if proc.asid in seen:
+            return Violation(
+                name, "two live processes share an asid", (("pids", (seen[proc.asid], proc.pid)),)
+            )
+        seen[proc.asid] = proc.pid
+        root = s.spaces.get(proc.asid)
+        if root is None:
+            return Violation(
+                name,
+                "a live process's address space is not declared to the hardware",
+                (("pid", proc.pid), ("asid", proc.asid)),
+            )
+        if root != proc.root:
+            return Violation(
+                name,
+                "the declared table root differs from the one the kernel's view gives",
+                (("pid", proc.pid), ("declared", root), ("view", proc.root)),
+            )
+    for asid in sorted(set(s.spaces) - set(seen)):
+        return Violation(
+            name,
+            "a declared address space belongs to no live process (never released)",
+            (("asid", asid), ("root", s.spaces[asid])),
+        )
+    return None
+
+
+def page_tables_well_formed(s: Observed) -> Violation | None:
+    """Page tables lie in the kernel region, no two address spaces share table memory (each
+    table page has one parent), every entry is for a page of the address space, and no PTE
+    maps a kernel frame or a frame outside memory."""
+    name = "page_tables_well_formed"
+    config = s.machine.config
+    kernel_words = config.kernel_frames * config.page_words
+    owner: dict[int, int] = {}
+    shared_root = config.page_table == "inverted"
+    for asid, root in sorted(s.spaces.items()):
+        for start, length in s.machine.format.table_words(s.machine.memory, root, asid):
+            if start < 0 or start + length > kernel_words:
+                return Violation(
+                    name, "table outside the kernel region", (("asid", asid), ("address", start))
+                )
+            if shared_root:
+                continue
+            for word in range(start, start + length):
+                if word in owner:
+                    why = (
+                        "a table is reached twice within one address space (two parents)"
+                        if owner[word] == asid
+                        else "two address spaces share page-table memory"
+                    )
+                    return Violation(name, why, (("asids", (owner[word], asid)), ("address", word)))
+                owner[word] = asid
+        for entry in s.tables[asid]:
+            if not 0 <= entry.vpn < config.va_pages:
+                return Violation(
+                    name,
+                    "table entry for a page outside the address space",
+                    (("asid", asid), ("vpn", entry.vpn), ("pte_addr", entry.pte_addr)),
+                )
+    for (asid, vpn), pfn in sorted(s.present.items()):
+        if pfn not in config.user_pfns:
+            return Violation(
+                name,
+                "PTE maps a frame outside the user pool",
+                (("asid", asid), ("vpn", vpn), ("pfn", pfn)),
+            )
+    return None
+
+
 def busy_frame_exclusive(s: Observed) -> Violation | None:
     """A frame with a transfer in flight is on no free list, mapped by no present PTE,
     in no TLB entry, marked busy in the frame table, and the target of one transfer only."""
     name = "busy_frame_exclusive"
     free = set(s.view.free_frames)
     status = {f.pfn: f.status for f in s.view.frames}
+    mapped = {pfn: key for key, pfn in sorted(s.present.items(), reverse=True)}
     for pfn, ops in sorted(s.transfers.items()):
         if len(ops) > 1:
             return Violation(
@@ -44,12 +132,12 @@ def busy_frame_exclusive(s: Observed) -> Violation | None:
             return Violation(
                 name, "frame with a transfer in flight is on the free list", (("pfn", pfn),)
             )
-        if s.mappers.get(pfn):
-            who = sorted(s.mappers[pfn])[0]
+        if pfn in mapped:
+            asid, vpn = mapped[pfn]
             return Violation(
                 name,
                 "frame with a transfer in flight is mapped by a present PTE",
-                (("pfn", pfn), ("pid", who[0]), ("vpn", who[1])),
+                (("pfn", pfn), ("asid", asid), ("vpn", vpn)),
             )
         for entry in s.machine.mmu.tlb.entries():
             if bits.is_present(entry.pte) and bits.pfn(entry.pte) == pfn:
@@ -68,154 +156,63 @@ def busy_frame_exclusive(s: Observed) -> Violation | None:
 
 
 def freed_at_last_reference(s: Observed) -> Violation | None:
-    """A frame or swap slot is free only when no mapping uses it and no transfer is in flight;
-    a frame in use has a user, and a live page never has its contents in a free frame or slot."""
+    """A frame or swap slot is free only when no mapping uses it and no transfer is in
+    flight: no present PTE maps a free frame, no free slot has a transfer, and no live
+    page has its contents in a free frame or a free slot."""
     name = "freed_at_last_reference"
     free_frames = set(s.view.free_frames)
     free_slots = set(s.view.free_slots)
+    for (asid, vpn), pfn in sorted(s.present.items()):
+        if pfn in free_frames:
+            return Violation(
+                name,
+                "free frame still mapped by a present PTE",
+                (("pfn", pfn), ("asid", asid), ("vpn", vpn)),
+            )
     for frame in s.view.frames:
-        if frame.status == "in_use" and frame.refcount == 0:
-            return Violation(name, "frame in use with no user (leaked)", (("pfn", frame.pfn),))
-        if frame.pfn in free_frames and (frame.refcount or s.mappers.get(frame.pfn)):
+        if frame.pfn in free_frames and frame.refcount:
             return Violation(name, "free frame still referenced", (("pfn", frame.pfn),))
-    for slot in s.view.slots:
-        if slot.slot in free_slots and (slot.refcount or slot.transfer):
-            return Violation(name, "free swap slot still referenced", (("slot", slot.slot),))
-        if slot.slot not in free_slots and slot.refcount == 0 and not slot.transfer:
-            return Violation(
-                name, "allocated swap slot with no user (leaked)", (("slot", slot.slot),)
-            )
-    for proc in s.view.processes:
-        if proc.state == "exited":
-            continue
-        for page in proc.pages:
-            home = page.home
-            if home.where == "frame" and home.index in free_frames:
-                return Violation(
-                    name,
-                    "live page's contents are in a free frame",
-                    (("pid", proc.pid), ("vpn", page.vpn), ("pfn", home.index)),
-                )
-            if home.where == "slot" and home.index in free_slots:
-                return Violation(
-                    name,
-                    "live page's contents are in a free swap slot",
-                    (("pid", proc.pid), ("vpn", page.vpn), ("slot", home.index)),
-                )
-    return None
-
-
-def refcounts_exact(s: Observed) -> Violation | None:
-    """Each frame's reference count equals its reverse map's size, which equals the present
-    PTEs mapping it; each slot's reference count equals the pages using it."""
-    name = "refcounts_exact"
-    for frame in s.view.frames:
-        users = set(frame.users)
-        if frame.refcount != len(frame.users) or len(users) != len(frame.users):
+    for slot in sorted(free_slots):
+        if s.slot_transfers.get(slot):
+            return Violation(name, "free swap slot with a transfer in flight", (("slot", slot),))
+    for view in s.view.slots:
+        if view.slot in free_slots and view.refcount:
+            return Violation(name, "free swap slot still referenced", (("slot", view.slot),))
+    for (pid, vpn), home in sorted(s.homes.items()):
+        if home.where == "frame" and home.index in free_frames:
             return Violation(
                 name,
-                "frame reference count differs from its reverse map",
-                (("pfn", frame.pfn), ("refcount", frame.refcount), ("users", frame.users)),
+                "live page's contents are in a free frame",
+                (("pid", pid), ("vpn", vpn), ("pfn", home.index)),
             )
-        mapped = s.mappers.get(frame.pfn, set())
-        if frame.status == "in_use" and users != mapped:
+        if home.where == "slot" and home.index in free_slots:
             return Violation(
                 name,
-                "frame's reverse map differs from the PTEs that map it",
-                (("pfn", frame.pfn), ("reverse_map", sorted(users)), ("ptes", sorted(mapped))),
-            )
-    for slot in s.view.slots:
-        if slot.refcount != len(slot.users):
-            return Violation(
-                name,
-                "slot reference count differs from its users",
-                (("slot", slot.slot), ("refcount", slot.refcount), ("users", slot.users)),
-            )
-    return None
-
-
-def tlb_agrees(s: Observed) -> Violation | None:
-    """Every TLB entry user code could hit matches a walk of the page table it stands for:
-    the current address space's (untagged) or its own asid's (tagged): same frame, no more
-    rights. Checked after every step and also as the CPU enters user mode."""
-    name = "tlb_agrees"
-    mmu = s.machine.mmu
-    by_asid = {p.asid: p.pid for p in s.view.processes if p.state != "exited"}
-    for entry in mmu.tlb.entries():
-        asid = entry.asid if mmu.tlb.tagged else mmu.asid
-        pid = by_asid.get(asid)
-        if pid is None:
-            if mmu.tlb.tagged:
-                return Violation(
-                    name,
-                    "TLB entry of an address space that no longer exists",
-                    (("asid", asid), ("vpn", entry.vpn)),
-                )
-            continue
-        pfn = s.present.get((pid, entry.vpn))
-        if pfn is None or pfn != bits.pfn(entry.pte):
-            return Violation(
-                name,
-                "TLB entry does not match the page table",
-                (
-                    ("asid", asid),
-                    ("vpn", entry.vpn),
-                    ("tlb_pfn", bits.pfn(entry.pte)),
-                    ("table_pfn", pfn),
-                ),
-            )
-        table = next(e.pte for e in s.tables[pid] if e.vpn == entry.vpn)
-        if bits.prot(entry.pte) & ~bits.prot(table):
-            return Violation(
-                name,
-                "TLB entry grants rights the page table does not",
-                (("asid", asid), ("vpn", entry.vpn)),
-            )
-    return None
-
-
-def page_tables_well_formed(s: Observed) -> Violation | None:
-    """Page tables lie in the kernel region, no two address spaces share table memory (each
-    table page has one parent), and no PTE maps a kernel frame or a frame outside memory."""
-    name = "page_tables_well_formed"
-    config = s.machine.config
-    kernel_words = config.kernel_frames * config.page_words
-    owner: dict[int, int] = {}
-    shared_root = config.page_table == "inverted"
-    for proc in s.view.processes:
-        if proc.state == "exited" or shared_root:
-            continue
-        for start, length in s.machine.format.table_words(s.machine.memory, proc.root, proc.asid):
-            if start < 0 or start + length > kernel_words:
-                return Violation(name, "table outside the kernel region", (("pid", proc.pid),))
-            for word in range(start, start + length):
-                if word in owner:
-                    why = (
-                        "a table is reached twice within one address space (two parents)"
-                        if owner[word] == proc.pid
-                        else "two address spaces share page-table memory"
-                    )
-                    return Violation(
-                        name, why, (("pids", (owner[word], proc.pid)), ("address", word))
-                    )
-                owner[word] = proc.pid
-    for (pid, vpn), pfn in sorted(s.present.items()):
-        if pfn not in config.user_pfns:
-            return Violation(
-                name,
-                "PTE maps a frame outside the user pool",
-                (("pid", pid), ("vpn", vpn), ("pfn", pfn)),
+                "live page's contents are in a free swap slot",
+                (("pid", pid), ("vpn", vpn), ("slot", home.index)),
             )
     return None
 
 
 def frame_table_agrees(s: Observed) -> Violation | None:
-    """Every present PTE maps an in-use frame that lists it, and every in-use frame's users
-    have present PTEs mapping it: frame table and page tables agree both ways."""
+    """The frame table lists every user frame once; every present PTE maps an in-use frame
+    that lists it, every in-use frame's users have present PTEs mapping it, and each frame's
+    transfer is the one the disk has in flight on it: frame table and hardware agree."""
     name = "frame_table_agrees"
+    listed = Counter(f.pfn for f in s.view.frames)
+    for pfn in s.machine.config.user_pfns:
+        if listed[pfn] != 1:
+            return Violation(
+                name,
+                "the frame table does not list this user frame exactly once",
+                (("pfn", pfn), ("times", listed[pfn])),
+            )
     frames = {f.pfn: f for f in s.view.frames}
-    for (pid, vpn), pfn in sorted(s.present.items()):
+    for (asid, vpn), pfn in sorted(s.present.items()):
+        pid = s.pid_of.get(asid)
         frame = frames.get(pfn)
+        if pid is None:
+            continue
         if frame is None or frame.status != "in_use" or (pid, vpn) not in frame.users:
             return Violation(
                 name,
@@ -228,15 +225,170 @@ def frame_table_agrees(s: Observed) -> Violation | None:
                 ),
             )
     for frame in s.view.frames:
+        ops = s.transfers.get(frame.pfn, [])
+        actual = ops[0] if len(ops) == 1 else None
+        if frame.transfer != actual and len(ops) <= 1:
+            return Violation(
+                name,
+                "the frame table's transfer differs from the disk's",
+                (("pfn", frame.pfn), ("claimed", frame.transfer), ("disk", actual)),
+            )
         if frame.status != "in_use":
             continue
         for user in frame.users:
-            if s.present.get(user) != frame.pfn:
+            if s.resident(*user) != frame.pfn:
                 return Violation(
                     name,
                     "frame table lists a user whose PTE does not map the frame",
                     (("pfn", frame.pfn), ("pid", user[0]), ("vpn", user[1])),
                 )
+    return None
+
+
+def refcounts_exact(s: Observed) -> Violation | None:
+    """Each frame's reference count equals the present PTEs that map it and the users its
+    reverse map lists (no user twice); each slot's reference count equals the pages using it."""
+    name = "refcounts_exact"
+    for frame in s.view.frames:
+        mapped = s.mappers.get(frame.pfn, set())
+        if frame.refcount != len(mapped):
+            return Violation(
+                name,
+                "frame reference count differs from the present PTEs that map it",
+                (("pfn", frame.pfn), ("refcount", frame.refcount), ("ptes", sorted(mapped))),
+            )
+        if frame.refcount != len(frame.users) or len(set(frame.users)) != len(frame.users):
+            return Violation(
+                name,
+                "frame reference count differs from its reverse map",
+                (("pfn", frame.pfn), ("refcount", frame.refcount), ("users", frame.users)),
+            )
+    for slot in s.view.slots:
+        if slot.refcount != len(slot.users) or len(set(slot.users)) != len(slot.users):
+            return Violation(
+                name,
+                "slot reference count differs from its users",
+                (("slot", slot.slot), ("refcount", slot.refcount), ("users", slot.users)),
+            )
+    return None
+
+
+def page_identity(pid: int, page: PageView) -> tuple[object, ...]:
+    """What makes two valid pages the same page: a shared object's page, or a private one."""
+    if page.shared_key is not None:
+        return ("shared", page.shared_key, page.index)
+    return ("private", pid, page.vpn)
+
+
+def _home_in_range(s: Observed, home: Location) -> bool:
+    config = s.machine.config
+    if home.where == "frame":
+        return home.index in config.user_pfns
+    if home.where == "slot":
+        return 0 <= home.index < config.swap_slots
+    if home.where == "image":
+        return config.swap_slots <= home.index < config.disk_blocks
+    return home.where == "zero"
+
+
+def homes_agree(s: Observed) -> Violation | None:
+    """Every page's contents are where the hardware finds them: a page a present PTE maps
+    lives in that frame and the view says so; every process sharing a writable page sees it
+    in the same place (a read-only page may be copied); and two different pages never share
+    a frame or a swap slot (whether they are there now or the slot is reserved for them)."""
+    name = "homes_agree"
+    where: dict[tuple[object, ...], tuple[User, Location]] = {}
+    holder: dict[tuple[str, int], tuple[object, ...]] = {}
+    for proc in s.live_processes:
+        for page in proc.pages:
+            user = (proc.pid, page.vpn)
+            home = s.homes[user]
+            if not _home_in_range(s, page.home):
+                return Violation(
+                    name,
+                    "the view puts a page's contents where no page can be",
+                    (("pid", proc.pid), ("vpn", page.vpn), ("home", page.home)),
+                )
+            if home != page.home:
+                return Violation(
+                    name,
+                    "a present PTE maps the page to a frame the view does not give as its home",
+                    (("pid", proc.pid), ("vpn", page.vpn), ("pte_frame", home.index)),
+                )
+            identity = page_identity(proc.pid, page)
+            writable = bool(page.prot & bits.WRITE)
+            if writable and identity in where and where[identity][1] != home:
+                other, elsewhere = where[identity]
+                return Violation(
+                    name,
+                    "processes sharing a page see it in different places",
+                    (("page", identity), ("users", (other, user)), ("homes", (elsewhere, home))),
+                )
+            where[identity] = (user, home)
+            if home.where in ("frame", "slot"):
+                key = (home.where, home.index)
+                if holder.setdefault(key, identity) != identity:
+                    return Violation(
+                        name,
+                        f"two different pages are in one {home.where}",
+                        ((home.where, home.index), ("pages", (holder[key], identity))),
+                    )
+    return _slots_hold_one_page(s)
+
+
+def _slots_hold_one_page(s: Observed) -> Violation | None:
+    """The users the view lists for a swap slot are all one page (a shared page's users)."""
+    pages = {
+        (proc.pid, page.vpn): page_identity(proc.pid, page)
+        for proc in s.live_processes
+        for page in proc.pages
+    }
+    for slot in s.view.slots:
+        held = {pages[user] for user in slot.users if user in pages}
+        if len(held) > 1:
+            return Violation(
+                "homes_agree",
+                "two different pages are in one slot",
+                (("slot", slot.slot), ("pages", tuple(sorted(map(str, held))))),
+            )
+    return None
+
+
+def tlb_agrees(s: Observed) -> Violation | None:
+    """Every TLB entry matches a walk of the page table it stands for, in memory: a tagged
+    entry its own address space's declared table, an untagged one the table loaded in the
+    MMU; same frame, no more rights. Checked after every step and as the CPU enters user mode."""
+    name = "tlb_agrees"
+    mmu, fmt, memory = s.machine.mmu, s.machine.format, s.machine.memory
+    for entry in mmu.tlb.entries():
+        asid = entry.asid if mmu.tlb.tagged else mmu.asid
+        root = s.spaces.get(asid) if mmu.tlb.tagged else mmu.ptbr
+        if root is None:
+            return Violation(
+                name,
+                "TLB entry of an address space that no longer exists",
+                (("asid", asid), ("vpn", entry.vpn)),
+            )
+        walked = fmt.walk(memory, root, asid, entry.vpn)
+        table = walked.pte if walked is not None else 0
+        table_pfn = bits.pfn(table) if bits.is_present(table) else None
+        if table_pfn is None or table_pfn != bits.pfn(entry.pte):
+            return Violation(
+                name,
+                "TLB entry does not match the page table",
+                (
+                    ("asid", asid),
+                    ("vpn", entry.vpn),
+                    ("tlb_pfn", bits.pfn(entry.pte)),
+                    ("table_pfn", table_pfn),
+                ),
+            )
+        if bits.prot(entry.pte) & ~bits.prot(table):
+            return Violation(
+                name,
+                "TLB entry grants rights the page table does not",
+                (("asid", asid), ("vpn", entry.vpn)),
+            )
     return None
 
 
@@ -254,9 +406,55 @@ def free_lists_clean(s: Observed) -> Violation | None:
             return Violation(name, "free list holds a frame in use or busy", (("pfn", pfn),))
         if s.transfers.get(pfn):
             return Violation(name, "free list holds a frame with a transfer", (("pfn", pfn),))
+    allocated = {slot.slot for slot in s.view.slots}
     for slot in s.view.free_slots:
         if s.slot_transfers.get(slot):
             return Violation(name, "free list holds a slot with a transfer", (("slot", slot),))
+        if slot in allocated:
+            return Violation(name, "free list holds an allocated slot", (("slot", slot),))
+    return None
+
+
+def no_leaks(s: Observed) -> Violation | None:
+    """Nothing is held for ever: a frame that is not free is mapped by a present PTE, has a
+    transfer in flight, or holds a live page's contents; a busy frame has a transfer in
+    flight; an allocated swap slot is used by a live page or has a transfer in flight; and
+    no page holds two swap slots."""
+    name = "no_leaks"
+    free = set(s.view.free_frames)
+    mapped = set(s.present.values())
+    holding = {home.index for home in s.homes.values() if home.where == "frame"}
+    for frame in s.view.frames:
+        moving = bool(s.transfers.get(frame.pfn))
+        if frame.status == "busy" and not moving:
+            return Violation(
+                name, "frame held busy with no transfer in flight", (("pfn", frame.pfn),)
+            )
+        if frame.pfn in free or moving or frame.pfn in mapped or frame.pfn in holding:
+            continue
+        return Violation(
+            name,
+            "frame is neither free, mapped, moving nor holding a live page",
+            (("pfn", frame.pfn), ("status", frame.status)),
+        )
+    pages = {(p.pid, page.vpn) for p in s.live_processes for page in p.pages}
+    owner: dict[User, int] = {}
+    for slot in s.view.slots:
+        live_users = [user for user in slot.users if user in pages]
+        if not live_users and not s.slot_transfers.get(slot.slot):
+            return Violation(
+                name,
+                "allocated swap slot used by no live page and no transfer",
+                (("slot", slot.slot),),
+            )
+        for user in slot.users:
+            if user in owner:
+                return Violation(
+                    name,
+                    "a page holds two swap slots",
+                    (("pid", user[0]), ("vpn", user[1]), ("slots", (owner[user], slot.slot))),
+                )
+            owner[user] = slot.slot
     return None
 
 
@@ -265,13 +463,16 @@ INVARIANTS: dict[str, Invariant] = {
     # The order is the order of checking, structural facts first, so that the
     # property reported for a broken state is the most basic one it breaks.
     for inv in (
+        spaces_agree,
         page_tables_well_formed,
         busy_frame_exclusive,
         freed_at_last_reference,
         frame_table_agrees,
         refcounts_exact,
+        homes_agree,
         tlb_agrees,
         free_lists_clean,
+        no_leaks,
     )
 }
 

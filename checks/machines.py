@@ -14,10 +14,13 @@ reported trace is a small one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     precondition,
@@ -27,15 +30,14 @@ from hypothesis.stateful import (
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
-from pagingcheck.checks.coverage import Coverage, classify
-from pagingcheck.checks.observe import Violation
-from pagingcheck.checks.refinement import Checker
-from pagingcheck.checks.runner import KernelFactory, RunResult, start
+from pagingcheck.checks.coverage import Coverage
+from pagingcheck.checks.runner import KernelFactory, Run
 from pagingcheck.checks.strategies import programs as random_programs
-from pagingcheck.checks.system import Choice, StepRecord
+from pagingcheck.checks.system import Choice
 from pagingcheck.model.program import Program
 
 RUN_WEIGHT = 3
+T = TypeVar("T")
 
 
 class PropertyFailed(AssertionError):
@@ -59,6 +61,7 @@ class Campaign:
     shrink_seconds: float = 30.0
     best: traces.Trace | None = None
     first_failure: float | None = None
+    error: BaseException | None = None  # the first exception that was not a property failing
 
     def record_failure(self, trace: traces.Trace) -> None:
         """Keep the shortest failing trace of the property that failed first; start the
@@ -95,46 +98,38 @@ def machine_for(
     campaign: Campaign,
     random_spawns: bool = True,
 ) -> type[RuleBasedStateMachine]:
-    """A RuleBasedStateMachine class checking ``config`` on kernels built by ``factory``."""
+    """A RuleBasedStateMachine class checking ``config`` on kernels built by ``factory``.
+
+    Each run ends with a fair continuation that checks progress (see
+    :mod:`pagingcheck.checks.progress`).
+    """
 
     class PagingMachine(RuleBasedStateMachine):
         """Choices of the driver as rules; every property checked after each."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.checker: Checker = start(config, factory)
-            self.choices: list[Choice] = []
-            self.records: list[StepRecord] = []
             campaign.runs += 1
-            initial = self.checker.check_state()
-            if initial is not None:
-                self._fail(initial)
+            self.run = guarded(lambda: Run(config, factory, None))
+            if self.run.failed:
+                self._fail()
 
-        def _programs(self) -> tuple[Program, ...]:
-            return self.checker.system.programs
-
-        def _fail(self, violation: Violation) -> None:
-            result = RunResult(self.records, violation, len(self.records))
-            result.difference = self.checker.last_difference
-            workload_config = _with_programs(config, self._programs())
-            trace = traces.from_run(workload_config, implementation, self.choices, result)
+        def _fail(self) -> None:
+            result = self.run.result
+            programs = self.run.checker.system.programs if self.run.checker else ()
+            workload_config = _with_programs(config, programs or config.workload.programs)
+            trace = traces.from_run(workload_config, implementation, self.run.choices, result)
             campaign.record_failure(trace)
             raise PropertyFailed(trace)
 
         def _take(self, choice: Choice) -> None:
-            before = self.checker.observed
-            self.choices.append(choice)
-            record, violation = self.checker.step(choice)
-            self.records.append(record)
-            campaign.steps += 1
-            campaign.coverage.add(classify(config.hardware, record, before, self.checker.observed))
-            if violation is not None:
-                self._fail(violation)
+            if guarded(lambda: self.run.take(choice)) is not None:
+                self._fail()
 
         @rule(data=st.data())
         def choose(self, data: st.DataObject) -> None:
             """Make one of the choices enabled now (run, disk, timer, workload spawn, kill)."""
-            enabled = self.checker.choices()
+            enabled = self.run.enabled()
             if not enabled or campaign.shrinking_over:
                 return
             # Running processes is what reaches paging situations, so run choices
@@ -144,7 +139,9 @@ def machine_for(
 
         @precondition(
             lambda self: (
-                random_spawns and self.checker.system.spawns < self.checker.system.max_spawns
+                random_spawns
+                and self.run.checker is not None
+                and self.run.checker.system.spawns < self.run.checker.system.max_spawns
             )
         )
         @rule(program=random_programs(config.hardware))
@@ -152,9 +149,36 @@ def machine_for(
             """Spawn a small random program (it may touch invalid or forbidden pages)."""
             if campaign.shrinking_over:
                 return
-            system = self.checker.system
-            system.programs = (*system.programs, program)
-            self._take(("spawn", len(system.programs) - 1))
+            assert self.run.checker is not None
+            index = self.run.checker.system.add_program(program)
+            if index is not None:
+                self._take(("spawn", index))
+
+        def teardown(self) -> None:
+            """End the run with a fair continuation: every live process must make progress.
+
+            Runs after the last rule, and after a failing one too (then it only
+            counts the run's steps and coverage).
+            """
+            try:
+                if not self.run.failed and not campaign.shrinking_over:
+                    bound = config.workload.progress_bound
+                    if guarded(lambda: self.run.continue_fairly(bound)) is not None:
+                        self._fail()
+            finally:
+                campaign.steps += len(self.run.result.records)
+                campaign.coverage.merge(self.run.result.coverage)
+
+    def guarded(call: Callable[[], T]) -> T:
+        """Run ``call``; remember the first exception that is not a property failing
+        (pagingcheck's own error, or a kernel breaking the interface), so that
+        shrinking can never hide it."""
+        try:
+            return call()
+        except Exception as error:
+            if campaign.error is None:
+                campaign.error = error
+            raise
 
     PagingMachine.__name__ = f"PagingMachine_{config.hardware.page_table}"
     return PagingMachine
@@ -195,10 +219,12 @@ def run_campaign(
     )
     try:
         run_state_machine_as_test(machine, settings=run_settings)
-    except Exception:
+    except (PropertyFailed, Flaky):
         # Past the shrinking time the machine stops failing, so Hypothesis may
         # report the run as flaky; the shortest trace seen is the answer either
         # way, and it replays deterministically.
         if campaign.best is None:
             raise
+    if campaign.error is not None:
+        raise campaign.error
     return campaign, campaign.best

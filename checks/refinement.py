@@ -11,22 +11,25 @@ alone? It also checks the properties of a step that no single state shows:
   equal those at the start of the faulting instruction; that instruction
   retires once, with the effects of a fault-free run (the spec's);
 * **no dirty page dropped**: a modified page that loses its mapping is
-  written back, or keeps its contents in its frame.
+  written back, or keeps its contents in its frame;
+* **dispatch correct**: a dispatched process runs in user mode in its own
+  declared address space;
+* **progress**, while a fair continuation is watched (:mod:`.progress`);
+* the kernel's own failures: ``kernel_crash``, ``kernel_hang``, ``port_rules``.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pagingcheck.checks.abstraction import abstract
 from pagingcheck.checks.invariants import INVARIANTS
 from pagingcheck.checks.observe import Observed, Violation, difference
-from pagingcheck.checks.system import Choice, StepRecord, System
+from pagingcheck.checks.progress import STATEMENT as PROGRESS_STATEMENT
+from pagingcheck.checks.progress import Watchdog
+from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRecord, System
 from pagingcheck.model import bits
 from pagingcheck.model.errors import UserError
 from pagingcheck.model.isa import ArchState
@@ -35,43 +38,16 @@ from pagingcheck.spec.state import SpecState
 
 T = TypeVar("T")
 
-#: How long one step of the system (its kernel hooks) may run before it counts as hung.
-HOOK_SECONDS = 10.0
-
-
-class KernelHang(Exception):
-    """A kernel hook did not return in time."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise KernelHang in the block after ``seconds`` (where the platform has timers and
-    this is the main thread; elsewhere the block runs unlimited)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
-    ):
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise KernelHang(f"a kernel hook ran for more than {seconds:g} seconds")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
 
 def interface_call(what: str, call: Callable[[], T]) -> T:
-    """Run ``call`` (a query of the kernel under check); a kernel that breaks there does
-    not implement the interface, which is the user's error to fix, not a property."""
+    """Run ``call`` (a query of the kernel under check outside its hooks); a kernel that
+    breaks there does not implement the interface, which is the user's error to fix."""
     try:
         return call()
     except UserError:
         raise
+    except KernelFailed as failure:
+        raise UserError(f"the kernel's {what} failed: {failure.message}") from failure
     except Exception as error:  # the kernel under check may break in any way
         raise UserError(
             f"the kernel's {what} raised {type(error).__name__}: {error}; "
@@ -81,8 +57,12 @@ def interface_call(what: str, call: Callable[[], T]) -> T:
 
 #: Properties of a step, checked alongside the state invariants.
 STEP_PROPERTIES: dict[str, str] = {
-    "kernel_crash": "A kernel hook returns normally: it never raises.",
-    "kernel_hang": f"A kernel hook returns within {HOOK_SECONDS} seconds.",
+    "kernel_crash": "A call into the kernel returns normally: it never raises.",
+    "kernel_hang": f"A call into the kernel returns within {HOOK_SECONDS:g} seconds.",
+    "port_rules": "The kernel uses the hardware port within its rules (addresses, frames, "
+    "blocks and asids in range, operations the hardware has, the port open).",
+    "dispatch_correct": "A dispatched process runs in user mode in its own declared address "
+    "space: the MMU holds its table root and asid.",
     "refinement": "Every step retires an instruction the spec retires too, with the same "
     "effects, or spawns or ends a process as the spec does, or leaves the abstract state alone.",
     "restart_exact": "When a faulting process runs again, its registers and PC equal those at "
@@ -90,6 +70,7 @@ STEP_PROPERTIES: dict[str, str] = {
     "the effects of a fault-free run.",
     "no_dirty_dropped": "A modified page that loses its present mapping is written back (a "
     "write of its frame is in flight) or keeps its contents in its frame.",
+    "progress": PROGRESS_STATEMENT,
 }
 
 
@@ -102,15 +83,16 @@ class Checker:
     fault_starts: dict[int, ArchState] = field(default_factory=dict)
     observed: Observed = field(init=False)
     last_difference: list[str] = field(default_factory=list)
+    watchdog: Watchdog | None = None
 
     def __post_init__(self) -> None:
         self.observed = self._observe()
-        self.spec_state = abstract(self.system.machine, self.observed.view, self.fault_starts)
+        self.spec_state = abstract(self.observed, self.fault_starts)
 
     def _observe(self) -> Observed:
         # A copy, so the facts about this state stay true after the next step.
         machine = self.system.machine
-        view = interface_call("view()", lambda: self.system.kernel.view(machine))
+        view = interface_call("view()", self.system.kernel.view)
         return Observed(machine.copy(), view)
 
     def choices(self) -> list[Choice]:
@@ -125,30 +107,27 @@ class Checker:
                 return violation
         return None
 
+    def watch_progress(self, bound: int) -> None:
+        """From now on the choices are fair: check progress with ``bound`` (see .progress)."""
+        self.watchdog = Watchdog(bound)
+        self.watchdog.start(self.observed.live)
+
     def step(self, choice: Choice) -> tuple[StepRecord, Violation | None]:
         """Apply ``choice``; return what happened and the first property it violated."""
         before = self.observed
         resumed = self._resuming(choice)
         entry_violations: list[Violation] = []
 
-        def at_user_entry() -> None:
-            machine = self.system.machine
-            state = Observed(machine, self.system.kernel.view(machine))
-            found = INVARIANTS["tlb_agrees"].check(state)
+        def at_user_entry(pid: int) -> None:
+            found = self._entry_check(pid)
             if found is not None:
                 entry_violations.append(found)
 
         try:
-            with time_limit(HOOK_SECONDS):
-                record = self.system.apply(choice, self.observed.live, at_user_entry)
-        except UserError:
-            raise
-        except KernelHang as error:
-            return StepRecord(choice), Violation("kernel_hang", str(error))
-        except Exception as error:  # a kernel under check may break in any way
-            return StepRecord(choice), Violation(
-                "kernel_crash", f"the kernel raised {type(error).__name__}: {error}"
-            )
+            record = self.system.apply(choice, self.observed.live, at_user_entry)
+        except KernelFailed as failure:
+            where = (("at", failure.where),) if failure.where else ()
+            return StepRecord(choice), Violation(failure.property, failure.message, where)
         after = self._observe()
         self.observed = after
         violation = (
@@ -158,20 +137,37 @@ class Checker:
             or self.check_state()
         )
         self._track_faults(record, after)
-        expected, why = self._spec_step(record, before)
-        actual = abstract(self.system.machine, after.view, self.fault_starts)
+        expected, why = self._spec_step(record)
+        actual = abstract(after, self.fault_starts)
         if violation is None and expected is not None and actual != expected:
             violation = Violation("refinement", why + "; " + describe_difference(expected, actual))
         elif violation is None and expected is None:
             violation = Violation("refinement", why)
         self.spec_state = actual if expected is None else expected
+        if violation is None and self.watchdog is not None:
+            violation = self.watchdog.observe(record, after.live)
         if violation is not None:
             self.last_difference = difference(before, after)
         return record, violation
 
+    def _entry_check(self, pid: int) -> Violation | None:
+        """At user entry: the MMU holds ``pid``'s declared space, and the TLB agrees."""
+        machine = self.system.machine
+        state = Observed(machine, interface_call("view()", self.system.kernel.view))
+        asid = state.asid_of.get(pid)
+        root = None if asid is None else state.spaces.get(asid)
+        mmu = machine.mmu
+        if asid is None or root is None or (mmu.ptbr, mmu.asid) != (root, asid):
+            return Violation(
+                "dispatch_correct",
+                f"process {pid} runs with the MMU loaded for another address space",
+                (("mmu", (mmu.ptbr, mmu.asid)), ("declared", (root, asid))),
+            )
+        return INVARIANTS["tlb_agrees"].check(state)
+
     # -- the spec's side of a step ------------------------------------------------
 
-    def _spec_step(self, record: StepRecord, before: Observed) -> tuple[SpecState | None, str]:
+    def _spec_step(self, record: StepRecord) -> tuple[SpecState | None, str]:
         kind = record.choice[0]
         config = self.system.machine.config
         state = self.spec_state
@@ -196,14 +192,11 @@ class Checker:
                     f"process {pid} wrote {result.write}, the spec writes {outcome.write}"
                 )
             return after_state, f"process {pid} retired an instruction"
-        if pid not in self._live_after():
+        if pid not in self.observed.live:
             if isinstance(outcome, spec.Signalled):
                 return after_state, f"process {pid} was signalled"
             return None, f"process {pid} was killed, but the spec retires its instruction"
         return state, f"process {pid} trapped without retiring"
-
-    def _live_after(self) -> set[int]:
-        return set(self.observed.live)
 
     # -- restart exactness ----------------------------------------------------------
 
@@ -216,13 +209,12 @@ class Checker:
         if resumed is None or record.result is None:
             return None
         expected = self.fault_starts[resumed]
-        started = self.system.machine.cpu.ghost_start
-        if started != expected:
+        if record.start != expected:
             return Violation(
                 "restart_exact",
                 f"process {resumed} resumed in a state other than the start of its faulting "
                 "instruction",
-                (("expected", expected), ("resumed", started)),
+                (("expected", expected), ("resumed", record.start)),
             )
         return None
 
@@ -236,33 +228,30 @@ class Checker:
         result = record.result
         if result.retired or pid not in after.live:
             self.fault_starts.pop(pid, None)
-        elif result.fault is not None and pid not in self.fault_starts:
-            start = self.system.machine.cpu.ghost_start
-            if start is not None:
-                self.fault_starts[pid] = start
+        elif result.fault is not None and pid not in self.fault_starts and record.start:
+            self.fault_starts[pid] = record.start
 
     # -- dirty pages ------------------------------------------------------------------
 
     def _no_dirty_dropped(self, before: Observed, after: Observed) -> Violation | None:
         writes = {pfn for pfn, ops in after.transfers.items() if "write" in ops}
-        homes = {(p.pid, page.vpn): page.home for p in after.view.processes for page in p.pages}
-        for pid, entries in before.tables.items():
-            if pid not in after.live:
+        for (asid, vpn), frame in sorted(before.present.items()):
+            pid = before.pid_of.get(asid)
+            if pid is None or pid not in after.live:
                 continue
-            for entry in entries:
-                if not (bits.is_present(entry.pte) and bits.is_modified(entry.pte)):
-                    continue
-                if (pid, entry.vpn) in after.present:
-                    continue
-                frame = bits.pfn(entry.pte)
-                home = homes.get((pid, entry.vpn))
-                kept = home is not None and home.where == "frame" and home.index == frame
-                if frame not in writes and not kept:
-                    return Violation(
-                        "no_dirty_dropped",
-                        "a modified page lost its mapping without a write-back",
-                        (("pid", pid), ("vpn", entry.vpn), ("pfn", frame)),
-                    )
+            pte = before.pte(pid, vpn)
+            if pte is None or not bits.is_modified(pte):
+                continue
+            if after.resident(pid, vpn) is not None:
+                continue
+            home = after.homes.get((pid, vpn))
+            kept = home is not None and home.where == "frame" and home.index == frame
+            if frame not in writes and not kept:
+                return Violation(
+                    "no_dirty_dropped",
+                    "a modified page lost its mapping without a write-back",
+                    (("pid", pid), ("vpn", vpn), ("pfn", frame)),
+                )
         return None
 
 

@@ -1,7 +1,9 @@
 """Build a checked system from a configuration, and run a choice sequence through it.
 
-Hypothesis machines, the explorer, replay, mutants and validate all go
-through here, so a trace that one of them writes, any of them re-runs.
+Hypothesis machines, replay, mutants and validate all go through here, so a
+trace that one of them writes, any of them re-runs. A run is a prefix of
+arbitrary choices, optionally followed by a fair continuation from
+``fair_from`` on, over which progress is watched (:mod:`.progress`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pagingcheck.checks.config import CheckConfig
-from pagingcheck.checks.coverage import Coverage, classify
+from pagingcheck.checks.coverage import Coverage, Tracker
 from pagingcheck.checks.observe import Violation
+from pagingcheck.checks.progress import FairDriver
 from pagingcheck.checks.refinement import Checker, interface_call
-from pagingcheck.checks.system import Choice, StepRecord, boot_system
+from pagingcheck.checks.system import Choice, KernelFailed, StepRecord, boot_system
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import Kernel
 from pagingcheck.model.config import HardwareConfig
@@ -24,7 +27,7 @@ from pagingcheck.model.program import Program
 
 KernelFactory = Callable[[HardwareConfig, KernelConfig], Kernel]
 
-REFERENCE_KERNEL = "pagingcheck.impl.kernel:ReferenceKernel"
+REFERENCE_KERNEL = "pagingcheck.impl.reference:ReferenceKernel"
 
 
 def resolve_factory(spec: str) -> KernelFactory:
@@ -52,26 +55,114 @@ class RunResult:
     coverage: Coverage = field(default_factory=Coverage)
     diverged_at: int | None = None  # a choice that was not enabled (the kernel changed)
     difference: list[str] = field(default_factory=list)  # what the failing step changed
+    fair_from: int | None = None  # the step the fair continuation started at
 
 
 def start(
     config: CheckConfig, factory: KernelFactory, programs: Sequence[Program] | None = None
 ) -> Checker:
-    """Boot a fresh system for ``config`` and wrap it in a checker."""
+    """Boot a fresh system for ``config`` and wrap it in a checker.
+
+    Raises KernelFailed when the kernel fails while booting or creating the
+    initial processes (a violation at step 0), UserError when it cannot be
+    built at all.
+    """
     workload = config.workload
-    system = interface_call(
-        "construction or boot()",
-        lambda: boot_system(
-            Machine(config.hardware),
-            factory(config.hardware, config.kernel),
-            tuple(programs) if programs is not None else workload.programs,
-            initial=workload.initial,
-            max_spawns=workload.max_spawns,
-            timer=workload.timer,
-            kills=workload.kills,
-        ),
+    kernel = interface_call("construction", lambda: factory(config.hardware, config.kernel))
+    system = boot_system(
+        Machine(config.hardware),
+        kernel,
+        tuple(programs) if programs is not None else workload.programs,
+        initial=workload.initial,
+        max_spawns=workload.max_spawns,
+        timer=workload.timer,
+        kills=workload.kills,
     )
     return Checker(system)
+
+
+def failed_at_boot(failure: KernelFailed) -> Violation:
+    """The violation of a kernel that failed before the first choice."""
+    where = (("at", failure.where),) if failure.where else ()
+    return Violation(failure.property, failure.message, where)
+
+
+class Run:
+    """One checked run in progress: a checker, its records and coverage, its first violation."""
+
+    def __init__(
+        self, config: CheckConfig, factory: KernelFactory, programs: Sequence[Program] | None
+    ) -> None:
+        self.config = config
+        self.result = RunResult()
+        self.tracker = Tracker()
+        self.choices: list[Choice] = []
+        self.checker: Checker | None = None
+        try:
+            self.checker = start(config, factory, programs)
+        except KernelFailed as failure:
+            self.fail(failed_at_boot(failure))
+            return
+        violation = self.checker.check_state()
+        if violation is not None:
+            self.fail(violation)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a property has been violated."""
+        return self.result.violation is not None
+
+    def fail(self, violation: Violation) -> None:
+        """Record ``violation`` as the run's first."""
+        self.result.violation = violation
+        self.result.failing_step = len(self.result.records)
+        if self.checker is not None:
+            self.result.difference = self.checker.last_difference
+
+    def take(self, choice: Choice) -> Violation | None:
+        """Apply one choice and check it; returns the violation, if it is the first."""
+        checker = self.checker
+        assert checker is not None and not self.failed
+        before = checker.observed
+        self.choices.append(choice)
+        record, violation = checker.step(choice)
+        self.result.records.append(record)
+        self.result.coverage.add(
+            self.tracker.classify(self.config.hardware, record, before, checker.observed)
+        )
+        if violation is not None:
+            self.fail(violation)
+        return violation
+
+    def enabled(self) -> list[Choice]:
+        """The choices enabled now."""
+        assert self.checker is not None
+        return self.checker.choices()
+
+    def continue_fairly(self, bound: int) -> Violation | None:
+        """Make fair choices from here, watching progress with ``bound`` (see .progress).
+
+        Runs until no process is live and the disk is idle, a property fails,
+        or ``2 * bound`` fair steps have passed.
+        """
+        checker = self.checker
+        assert checker is not None and not self.failed
+        self.result.fair_from = len(self.choices)
+        checker.watch_progress(bound)
+        driver = FairDriver()
+        for _ in range(2 * bound):
+            if not checker.observed.live and not checker.observed.requests:
+                return None
+            choice = driver.choose(self.enabled())
+            if choice is None:
+                assert checker.watchdog is not None
+                stuck = checker.watchdog.stuck(checker.observed.live)
+                self.fail(stuck)
+                return stuck
+            violation = self.take(choice)
+            if violation is not None:
+                return violation
+        return None
 
 
 def run_choices(
@@ -79,24 +170,38 @@ def run_choices(
     factory: KernelFactory,
     choices: Iterable[Choice],
     programs: Sequence[Program] | None = None,
+    fair_from: int | None = None,
 ) -> RunResult:
-    """Apply ``choices`` in order, checking everything after each; stop at the first violation."""
-    checker = start(config, factory, programs)
-    result = RunResult(violation=checker.check_state())
-    if result.violation is not None:
-        result.failing_step = 0
-        return result
+    """Apply ``choices`` in order, checking everything after each; stop at the first violation.
+
+    From choice index ``fair_from`` on (when given) the choices are a fair
+    continuation, and progress is watched over them as when they were made;
+    if they run out with processes still live, the continuation is checked
+    as far as it goes.
+    """
+    run = Run(config, factory, programs)
+    if run.failed:
+        return run.result
+    assert run.checker is not None
     for index, choice in enumerate(choices, start=1):
-        if choice not in checker.choices():
-            result.diverged_at = index
+        if fair_from is not None and index - 1 == fair_from:
+            run.result.fair_from = fair_from
+            run.checker.watch_progress(config.workload.progress_bound)
+        if choice not in run.enabled():
+            run.result.diverged_at = index
             break
-        before = checker.observed
-        record, violation = checker.step(choice)
-        result.records.append(record)
-        result.coverage.add(classify(config.hardware, record, before, checker.observed))
-        if violation is not None:
-            result.violation = violation
-            result.failing_step = index
-            result.difference = checker.last_difference
+        if run.take(choice) is not None:
             break
-    return result
+    else:
+        if fair_from is not None and run.result.fair_from is None:
+            run.result.fair_from = fair_from
+    if (
+        not run.failed
+        and run.result.diverged_at is None
+        and fair_from is not None
+        and run.checker.watchdog is not None
+        and run.checker.observed.live
+        and not [c for c in run.enabled() if c[0] in ("run", "disk", "timer")]
+    ):
+        run.fail(run.checker.watchdog.stuck(run.checker.observed.live))
+    return run.result

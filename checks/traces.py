@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from pagingcheck.checks.config import Budget, CheckConfig, Workload
+from pagingcheck.checks.config import DEFAULT_PROGRESS_BOUND, Budget, CheckConfig, Workload
 from pagingcheck.checks.observe import Violation
-from pagingcheck.checks.runner import KernelFactory, RunResult, resolve_factory, run_choices
+from pagingcheck.checks.runner import KernelFactory, RunResult, run_choices
 from pagingcheck.checks.system import Choice, StepRecord
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.model.asm import disassemble
@@ -44,6 +44,7 @@ class Trace:
     steps: list[dict[str, Any]] = field(default_factory=list)
     violation: Violation | None = None
     difference: list[str] = field(default_factory=list)
+    fair_from: int | None = None  # the first choice of the fair continuation, if any
 
     def config(self) -> CheckConfig:
         """The configuration this trace runs under."""
@@ -60,6 +61,7 @@ def program_to_data(program: Program) -> dict[str, Any]:
         "data": list(program.data),
         "heap_pages": program.heap_pages,
         "stack_pages": program.stack_pages,
+        "entry": program.entry,
         "shared": [dataclasses.asdict(s) for s in program.shared],
     }
 
@@ -78,6 +80,7 @@ def program_from_data(data: Any, where: str) -> Program:
             words,
             heap_pages=int(data.get("heap_pages", 0)),
             stack_pages=int(data.get("stack_pages", 1)),
+            entry=int(data.get("entry", 0)),
             shared=shared,
         )
     except (KeyError, TypeError, ValueError) as error:
@@ -126,6 +129,7 @@ def from_run(
         steps,
         result.violation,
         list(result.difference),
+        result.fair_from,
     )
 
 
@@ -143,8 +147,10 @@ def dump(trace: Trace) -> str:
             "max_spawns": workload.max_spawns,
             "timer": workload.timer,
             "kills": workload.kills,
+            "progress_bound": workload.progress_bound,
         },
         "choices": [list(c) for c in trace.choices],
+        "fair_from": trace.fair_from,
         "steps": trace.steps,
     }
     if trace.violation is not None:
@@ -195,8 +201,14 @@ def load(text: str, source: str = "<trace>") -> Trace:
             max_spawns=int(raw.get("max_spawns", 0)),
             timer=bool(raw.get("timer", True)),
             kills=bool(raw.get("kills", False)),
+            progress_bound=int(raw.get("progress_bound", DEFAULT_PROGRESS_BOUND)),
         )
         choices = [_choice(c, i) for i, c in enumerate(data.get("choices") or [])]
+        fair_from = data.get("fair_from")
+        if fair_from is not None and (
+            not isinstance(fair_from, int) or not 0 <= fair_from <= len(choices)
+        ):
+            raise ConfigError(f"fair_from: {fair_from!r} is not a choice index")
     except (ConfigError, TypeError, ValueError) as error:
         raise UserError(f"{source}: {error}") from error
     violation = None
@@ -216,6 +228,7 @@ def load(text: str, source: str = "<trace>") -> Trace:
         list(data.get("steps") or []),
         violation,
         [str(line) for line in data.get("state_difference") or []],
+        fair_from,
     )
 
 
@@ -245,16 +258,18 @@ def write(trace: Trace, directory: Path, stem: str) -> Path:
     return path
 
 
-def replay(trace: Trace, factory: KernelFactory | None = None) -> RunResult:
-    """Re-execute the trace's choices deterministically, checking everything."""
-    chosen = factory or resolve_factory(trace.implementation)
-    return run_choices(trace.config(), chosen, trace.choices, trace.programs)
+def replay(trace: Trace, factory: KernelFactory) -> RunResult:
+    """Re-execute the trace's choices deterministically on ``factory``'s kernel, checking
+    everything (progress too, over the fair continuation the trace marks)."""
+    return run_choices(trace.config(), factory, trace.choices, trace.programs, trace.fair_from)
 
 
 def render(trace: Trace, result: RunResult) -> str:
     """A readable step table of a replay."""
     lines = [f"{'step':>4}  {'choice':<12} {'what happened'}"]
     for index, record in enumerate(result.records, start=1):
+        if trace.fair_from is not None and index - 1 == trace.fair_from:
+            lines.append("      -- fair continuation from here: progress is watched --")
         data = record_to_data(record)
         what = []
         if "retired" in data:

@@ -10,8 +10,6 @@ Settings (the YAML ``kernel:`` section uses the same names)::
     prepage           "none"; "pc": on a process's first dispatch, start the
                       page-in of the page its PC points at; or a list of vpns
                       to page in on first dispatch
-    text_from_image   page program text straight from the image blocks instead
-                      of copying it into swap at creation
     cleaner           on each timer tick, write back one dirty page ahead of need
     cleaner_threshold the cleaner works only while fewer than this many frames
                       are free
@@ -26,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pagingcheck.impl.replacement import POLICY_NAMES
+from pagingcheck.impl.lib.replacement import POLICY_NAMES
 from pagingcheck.model.errors import ConfigError
 
 Allocation = Literal["local", "global"]
@@ -40,7 +38,6 @@ class KernelConfig:
     policy: str = "fifo"
     allocation: Allocation = "global"
     prepage: Prepage = "none"
-    text_from_image: bool = False
     cleaner: bool = False
     cleaner_threshold: int = 1
     seed: int = 0
@@ -62,11 +59,8 @@ class KernelConfig:
                 f"kernel.allocation: {self.allocation!r} is not one of: local, global"
             )
         self._check_prepage()
-        for name in ("text_from_image", "cleaner"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"kernel.{name}: expected true or false, got {getattr(self, name)!r}"
-                )
+        if not isinstance(self.cleaner, bool):
+            raise ConfigError(f"kernel.cleaner: expected true or false, got {self.cleaner!r}")
         for name, least in (("cleaner_threshold", 0), ("seed", None), ("tau", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

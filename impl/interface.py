@@ -7,13 +7,17 @@ Three groups of operations:
 * **operations** the workload driver calls: :meth:`Kernel.boot`,
   :meth:`Kernel.spawn`, :meth:`Kernel.runnable`, :meth:`Kernel.dispatch`,
   :meth:`Kernel.kill`;
-* a read-only **introspection view**, :meth:`Kernel.view`, that checks may use
-  where hardware-visible state does not say enough.
+* a read-only **introspection view**, :meth:`Kernel.view`: what the kernel
+  says about itself, which the checks compare with the hardware wherever the
+  hardware can confirm it and use only for what only the kernel knows.
 
-Every hook runs atomically, as a kernel handler does on one CPU. A hook
-returns the observable events it caused. Checks never reach past this
-interface, so any implementation of it can be checked the same way (the
-reference kernel in ``pagingcheck.impl.kernel`` is one).
+Hooks and operations receive the hardware port
+(:class:`~pagingcheck.model.port.Port`), open for that call only: a kernel
+reaches the machine through it and nothing else. Every call runs
+atomically, as a kernel handler does on one CPU, and returns the
+observable events it caused. The checks never reach past this interface,
+so any implementation of it is checked the same way (the reference kernel
+in ``pagingcheck.impl.reference`` is one).
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from pagingcheck.model.cpu import StepResult
 from pagingcheck.model.disk import Request
 from pagingcheck.model.isa import ArchState
-from pagingcheck.model.machine import Machine
-from pagingcheck.model.program import PageKind, Program
+from pagingcheck.model.port import Port
+from pagingcheck.model.program import Image, PageKind
+from pagingcheck.model.traps import TrapFrame
 
 ProcessState = Literal["ready", "running", "blocked", "exited"]
 FrameStatus = Literal["free", "in_use", "busy"]
@@ -134,39 +138,39 @@ class SpawnRefused:
 class Kernel(Protocol):
     """A paging kernel the checks can drive. Copyable and comparable as a value."""
 
-    def boot(self, machine: Machine) -> tuple[KernelEvent, ...]:
-        """Initialise kernel structures in a freshly reset machine."""
+    def boot(self, port: Port) -> tuple[KernelEvent, ...]:
+        """Initialise kernel structures on a freshly reset machine."""
         ...
 
-    def spawn(self, machine: Machine, program: Program) -> int | SpawnRefused:
-        """Create a process running ``program``; return its pid or the refusal."""
+    def spawn(self, port: Port, image: Image) -> int | SpawnRefused:
+        """Create a process running the program installed as ``image``; its pid or the refusal."""
         ...
 
     def runnable(self) -> tuple[int, ...]:
         """Pids the driver may choose to run next, in pid order."""
         ...
 
-    def dispatch(self, machine: Machine, pid: int) -> tuple[KernelEvent, ...]:
-        """Put runnable ``pid`` on the CPU (a context switch if another was there)."""
+    def dispatch(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
+        """Put runnable ``pid`` on the CPU, in user mode (a context switch if another was there)."""
         ...
 
-    def on_trap(self, machine: Machine, result: StepResult) -> tuple[KernelEvent, ...]:
+    def on_trap(self, port: Port, trap: TrapFrame) -> tuple[KernelEvent, ...]:
         """Handle the trap the CPU just took (fault, TLB miss, system call, illegal)."""
         ...
 
-    def on_disk(self, machine: Machine, request: Request) -> tuple[KernelEvent, ...]:
-        """Handle completion of ``request`` (its DMA has already happened)."""
+    def on_disk(self, port: Port, request: Request) -> tuple[KernelEvent, ...]:
+        """Handle completion of ``request`` (one the kernel submitted; its DMA has happened)."""
         ...
 
-    def on_timer(self, machine: Machine) -> tuple[KernelEvent, ...]:
+    def on_timer(self, port: Port) -> tuple[KernelEvent, ...]:
         """Handle a timer interrupt."""
         ...
 
-    def kill(self, machine: Machine, pid: int) -> tuple[KernelEvent, ...]:
+    def kill(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
         """Terminate ``pid`` from outside (the driver's exit choice)."""
         ...
 
-    def view(self, machine: Machine) -> KernelView:
+    def view(self) -> KernelView:
         """The introspection snapshot."""
         ...
 

@@ -10,6 +10,19 @@ force only while one of the mutant's hooks runs. Hooks run atomically, one
 at a time, so a patch never leaks into another kernel. Each patch is a
 small wrapper around the correct function, so the bug is visible in a few
 lines.
+
+Every mutant runs with the reference kernel's internal guards off (its
+protocol operations apply whatever they are asked to, as a kernel written
+without such checks would), so what catches a bug is the checker, never the
+kernel's own assertions. Three kinds:
+
+* the classic bugs, each caught by the invariant or step property it breaks;
+* **laundered** twins of the bookkeeping bugs: the same bug, with a view
+  made self-consistent (:func:`launder`), as a kernel that reports what it
+  believes would give; what catches them is the hardware (page tables, TLB,
+  the disk's queue), progress, or leaks;
+* **refinement-only** bugs that keep every record consistent and corrupt
+  only data, which nothing but refinement can see.
 """
 
 from __future__ import annotations
@@ -20,15 +33,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pagingcheck.impl import fault, process
 from pagingcheck.impl.config import KernelConfig
-from pagingcheck.impl.interface import Kernel
-from pagingcheck.impl.kernel import ReferenceKernel
-from pagingcheck.impl.tables import FaultRecord, Tables
+from pagingcheck.impl.interface import FrameView, Kernel, KernelView, SlotView
+from pagingcheck.impl.lib import vm
+from pagingcheck.impl.lib.restart import back_up
+from pagingcheck.impl.reference import fault, process
+from pagingcheck.impl.reference.kernel import ReferenceKernel
+from pagingcheck.impl.reference.tables import FaultRecord, PageId, Tables
+from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.isa import ArchState, back_up
-from pagingcheck.model.machine import Machine
-from pagingcheck.model.tlb import TLB
+from pagingcheck.model.isa import WORD_MASK, ArchState
+from pagingcheck.model.port import Port
 
 Patch = tuple[object, str, Callable[[Callable[..., Any]], Callable[..., Any]]]
 
@@ -43,6 +58,7 @@ class Mutant:
     patches: tuple[Patch, ...]
     hardware: dict[str, Any] = field(default_factory=dict)
     kernel: dict[str, Any] = field(default_factory=dict)
+    laundered: bool = False  # the view is made self-consistent (see launder)
 
 
 @contextmanager
@@ -64,13 +80,19 @@ _HOOKS = ("boot", "spawn", "dispatch", "on_trap", "on_disk", "on_timer", "kill")
 
 
 class MutantKernel(ReferenceKernel):
-    """The reference kernel with a mutant's patches in force during every hook."""
+    """The reference kernel, guards off, with a mutant's patches in force during every hook."""
 
     mutant: Mutant
 
     def __init__(self, hardware: HardwareConfig, kernel: KernelConfig, mutant: Mutant) -> None:
         super().__init__(hardware, kernel)
+        self.t.guarded = False
         self.mutant = mutant
+
+    def view(self) -> KernelView:
+        """The reference kernel's view, laundered for a laundered mutant."""
+        seen = super().view()
+        return launder(seen) if self.mutant.laundered else seen
 
     def copy(self) -> MutantKernel:
         """An independent copy that keeps the bug."""
@@ -95,6 +117,35 @@ for _name in _HOOKS:
     setattr(MutantKernel, _name, _hooked(_name))
 
 
+def launder(view: KernelView) -> KernelView:
+    """``view`` made consistent with itself, hiding what its own parts would betray.
+
+    The free lists lose duplicates; a frame on the free list is shown free,
+    one with users in use, and every reference count is the number of users
+    listed (each once); a slot on the free list is not listed as allocated.
+    What is left to catch a bug is what the hardware shows and what the
+    kernel goes on to do.
+    """
+    free_frames = tuple(sorted(set(view.free_frames)))
+    free_slots = tuple(sorted(set(view.free_slots)))
+    frames = []
+    for frame in view.frames:
+        users = tuple(dict.fromkeys(frame.users))
+        if frame.pfn in free_frames:
+            frames.append(FrameView(frame.pfn, "free", 0, (), frame.transfer))
+            continue
+        status = "in_use" if users else frame.status
+        frames.append(FrameView(frame.pfn, status, len(users), users, frame.transfer))
+    slots = tuple(
+        SlotView(slot.slot, len(set(slot.users)), tuple(dict.fromkeys(slot.users)), slot.transfer)
+        for slot in view.slots
+        if slot.slot not in free_slots
+    )
+    return dataclasses.replace(
+        view, frames=tuple(frames), free_frames=free_frames, slots=slots, free_slots=free_slots
+    )
+
+
 # -- the bugs ------------------------------------------------------------------------------
 
 
@@ -103,8 +154,8 @@ def _free_list_add(t: Tables, pfn: int) -> None:
 
 
 def _release_frame_at_pagein(original: Callable[..., None]) -> Callable[..., None]:
-    def start_pagein(t: Tables, machine: Machine, pfn: int, *args: Any, **kw: Any) -> None:
-        original(t, machine, pfn, *args, **kw)
+    def start_pagein(t: Tables, port: Port, pfn: int, *args: Any, **kw: Any) -> None:
+        original(t, port, pfn, *args, **kw)
         if pfn in t.transfers:  # BUG: the frame goes back on the free list mid-transfer
             _free_list_add(t, pfn)
 
@@ -112,8 +163,8 @@ def _release_frame_at_pagein(original: Callable[..., None]) -> Callable[..., Non
 
 
 def _free_shared_frame_early(original: Callable[..., None]) -> Callable[..., None]:
-    def drop_mapping(t: Tables, machine: Machine, pfn: int, *args: Any) -> None:
-        original(t, machine, pfn, *args)
+    def drop_mapping(t: Tables, port: Port, pfn: int, *args: Any) -> None:
+        original(t, port, pfn, *args)
         if t.rmap.get(pfn):  # BUG: freed at the first exit though others still map it
             _free_list_add(t, pfn)
 
@@ -121,9 +172,9 @@ def _free_shared_frame_early(original: Callable[..., None]) -> Callable[..., Non
 
 
 def _keep_side_effects(original: Callable[..., ArchState]) -> Callable[..., ArchState]:
-    def backup(machine: Machine, context: ArchState, record: FaultRecord) -> ArchState:
-        if machine.config.restart == "precise":
-            return original(machine, context, record)
+    def backup(t: Tables, context: ArchState, record: FaultRecord) -> ArchState:
+        if t.config.restart == "precise":
+            return original(t, context, record)
         # BUG: the PC goes back, but the auto-increment/decrement is not undone
         return dataclasses.replace(context, pc=record.fault_pc)
 
@@ -131,9 +182,9 @@ def _keep_side_effects(original: Callable[..., ArchState]) -> Callable[..., Arch
 
 
 def _undo_first_effect_only(original: Callable[..., ArchState]) -> Callable[..., ArchState]:
-    def backup(machine: Machine, context: ArchState, record: FaultRecord) -> ArchState:
-        if machine.config.restart != "decode":
-            return original(machine, context, record)
+    def backup(t: Tables, context: ArchState, record: FaultRecord) -> ArchState:
+        if t.config.restart != "decode":
+            return original(t, context, record)
         # BUG: the decoder stops at the source operand and misses the destination's change
         return back_up(context, record.fault_pc, record.undo[:1])
 
@@ -141,25 +192,25 @@ def _undo_first_effect_only(original: Callable[..., ArchState]) -> Callable[...,
 
 
 def _precise_pc_minus_one(original: Callable[..., ArchState]) -> Callable[..., ArchState]:
-    def backup(machine: Machine, context: ArchState, record: FaultRecord) -> ArchState:
-        restored = original(machine, context, record)
-        if machine.config.restart != "precise":
+    def backup(t: Tables, context: ArchState, record: FaultRecord) -> ArchState:
+        restored = original(t, context, record)
+        if t.config.restart != "precise":
             return restored
         # BUG: treats the saved PC as pointing past the instruction and steps it back
-        return dataclasses.replace(restored, pc=restored.pc - 1)
+        return dataclasses.replace(restored, pc=(restored.pc - 1) & WORD_MASK)
 
     return backup
 
 
 def _no_flush(original: Callable[..., None]) -> Callable[..., None]:
-    def flush(self: TLB) -> None:
+    def flush(port: Port) -> None:
         """BUG: the kernel's TLB flush does nothing."""
 
     return flush
 
 
 def _no_invalidate(original: Callable[..., None]) -> Callable[..., None]:
-    def invalidate(self: TLB, asid: int, vpn: int) -> None:
+    def invalidate(port: Port, space: vm.Space, vpn: int) -> None:
         """BUG: PTE edits leave the old TLB entry in place."""
 
     return invalidate
@@ -168,7 +219,7 @@ def _no_invalidate(original: Callable[..., None]) -> Callable[..., None]:
 def _dirty_as_clean(original: Callable[..., Any]) -> Callable[..., Any]:
     def choose_frame(*args: Any) -> Any:
         chosen = original(*args)
-        if isinstance(chosen, tuple) and chosen[1] is not None:
+        if chosen is not None and chosen[1] is not None:
             # BUG: the victim's modified bit is ignored: no write-back
             return chosen[0], dataclasses.replace(chosen[1], dirty=False)
         return chosen
@@ -187,50 +238,46 @@ def _free_shared_slot_early(original: Callable[..., None]) -> Callable[..., None
 
 
 def _evict_first_mapping_only(original: Callable[..., None]) -> Callable[..., None]:
-    def evict(t: Tables, machine: Machine, victim: fault.Victim) -> None:
+    def evict(t: Tables, port: Port, victim: fault.Victim) -> None:
         if len(victim.users) > 1:
             # BUG: only the first process's PTE is invalidated; the others keep theirs
             for user in victim.users[1:]:
                 t.rmap[victim.pfn] = tuple(u for u in t.rmap[victim.pfn] if u != user)
             victim = dataclasses.replace(victim, users=victim.users[:1])
-        original(t, machine, victim)
+        original(t, port, victim)
 
     return evict
 
 
 def _map_kernel_frame(original: Callable[..., None]) -> Callable[..., None]:
-    def map_user(self: Tables, machine: Machine, pfn: int, user: tuple[int, int]) -> None:
-        original(self, machine, pfn, user)
+    def map_user(self: Tables, port: Port, pfn: int, user: tuple[int, int]) -> None:
+        original(self, port, pfn, user)
         pid, vpn = user
         proc = self.process(pid)
         # BUG: the frame number is written relative to the user pool, not absolute
-        word = machine.format.walk(machine.memory, proc.root, proc.asid, vpn)
-        if word is not None:
-            from pagingcheck.model import bits
-
-            machine.memory.write(
-                word.pte_addr, bits.with_pfn(word.pte, pfn - self.config.kernel_frames)
-            )
-            machine.mmu.tlb.invalidate(proc.asid, vpn)
+        entry = self.editor.walk(port, proc.root, proc.asid, vpn)
+        if entry is not None:
+            port.write(entry.pte_addr, bits.with_pfn(entry.pte, pfn - self.config.kernel_frames))
+            vm.invalidate(port, proc.space, vpn)
 
     return map_user
 
 
 def _double_count_sharer(original: Callable[..., Any]) -> Callable[..., Any]:
-    def frame_op(self: Tables, machine: Machine, pfn: int, name: str, *args: int) -> Any:
-        result = original(self, machine, pfn, name, *args)
+    def frame_op(self: Tables, port: Port, pfn: int, name: str, *args: int) -> Any:
+        result = original(self, port, pfn, name, *args)
         if name == "map_user":  # BUG: a second sharer is counted twice
-            result = original(self, machine, pfn, name, *args)
+            result = original(self, port, pfn, name, *args)
         return result
 
     return frame_op
 
 
 def _skip_install(original: Callable[..., Any]) -> Callable[..., Any]:
-    def frame_op(self: Tables, machine: Machine, pfn: int, name: str, *args: int) -> Any:
+    def frame_op(self: Tables, port: Port, pfn: int, name: str, *args: int) -> Any:
         if name == "install":  # BUG: the page is mapped but the frame stays marked busy
             return self.frames[pfn]
-        return original(self, machine, pfn, name, *args)
+        return original(self, port, pfn, name, *args)
 
     return frame_op
 
@@ -245,25 +292,132 @@ def _double_free_slot(original: Callable[..., Any]) -> Callable[..., Any]:
     return slot_op
 
 
+def _zero_fill_swapped_page(original: Callable[..., None]) -> Callable[..., None]:
+    def start_pagein(t: Tables, port: Port, pfn: int, page: PageId, *args: Any) -> None:
+        if t.record(page).written:
+            # BUG: forgets that the page was written out, and zero-fills it
+            t.set_record(page, written=False, image=None)
+        original(t, port, pfn, page, *args)
+
+    return start_pagein
+
+
+def _pagein_from_image(original: Callable[..., None]) -> Callable[..., None]:
+    def start_pagein(t: Tables, port: Port, pfn: int, page: PageId, *args: Any) -> None:
+        if t.record(page).written and t.record(page).image is not None:
+            # BUG: reads the page from the program image, not from its swap slot
+            t.set_record(page, written=False)
+        original(t, port, pfn, page, *args)
+
+    return start_pagein
+
+
+def _writeback_wrong_slot(original: Callable[..., None]) -> Callable[..., None]:
+    def start_writeback(
+        t: Tables, port: Port, pfn: int, page: PageId, *args: Any, **kw: Any
+    ) -> None:
+        own = t.record(page).slot
+        others = [slot for slot, state in sorted(t.slots.items()) if state.allocated]
+        wrong = next((slot for slot in others if slot != own), own)
+        # BUG: the write goes to the first allocated slot, not the page's own
+        t.set_record(page, slot=wrong)
+        original(t, port, pfn, page, *args, **kw)
+        t.set_record(page, slot=own)
+
+    return start_writeback
+
+
+def _writeback_to_image(original: Callable[..., None]) -> Callable[..., None]:
+    def start_writeback(
+        t: Tables, port: Port, pfn: int, page: PageId, *args: Any, **kw: Any
+    ) -> None:
+        image = t.record(page).image
+        if image is None:
+            original(t, port, pfn, page, *args, **kw)
+            return
+        # BUG: a modified page is written back to the program image it came from
+        t.frame_op(port, pfn, "start_writeback")
+        port.submit("write", image, pfn)
+
+    return start_writeback
+
+
+def _small_asid_counter(original: Callable[..., int]) -> Callable[..., int]:
+    def asid_for(t: Tables, pid: int) -> int:
+        return pid % 2  # BUG: a one-bit asid counter wraps, and asids are reused
+
+    return asid_for
+
+
+def _keep_first_space(original: Callable[..., bool]) -> Callable[..., bool]:
+    def switch_space(t: Tables, port: Port, proc: Any) -> bool:
+        if t.loaded is None:
+            return original(t, port, proc)
+        return False  # BUG: the MMU is loaded once, and keeps the first process's table
+
+    return switch_space
+
+
+def _rob_unfinished(original: Callable[..., Any]) -> Callable[..., Any]:
+    def least_needed(t: Tables, candidates: list[int], *args: Any) -> Any:
+        # BUG: replacement ignores which pages unfinished instructions still need
+        return fault.UNPINNED, candidates
+
+    return least_needed
+
+
+def _laundered(mutant: Mutant, expected: str) -> Mutant:
+    """The twin of ``mutant`` whose view is made self-consistent."""
+    return dataclasses.replace(
+        mutant,
+        name=f"{mutant.name}_laundered",
+        bug=f"{mutant.bug}, with the evidence hidden from the view",
+        expected=expected,
+        laundered=True,
+    )
+
+
+REUSE_BUSY_FRAME = Mutant(
+    "reuse_busy_frame",
+    "a frame goes back on the free list while its page-in runs",
+    "busy_frame_exclusive",
+    ((fault, "start_pagein", _release_frame_at_pagein),),
+)
+FREE_SHARED_FRAME = Mutant(
+    "free_shared_frame_at_first_exit",
+    "a shared frame is freed when the first of its users exits",
+    "freed_at_last_reference",
+    ((process, "drop_mapping", _free_shared_frame_early),),
+)
+FREE_SHARED_SLOT = Mutant(
+    "free_shared_slot_early",
+    "a shared page's swap slot is freed at the first exit",
+    "freed_at_last_reference",
+    ((Tables, "drop_slot_user", _free_shared_slot_early),),
+)
+INSTALL_LEAVES_BUSY = Mutant(
+    "install_leaves_frame_busy",
+    "a paged-in frame is mapped but stays marked busy",
+    "frame_table_agrees",
+    ((Tables, "frame_op", _skip_install),),
+)
+SHARER_COUNTED_TWICE = Mutant(
+    "sharer_counted_twice",
+    "mapping a resident shared page counts the sharer twice",
+    "refcounts_exact",
+    ((Tables, "frame_op", _double_count_sharer),),
+)
+SLOT_FREED_TWICE = Mutant(
+    "slot_freed_twice",
+    "a released swap slot appears twice on the free list",
+    "free_lists_clean",
+    ((Tables, "slot_op", _double_free_slot),),
+)
+
 MUTANTS: tuple[Mutant, ...] = (
-    Mutant(
-        "reuse_busy_frame",
-        "a frame goes back on the free list while its page-in runs",
-        "busy_frame_exclusive",
-        ((fault, "start_pagein", _release_frame_at_pagein),),
-    ),
-    Mutant(
-        "free_shared_frame_at_first_exit",
-        "a shared frame is freed when the first of its users exits",
-        "freed_at_last_reference",
-        ((process, "drop_mapping", _free_shared_frame_early),),
-    ),
-    Mutant(
-        "free_shared_slot_early",
-        "a shared page's swap slot is freed at the first exit",
-        "freed_at_last_reference",
-        ((Tables, "drop_slot_user", _free_shared_slot_early),),
-    ),
+    REUSE_BUSY_FRAME,
+    FREE_SHARED_FRAME,
+    FREE_SHARED_SLOT,
     Mutant(
         "skip_autoincrement_undo",
         "state-register hardware: the kernel resets the PC but not the auto-increment",
@@ -289,14 +443,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "no_flush_on_untagged_switch",
         "the TLB is not flushed when switching processes",
         "tlb_agrees",
-        ((TLB, "flush", _no_flush),),
+        ((vm, "flush", _no_flush),),
         hardware={"tlb_tagged": False},
     ),
     Mutant(
         "stale_tlb_after_pte_edit",
         "PTE edits do not invalidate the TLB entry",
         "busy_frame_exclusive",
-        ((TLB, "invalidate", _no_invalidate),),
+        ((vm, "invalidate", _no_invalidate),),
     ),
     Mutant(
         "drop_dirty_page",
@@ -316,23 +470,56 @@ MUTANTS: tuple[Mutant, ...] = (
         "page_tables_well_formed",
         ((Tables, "map_user", _map_kernel_frame),),
     ),
+    INSTALL_LEAVES_BUSY,
+    SHARER_COUNTED_TWICE,
+    SLOT_FREED_TWICE,
+    _laundered(REUSE_BUSY_FRAME, "busy_frame_exclusive"),
+    _laundered(FREE_SHARED_FRAME, "freed_at_last_reference"),
+    _laundered(FREE_SHARED_SLOT, "freed_at_last_reference"),
+    _laundered(INSTALL_LEAVES_BUSY, "freed_at_last_reference"),
+    _laundered(SHARER_COUNTED_TWICE, "no_leaks"),
+    _laundered(SLOT_FREED_TWICE, "homes_agree"),
     Mutant(
-        "install_leaves_frame_busy",
-        "a paged-in frame is mapped but stays marked busy",
-        "frame_table_agrees",
-        ((Tables, "frame_op", _skip_install),),
+        "writeback_to_image",
+        "a modified data page is written back to the program image instead of swap",
+        "port_rules",
+        ((fault, "start_writeback", _writeback_to_image),),
     ),
     Mutant(
-        "sharer_counted_twice",
-        "mapping a resident shared page counts the sharer twice",
-        "refcounts_exact",
-        ((Tables, "frame_op", _double_count_sharer),),
+        "asid_reused",
+        "address-space ids come from a counter that wraps, so two processes share one",
+        "spaces_agree",
+        ((process, "asid_for", _small_asid_counter),),
     ),
     Mutant(
-        "slot_freed_twice",
-        "a released swap slot appears twice on the free list",
-        "free_lists_clean",
-        ((Tables, "slot_op", _double_free_slot),),
+        "mmu_not_reloaded_on_switch",
+        "a context switch leaves the previous process's page table loaded in the MMU",
+        "dispatch_correct",
+        ((process, "switch_space", _keep_first_space),),
+    ),
+    Mutant(
+        "rob_unfinished_instruction",
+        "replacement takes pages an unfinished instruction still needs (livelock)",
+        "progress",
+        ((fault, "least_needed", _rob_unfinished),),
+    ),
+    Mutant(
+        "zero_fill_swapped_page",
+        "a page that was written out is zero-filled instead of read back",
+        "refinement",
+        ((fault, "start_pagein", _zero_fill_swapped_page),),
+    ),
+    Mutant(
+        "pagein_from_image",
+        "a written-out data page is read back from the program image, not its swap slot",
+        "refinement",
+        ((fault, "start_pagein", _pagein_from_image),),
+    ),
+    Mutant(
+        "writeback_to_wrong_slot",
+        "a dirty page is written to another page's swap slot",
+        "refinement",
+        ((fault, "start_writeback", _writeback_wrong_slot),),
     ),
 )
 

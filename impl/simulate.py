@@ -1,7 +1,7 @@
 """Trace-driven simulation of a replacement policy with a fixed number of frames.
 
 :func:`simulate` runs a reference string, a sequence of ``(page, write)``
-pairs, through a :class:`~pagingcheck.impl.replacement.Policy` (the very
+pairs, through a :class:`~pagingcheck.impl.lib.replacement.Policy` (the very
 objects the kernel uses) on ``frames`` frames, emulating the hardware:
 
 * every reference sets the R bit of its frame, and a write sets M;
@@ -37,7 +37,7 @@ from itertools import chain, compress, count, islice, repeat
 from operator import add, floordiv, itemgetter, ne, sub
 from typing import BinaryIO
 
-from pagingcheck.impl.replacement import DEFAULT_TAU, Policy, make_policy, needs_tick
+from pagingcheck.impl.lib.replacement import DEFAULT_TAU, Policy, make_policy, needs_tick
 from pagingcheck.model.errors import InternalError, UserError
 
 Ref = tuple[Hashable, bool]
@@ -102,7 +102,7 @@ class SimBits:
 
 def default_tick(policy: Policy, frames: int) -> int:
     """The tick interval used when none is given: ``frames`` for policies that
-    need ticks (see :func:`~pagingcheck.impl.replacement.needs_tick`), else 0."""
+    need ticks (see :func:`~pagingcheck.impl.lib.replacement.needs_tick`), else 0."""
     return frames if needs_tick(policy) else 0
 
 

@@ -1,12 +1,14 @@
-"""The CPU: registers, mode, fault registers, ghost state, and the three restart variants.
+"""The CPU: registers, mode, trap registers, and the three restart variants.
 
 One :meth:`CPU.step` runs one user instruction with :func:`isa.execute`,
-its accesses translated by the MMU (any object with ``translate``). What
-the CPU leaves behind when an access faults part-way depends on
+its accesses translated by the MMU (any object with ``translate``). When
+the instruction traps, the CPU enters kernel mode and fills its trap
+registers (:attr:`CPU.trap`, a :class:`~pagingcheck.model.traps.TrapFrame`).
+What it leaves behind when an access faults part-way depends on
 ``HardwareConfig.restart``:
 
 =================  ======================  ==============  ===================  ==============
-variant            registers and flags     pc              fault_va/access      state_register
+variant            registers and flags     pc              trap va/access       state_register
 =================  ======================  ==============  ===================  ==============
 ``precise``        the instruction's start the start       the faulting access  empty
 ``state_register`` side effects left       advanced        the faulting access  the effects
@@ -14,13 +16,12 @@ variant            registers and flags     pc              fault_va/access      
 =================  ======================  ==============  ===================  ==============
 
 "Advanced" is start pc + the words fetched before the fault. Every variant
-sets ``fault_kind`` and ``fault_pc`` (the instruction's address) and enters
-kernel mode. The kernel backs up with :func:`isa.back_up` (the effects are
-``state_register``, or for ``decode`` those :func:`isa.locate_fault` finds).
+records the instruction's address as the trap's ``pc``. The kernel backs
+the instruction up itself (the kernel library's ``restart`` module).
 
-Ghost state, for the checks only (a kernel never reads it): ``ghost_start``,
-the architectural state when the current instruction began; ``ghost_asid``,
-the address space it ran in; ``retired``, instructions retired per asid.
+The CPU keeps no record for the checks: the driver notes the state at the
+start of each instruction before it runs, so nothing a kernel does can
+change that record.
 """
 
 from __future__ import annotations
@@ -29,19 +30,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.isa import (
-    REGISTERS,
-    ArchState,
-    Completed,
-    Faulted,
-    SideEffects,
-    execute,
-    undo_side_effects,
-)
+from pagingcheck.model.isa import REGISTERS, ArchState, Completed, Faulted, execute
 from pagingcheck.model.memory import PhysicalMemory
-from pagingcheck.model.traps import Access, Fault, TrapKind
+from pagingcheck.model.traps import Access, Fault, TrapFrame, TrapKind
 
-__all__ = ["CPU", "CpuMode", "StepResult", "Translator", "undo_side_effects"]
+__all__ = ["CPU", "CpuMode", "StepResult", "Translator"]
 
 CpuMode = Literal["user", "kernel"]
 
@@ -75,13 +68,12 @@ class _Port:
 
 @dataclass(frozen=True)
 class StepResult:
-    """What one user instruction did.
+    """What one user instruction did, for the checks (a kernel sees only the trap frame).
 
     ``retired``: it completed (``write`` is its memory write (va, value),
     ``syscall`` its SYS number). Otherwise ``trap`` says why control went to
-    the kernel. ``fault`` and ``fault_point`` describe a faulting access for
-    the checks and coverage; a kernel reads the CPU's fault registers
-    instead, which under the decode variant do not hold the address.
+    the kernel. ``fault`` and ``fault_point`` describe a faulting access;
+    under the decode variant the trap frame does not hold the address.
     """
 
     retired: bool
@@ -93,77 +85,47 @@ class StepResult:
 
 
 class CPU:
-    """Architectural state, mode, fault registers and ghost state of the one CPU."""
+    """Architectural state, mode and trap registers of the one CPU."""
 
-    __slots__ = (
-        "config",
-        "fault_access",
-        "fault_kind",
-        "fault_pc",
-        "fault_va",
-        "ghost_asid",
-        "ghost_start",
-        "mode",
-        "retired",
-        "state",
-        "state_register",
-    )
+    __slots__ = ("config", "mode", "state", "trap")
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
         self.state = ArchState((0,) * REGISTERS, 0, 0)
         self.mode: CpuMode = "kernel"
-        self.fault_va: int | None = None
-        self.fault_access: Access | None = None
-        self.fault_kind: TrapKind | None = None
-        self.fault_pc: int | None = None
-        self.state_register: SideEffects = ()
-        self.ghost_start: ArchState | None = None
-        self.ghost_asid: int | None = None
-        self.retired: dict[int, int] = {}
+        self.trap: TrapFrame | None = None
 
     # -- kernel-side operations ------------------------------------------------------
 
     def resume(self, state: ArchState) -> None:
-        """Return to user mode running ``state``; the fault registers are cleared."""
+        """Return to user mode running ``state``; the trap registers are cleared."""
         self.state = state
         self.mode = "user"
-        self._clear_fault_registers()
-
-    def _clear_fault_registers(self) -> None:
-        self.fault_va = None
-        self.fault_access = None
-        self.fault_kind = None
-        self.fault_pc = None
-        self.state_register = ()
+        self.trap = None
 
     # -- one user instruction --------------------------------------------------------
 
-    def step(self, translator: Translator, memory: PhysicalMemory, asid: int) -> StepResult:
-        """Run the instruction at ``state.pc`` in address space ``asid``.
+    def step(self, translator: Translator, memory: PhysicalMemory) -> StepResult:
+        """Run the instruction at ``state.pc``.
 
         Changes ``state``, memory (a retired store, R/M bits through the
-        translator), the ghost state, and on a trap the mode and the fault
-        registers as the module docstring's table says.
+        translator), and on a trap the mode and the trap registers as the
+        module docstring's table says.
         """
         start = self.state
-        self.ghost_start = start
-        self.ghost_asid = asid
         outcome = execute(start, _Port(translator, memory))
         if isinstance(outcome, Completed):
             self.state = outcome.state
-            self.retired[asid] = self.retired.get(asid, 0) + 1
             if outcome.syscall is None:
                 return StepResult(retired=True, write=outcome.write)
             self.mode = "kernel"
+            self.trap = TrapFrame(TrapKind.SYSCALL, start.pc, number=outcome.syscall)
             return StepResult(
                 retired=True, trap=TrapKind.SYSCALL, write=outcome.write, syscall=outcome.syscall
             )
         self.mode = "kernel"
-        self._clear_fault_registers()
-        self.fault_pc = start.pc
         if not isinstance(outcome, Faulted):  # Illegal: nothing changed
-            self.fault_kind = TrapKind.ILLEGAL_INSTRUCTION
+            self.trap = TrapFrame(TrapKind.ILLEGAL_INSTRUCTION, start.pc)
             return StepResult(retired=False, trap=TrapKind.ILLEGAL_INSTRUCTION)
         self._take_fault(start, outcome)
         return StepResult(
@@ -174,43 +136,32 @@ class CPU:
         )
 
     def _take_fault(self, start: ArchState, outcome: Faulted) -> None:
-        """Set state and fault registers for a fault, by restart variant."""
+        """Set state and trap registers for a fault, by restart variant."""
         fault = outcome.fault
-        self.fault_kind = fault.kind
         variant = self.config.restart
-        if variant == "precise":
-            self.state = start
+        self.state = start if variant == "precise" else outcome.state
+        if variant == "decode":
+            self.trap = TrapFrame(fault.kind, start.pc)
+        elif variant == "state_register":
+            self.trap = TrapFrame(
+                fault.kind, start.pc, fault.va, fault.access, outcome.side_effects
+            )
         else:
-            self.state = outcome.state
-        if variant == "state_register":
-            self.state_register = outcome.side_effects
-        if variant != "decode":
-            self.fault_va = fault.va
-            self.fault_access = fault.access
+            self.trap = TrapFrame(fault.kind, start.pc, fault.va, fault.access)
 
     # -- a value -----------------------------------------------------------------------
 
     def snapshot(self) -> tuple[object, ...]:
         """Every field as plain values, for equality and fingerprints."""
-        return (
-            self.state,
-            self.mode,
-            self.fault_va,
-            self.fault_access,
-            self.fault_kind,
-            self.fault_pc,
-            self.state_register,
-            self.ghost_start,
-            self.ghost_asid,
-            tuple(sorted(self.retired.items())),
-        )
+        return (self.state, self.mode, self.trap)
 
     def copy(self) -> CPU:
         """An independent copy (the configuration is shared; it is frozen)."""
         clone = CPU.__new__(CPU)
-        for name in CPU.__slots__:
-            setattr(clone, name, getattr(self, name))
-        clone.retired = dict(self.retired)
+        clone.config = self.config
+        clone.state = self.state
+        clone.mode = self.mode
+        clone.trap = self.trap
         return clone
 
     def __eq__(self, other: object) -> bool:

@@ -9,6 +9,9 @@ Three kinds of failure travel on three channels:
   message names the key or value and the fix;
 * a broken internal invariant raises :class:`InternalError`, naming the
   function and the value.
+
+A kernel under check that misuses the hardware raises :class:`PortError`
+inside its own call; the checks turn that into a violation of the kernel.
 """
 
 
@@ -26,3 +29,11 @@ class AssemblyError(UserError):
 
 class InternalError(AssertionError):
     """pagingcheck itself broke an internal rule: a bug in pagingcheck, not in the input."""
+
+
+class PortError(Exception):
+    """A kernel broke a rule of the hardware port: the message names the call and the rule.
+
+    It is the checked kernel's fault, so the checks report it as a violation
+    (``port_rules``), never as pagingcheck's error or the user's input error.
+    """

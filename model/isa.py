@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -76,6 +76,11 @@ NUMBER_MASK = (1 << NUMBER_BITS) - 1
 
 #: The exit system call; status in r0. Other numbers mean what the kernel says.
 SYS_EXIT = 0
+
+#: The most distinct pages one instruction can touch: its words (up to three) on two
+#: pages, a source operand and a destination operand. A software-refilled TLB with fewer
+#: entries, or fewer user frames than this, can leave an instruction unable ever to finish.
+MAX_PAGES_PER_INSTRUCTION = 4
 
 FETCH_POINTS = ("fetch0", "fetch1", "fetch2")
 FAULT_POINTS = (*FETCH_POINTS, "src", "dst")
@@ -514,7 +519,7 @@ def execute(state: ArchState, port: MemoryPort) -> Outcome:
     return _perform(instruction, state, (start + head.length) & WORD_MASK, port)
 
 
-# -- what a kernel needs to back an instruction up ---------------------------------------
+# -- the accesses an instruction makes ---------------------------------------------------
 
 
 class _Recorder:
@@ -570,76 +575,3 @@ def replay_side_effects(instruction: Instruction, fault_point: str) -> SideEffec
         for operand in evaluated
         if operand is not None and operand.mode in STEP
     )
-
-
-def undo_side_effects(state: ArchState, effects: SideEffects) -> ArchState:
-    """``state`` with each (register, delta) change taken back, last first; pc unchanged."""
-    regs = list(state.regs)
-    for r, delta in reversed(effects):
-        regs[r] = (regs[r] - delta) & WORD_MASK
-    return dataclasses.replace(state, regs=tuple(regs))
-
-
-def back_up(state: ArchState, fault_pc: int, effects: SideEffects) -> ArchState:
-    """The state at the start of the faulting instruction: changes undone, pc = ``fault_pc``."""
-    return dataclasses.replace(undo_side_effects(state, effects), pc=fault_pc)
-
-
-@dataclass(frozen=True)
-class Located:
-    """What a decoding kernel found: where the instruction faulted and what to undo.
-
-    ``instruction`` is None for a fetch fault: the kernel could not read all its words.
-    """
-
-    fault_point: str
-    fault: Fault
-    instruction: Instruction | None
-    side_effects: SideEffects
-
-
-Probe = Callable[[int, Access], int | Fault]
-
-
-def locate_fault(fault_pc: int, state: ArchState, probe: Probe) -> Located | None:
-    """Find the fault point of the instruction at ``fault_pc`` from the state after the fault.
-
-    For the decode restart variant. Requires ``probe(va, access)`` to answer
-    what that access would do now (the word there, or the fault) without
-    side effects; ``state`` holds the registers as the fault left them.
-    Tries each fault point in order: the candidate start state is ``state``
-    with that point's side effects undone; the candidate holds when every
-    earlier access of the instruction from that start succeeds and this one
-    faults. Returns the one candidate, or None if none holds (the memory
-    map changed since the fault). The MOV register rule of
-    :func:`illegal_reason` makes two candidates impossible; raises
-    InternalError if it happens anyway.
-    """
-    words: list[int] = []
-    for k in range(3):
-        if words and k >= length(words[0]):
-            break
-        word = probe((fault_pc + k) & WORD_MASK, Access.FETCH)
-        if isinstance(word, Fault):
-            return Located(f"fetch{k}", word, None, ())
-        words.append(word)
-    instruction = decode(words)
-    if instruction is None:
-        return None
-    found: list[Located] = []
-    for point in ("src", "dst"):
-        effects = replay_side_effects(instruction, point)
-        start = back_up(state, fault_pc, effects)
-        for where, va, access in accesses(instruction, start):
-            answer = probe(va, access)
-            if where == point:
-                if isinstance(answer, Fault):
-                    found.append(Located(point, answer, instruction, effects))
-                break
-            if isinstance(answer, Fault):
-                break
-    if len(found) > 1:
-        raise InternalError(
-            f"isa.locate_fault: {instruction} at {fault_pc} has several fault points {found}"
-        )
-    return found[0] if found else None

@@ -1,10 +1,14 @@
-"""The whole machine as one value: memory, MMU with TLB, CPU, disk.
+"""The whole machine as one value: memory, MMU with TLB, CPU, disk, timer.
 
 A :class:`Machine` is copied, compared and fingerprinted as a whole; the
 explorer and shrinking depend on that. Page tables live in physical memory,
-so they are part of ``memory``. Ghost state (the CPU's record of the start
-of the current instruction and retirement counts) is included, since two
-states that differ there are different states for the checks.
+so they are part of ``memory``.
+
+Kernels never hold a Machine: they reach it only through the hardware port
+(:class:`pagingcheck.model.port.Port`). Besides the hardware proper the
+machine keeps ``spaces``, the address spaces the kernel has declared through
+the port (asid to table root), so the checks can walk every address space
+and not only the one loaded in the MMU.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from pagingcheck.model.pagetable import PageTableFormat, make_format
 
 
 class Machine:
-    """Paging hardware: physical memory, MMU and TLB, CPU, swap disk."""
+    """Paging hardware: physical memory, MMU and TLB, CPU, swap disk, interval timer."""
 
-    __slots__ = ("config", "cpu", "disk", "format", "memory", "mmu")
+    __slots__ = ("config", "cpu", "disk", "format", "memory", "mmu", "spaces", "timer")
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
@@ -30,10 +34,14 @@ class Machine:
         self.mmu = MMU(config, self.format)
         self.cpu = CPU(config)
         self.disk = Disk(config)
+        #: Whether the kernel has armed the interval timer.
+        self.timer = False
+        #: Declared address spaces: asid -> table root.
+        self.spaces: dict[int, int] = {}
 
     def step(self) -> StepResult:
         """Run one user instruction of the address space loaded in the MMU."""
-        return self.cpu.step(self.mmu, self.memory, self.mmu.asid)
+        return self.cpu.step(self.mmu, self.memory)
 
     def copy(self) -> Machine:
         """An independent copy of the whole machine."""
@@ -44,6 +52,8 @@ class Machine:
         clone.mmu = self.mmu.copy()
         clone.cpu = self.cpu.copy()
         clone.disk = self.disk.copy()
+        clone.timer = self.timer
+        clone.spaces = dict(self.spaces)
         return clone
 
     def __eq__(self, other: object) -> bool:
@@ -54,6 +64,8 @@ class Machine:
             and self.mmu == other.mmu
             and self.memory == other.memory
             and self.disk == other.disk
+            and self.timer == other.timer
+            and self.spaces == other.spaces
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -66,4 +78,6 @@ class Machine:
             self.disk.snapshot(),
             self.mmu.snapshot(),
             self.cpu.snapshot(),
+            self.timer,
+            self.spaces,
         )

@@ -16,10 +16,6 @@ from pagingcheck.model.errors import InternalError
 
 Words = npt.NDArray[np.uint32]
 
-#: Written into a frame when the kernel frees it, so a use after free shows
-#: in the data rather than passing silently.
-FREED_PATTERN = 0xDEADBEEF
-
 
 class PhysicalMemory:
     """Word-addressed physical memory backed by one numpy array."""

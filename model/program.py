@@ -13,6 +13,11 @@ ranges are invalid: touching them is an error the kernel signals.
 
 Execution starts at ``entry`` with every register zero except r7, the stack
 pointer, which holds the first address past the stack.
+
+An :class:`Image` is a program as installed on the disk before boot, the
+way an executable file is: its text pages, then its data pages, in
+consecutive blocks of the image area. Kernels page text and data in from
+there.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from pagingcheck.model.bits import EXEC, READ, USER, WRITE
 from pagingcheck.model.errors import UserError
 
 STACK_POINTER = 7
+
+
+def page_of(words: tuple[int, ...], index: int, page_words: int) -> tuple[int, ...]:
+    """Page ``index`` of ``words``, padded with zeros to ``page_words`` words."""
+    piece = words[index * page_words : (index + 1) * page_words]
+    return piece + (0,) * (page_words - len(piece))
 
 
 @dataclass(frozen=True)
@@ -120,8 +131,7 @@ class Program:
         zeros = (0,) * page_words
 
         def chunk(words: tuple[int, ...], index: int) -> tuple[int, ...]:
-            piece = words[index * page_words : (index + 1) * page_words]
-            return piece + (0,) * (page_words - len(piece))
+            return page_of(words, index, page_words)
 
         pages: list[LayoutPage] = []
         text_key = f"text:{self.name}"
@@ -155,3 +165,35 @@ class Program:
     def initial_stack_pointer(self, page_words: int, va_pages: int) -> int:
         """The value of r7 at entry: the first address past the stack."""
         return va_pages * page_words
+
+
+@dataclass(frozen=True)
+class Image:
+    """``program`` installed on the disk: text pages, then data pages, from block ``first``.
+
+    Block numbers are disk blocks (the image area follows the swap slots).
+    """
+
+    program: Program
+    first: int
+    page_words: int
+
+    @property
+    def pages(self) -> int:
+        """Blocks the image takes."""
+        return self.program.text_pages(self.page_words) + self.program.data_pages(self.page_words)
+
+    def text_block(self, index: int) -> int:
+        """The disk block of text page ``index``."""
+        return self.first + index
+
+    def data_block(self, index: int) -> int:
+        """The disk block of data page ``index``."""
+        return self.first + self.program.text_pages(self.page_words) + index
+
+    def contents(self) -> tuple[tuple[int, ...], ...]:
+        """The words of each block, in order (each padded with zeros to a page)."""
+        words, program = self.page_words, self.program
+        text = [page_of(program.text, i, words) for i in range(program.text_pages(words))]
+        data = [page_of(program.data, i, words) for i in range(program.data_pages(words))]
+        return tuple(text + data)

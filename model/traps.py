@@ -36,3 +36,24 @@ class Fault:
     kind: TrapKind
     va: int
     access: Access
+
+
+@dataclass(frozen=True)
+class TrapFrame:
+    """What the CPU's trap registers hold when it enters the kernel: all a kernel learns.
+
+    ``pc`` is the address of the instruction that trapped (the SYS
+    instruction for a system call). ``va`` and ``access`` are the fault
+    address registers: set for a memory fault except under the ``decode``
+    restart variant, where the hardware records only ``pc``.
+    ``state_register`` holds the side effects the instruction made before
+    it faulted (register, amount added), under the ``state_register``
+    variant only. ``number`` is a system call's number.
+    """
+
+    kind: TrapKind
+    pc: int
+    va: int | None = None
+    access: Access | None = None
+    state_register: tuple[tuple[int, int], ...] = ()
+    number: int | None = None

@@ -1,19 +1,20 @@
-"""Page-table formats: linear, multi-level, hashed and inverted.
+"""Page-table formats as the hardware sees them: linear, multi-level, hashed and inverted.
 
-Every format implements :class:`PageTableFormat` (see ``base``) and keeps
-all table state in physical memory. Rules shared by all four:
+Every format implements :class:`PageTableFormat` (see ``base``): a
+read-only, total walk over physical memory, plus read-only enumeration of
+an address space's entries and table memory for the checks. Rules shared
+by all four:
 
 * ``walk`` reads memory only, returns ints, and answers None when there is
   no entry or the PTE word is zero, and for root 0 (no table loaded);
-* ``set_pte`` with a zero PTE is a ``clear`` (the inverted table treats any
-  non-present PTE so: it holds resident pages only);
-* out of kernel memory, ``boot`` / ``create`` return None and ``set_pte``
-  returns False, with memory and the allocator exactly as before;
-* a vpn outside the address space, or a root that is not a table, raises
-  InternalError: the kernel broke the contract;
-* freed table words are filled with ``FREED_PATTERN``.
+* nothing in a table's contents makes a walk raise: a pointer out of
+  memory or an over-long chain ends the walk;
+* a vpn outside the address space raises InternalError (the MMU and the
+  kernel library compute vpns themselves, so this is a bug of ours).
 
-Each module draws its memory layout in its docstring.
+Creating and editing tables is kernel software: the kernel library's
+``pagingcheck.impl.lib.pagetable`` does it for each format. Each module
+here draws its memory layout in its docstring.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.pagetable.base import Entry, PageTableFormat
+from pagingcheck.model.pagetable.base import Entry, PageTableFormat, Reader
 from pagingcheck.model.pagetable.hashed import HashedFormat
 from pagingcheck.model.pagetable.inverted import InvertedFormat
 from pagingcheck.model.pagetable.linear import LinearFormat
@@ -35,6 +36,7 @@ __all__ = [
     "LinearFormat",
     "MultilevelFormat",
     "PageTableFormat",
+    "Reader",
     "make_format",
 ]
 

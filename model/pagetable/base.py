@@ -1,10 +1,17 @@
-"""The interface every page-table format implements.
+"""What every page-table format offers the hardware and the checks: a read-only walk.
 
 A format object holds only configuration, never table state: all table
 state is in physical memory, so copying the machine copies the tables.
-Tables live in the kernel region and are allocated with
-:class:`~pagingcheck.model.kalloc.KernelAllocator`; running out of kernel
-memory is reported as a value (``None`` / ``False``), never as an exception.
+This half of a format is what the MMU's walker knows (the bit layout and
+how to follow it); creating and editing tables is kernel software and
+lives in the kernel library (``pagingcheck.impl.lib.pagetable``), which
+builds on these layouts.
+
+Every read-only operation is total: a table in memory is written by the
+kernel under check, so it may be anything. A pointer that leaves physical
+memory ends the walk (no entry), and a chain longer than any well-formed
+one can be is cut. The checks find such tables malformed through
+``table_words``; the walker itself never raises on table contents.
 """
 
 from __future__ import annotations
@@ -14,8 +21,14 @@ from typing import Protocol
 
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import InternalError
-from pagingcheck.model.kalloc import KernelAllocator
-from pagingcheck.model.memory import PhysicalMemory
+
+
+class Reader(Protocol):
+    """Anything physical memory can be read through: the memory itself, the kernel's port."""
+
+    def read(self, pa: int) -> int:
+        """The word at physical address ``pa``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -28,94 +41,50 @@ class Entry:
 
 
 class PageTableFormat(Protocol):
-    """What every page-table format provides.
+    """The read-only half every page-table format provides.
 
     ``root`` is the value the kernel loads into the MMU's page-table base
     register for an address space; ``asid`` names the address space (the
-    inverted table needs it, the others ignore it).
+    inverted table needs it, the others ignore it). Root 0 means no table.
     """
 
     kind: str
     config: HardwareConfig
 
-    def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
-        """Allocate system-wide structures once at boot; return ``system_root`` (0 if none).
-
-        Returns None when kernel memory cannot hold them.
-        """
-        ...
-
-    def create(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, asid: int, system_root: int
-    ) -> int | None:
-        """Allocate and clear an empty table for ``asid``; return its root or None if no memory."""
-        ...
-
-    def walk(self, memory: PhysicalMemory, root: int, asid: int, vpn: int) -> Entry | None:
+    def walk(self, memory: Reader, root: int, asid: int, vpn: int) -> Entry | None:
         """Hardware walk: the leaf entry for ``vpn``, or None when the table has none.
 
         Reads memory only. An entry whose PTE is not present is still returned.
         """
         ...
 
-    def set_pte(
-        self,
-        memory: PhysicalMemory,
-        kalloc: KernelAllocator,
-        root: int,
-        asid: int,
-        vpn: int,
-        pte: int,
-    ) -> bool:
-        """Install or overwrite the PTE for ``vpn``; False (nothing changed) if out of memory."""
-        ...
-
-    def clear(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, root: int, asid: int, vpn: int
-    ) -> None:
-        """Remove any entry for ``vpn``; afterwards ``walk`` returns None or a zero PTE."""
-        ...
-
-    def entries(self, memory: PhysicalMemory, root: int, asid: int) -> list[Entry]:
+    def entries(self, memory: Reader, root: int, asid: int) -> list[Entry]:
         """Every leaf entry with a non-zero PTE, sorted by vpn."""
         ...
 
-    def table_words(self, memory: PhysicalMemory, root: int, asid: int) -> list[tuple[int, int]]:
-        """The (address, length) ranges of kernel memory this address space's table uses."""
-        ...
+    def table_words(self, memory: Reader, root: int, asid: int) -> list[tuple[int, int]]:
+        """The (address, length) ranges of memory this address space's table uses.
 
-    def destroy(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, root: int, asid: int
-    ) -> None:
-        """Free every table structure of ``asid`` (system-wide structures stay)."""
+        A range may lie outside the kernel region or memory when the table is
+        malformed; callers that check tables compare them with the region.
+        """
         ...
 
 
 class FormatBase:
-    """What every format class shares: its configuration and the argument checks."""
+    """What every format class shares: its configuration and bounds checks."""
 
     kind = "abstract"
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
 
-    def boot(self, memory: PhysicalMemory, kalloc: KernelAllocator) -> int | None:
-        """No system-wide structures: returns 0."""
-        return 0
+    def in_memory(self, address: int, words: int = 1) -> bool:
+        """Whether ``words`` words from ``address`` lie inside physical memory."""
+        return address >= 0 and address + words <= self.config.memory_words
 
-    def _alloc_zeroed(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, words: int
-    ) -> int | None:
-        """``words`` zeroed words of kernel memory; their address, or None if none is left."""
-        address = kalloc.alloc(words)
-        if address is not None:
-            memory.words[address : address + words] = 0
-        return address
-
-    def _check(self, where: str, root: int, vpn: int | None = None) -> None:
-        """Raise InternalError (a kernel bug) for a null root or a vpn outside the space."""
-        name = type(self).__name__
-        if root <= 0:
-            raise InternalError(f"{name}.{where}: root {root} is not a table")
-        if vpn is not None and not 0 <= vpn < self.config.va_pages:
-            raise InternalError(f"{name}.{where}: vpn {vpn} out of range")
+    def check_vpn(self, where: str, vpn: int) -> None:
+        """Raise InternalError for a vpn outside the address space (a caller's bug:
+        the MMU and the kernel library only walk vpns they computed)."""
+        if not 0 <= vpn < self.config.va_pages:
+            raise InternalError(f"{type(self).__name__}.{where}: vpn {vpn} out of range")

@@ -25,20 +25,16 @@ Upper entry (levels 0 .. L-2), one word, in the PTE's own layout::
     0 means no table below; PRESENT set means the next table exists.
 
 Leaf words are PTEs (``model.bits``); zero means no entry. With ``L = 1``
-the format is the linear table. The root table is allocated by ``create``;
-lower tables are allocated by ``set_pte`` on first need, all of a path at
-once or none of it. ``clear`` only zeroes the leaf word: a lower table that
-becomes empty stays allocated until ``destroy`` frees the whole tree.
+the format is the linear table. A next-table address whose table would not
+fit in memory ends the walk, as a missing table does.
 """
 
 from __future__ import annotations
 
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.errors import ConfigError, InternalError
-from pagingcheck.model.kalloc import KernelAllocator
-from pagingcheck.model.memory import FREED_PATTERN, PhysicalMemory
-from pagingcheck.model.pagetable.base import Entry, FormatBase
+from pagingcheck.model.errors import ConfigError
+from pagingcheck.model.pagetable.base import Entry, FormatBase, Reader
 
 
 def split_vpn_bits(vpn_bits: int, levels: int) -> tuple[int, ...]:
@@ -94,7 +90,15 @@ class MultilevelFormat(FormatBase):
         shift = sum(self.level_bits[level + 1 :])
         return (vpn >> shift) & (self.table_size(level) - 1)
 
-    def _path_end(self, memory: PhysicalMemory, root: int, vpn: int) -> tuple[int, int]:
+    def below(self, memory: Reader, table: int, level: int, slot: int) -> int | None:
+        """The table at ``level + 1`` that slot ``slot`` of ``table`` points at, or None
+        (no table, or one that would not fit in memory). Reads only."""
+        lower = next_table(memory.read(table + slot))
+        if lower is None or not self.in_memory(lower, self.table_size(level + 1)):
+            return None
+        return lower
+
+    def path_end(self, memory: Reader, root: int, vpn: int) -> tuple[int, int]:
         """Follow ``vpn``'s path from ``root`` as far as it goes; reads only.
 
         Returns ``(level, table)``: the leaf table when ``level == leaf_level``,
@@ -102,102 +106,59 @@ class MultilevelFormat(FormatBase):
         """
         table = root
         for level in range(self.leaf_level):
-            below = next_table(memory.read(table + self.index(vpn, level)))
-            if below is None:
+            lower = self.below(memory, table, level, self.index(vpn, level))
+            if lower is None:
                 return level, table
-            table = below
+            table = lower
         return self.leaf_level, table
 
-    def _zero(self, memory: PhysicalMemory, table: int, level: int) -> None:
-        for offset in range(self.table_size(level)):
-            memory.write(table + offset, 0)
+    # -- the walk ------------------------------------------------------------------
 
-    # -- the format ----------------------------------------------------------------
-
-    def create(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, asid: int, system_root: int
-    ) -> int | None:
-        """Allocate a zeroed root table; its address, or None if no memory."""
-        root = kalloc.alloc(self.table_size(0))
-        if root is None:
-            return None
-        self._zero(memory, root, 0)
-        return root
-
-    def walk(self, memory: PhysicalMemory, root: int, asid: int, vpn: int) -> Entry | None:
+    def walk(self, memory: Reader, root: int, asid: int, vpn: int) -> Entry | None:
         """The leaf entry of ``vpn``, or None (no path, zero PTE, or root 0). Reads only."""
-        if root == 0:
+        self.check_vpn("walk", vpn)
+        if root == 0 or not self.in_memory(root, self.table_size(0)):
             return None
-        self._check("walk", root, vpn)
-        level, table = self._path_end(memory, root, vpn)
+        level, table = self.path_end(memory, root, vpn)
         if level != self.leaf_level:
             return None
         addr = table + self.index(vpn, level)
         pte = memory.read(addr)
         return Entry(vpn, addr, pte) if pte else None
 
-    def set_pte(
-        self,
-        memory: PhysicalMemory,
-        kalloc: KernelAllocator,
-        root: int,
-        asid: int,
-        vpn: int,
-        pte: int,
-    ) -> bool:
-        """Write ``pte`` for ``vpn``, allocating the missing lower tables of its path.
+    def tables(self, memory: Reader, root: int) -> list[tuple[int, int, int]]:
+        """Every table of the tree as (level, address, vpn prefix), parents first.
 
-        A zero ``pte`` is a clear (allocates nothing). Returns False, with
-        memory and ``kalloc`` untouched, when the missing tables do not all fit.
+        A table reached twice (a malformed tree) is listed each time it is
+        reached but descended into once, so the walk always ends.
         """
-        self._check("set_pte", root, vpn)
-        if pte == 0:
-            self.clear(memory, kalloc, root, asid, vpn)
-            return True
-        level, table = self._path_end(memory, root, vpn)
-        missing = range(level + 1, self.leaf_level + 1)
-        # Decide: the allocations must all succeed on a trial copy first.
-        trial = kalloc.copy()
-        if any(trial.alloc(self.table_size(lower)) is None for lower in missing):
-            return False
-        # Perform: the same allocations on the real allocator cannot fail.
-        for lower in missing:
-            below = kalloc.alloc(self.table_size(lower))
-            if below is None:
-                raise InternalError(f"MultilevelFormat.set_pte: allocation for vpn {vpn} failed")
-            self._zero(memory, below, lower)
-            memory.write(table + self.index(vpn, lower - 1), upper_entry(below))
-            table = below
-        memory.write(table + self.index(vpn, self.leaf_level), pte)
-        return True
-
-    def clear(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, root: int, asid: int, vpn: int
-    ) -> None:
-        """Zero the leaf word of ``vpn`` if its path exists; tables are kept."""
-        self._check("clear", root, vpn)
-        level, table = self._path_end(memory, root, vpn)
-        if level == self.leaf_level:
-            memory.write(table + self.index(vpn, level), 0)
-
-    def _tables(self, memory: PhysicalMemory, root: int) -> list[tuple[int, int, int]]:
-        """Every table of the tree as (level, address, vpn prefix), parents first."""
+        if root == 0:
+            return []
         found = [(0, root, 0)]
-        for level, table, prefix in found:
+        if not self.in_memory(root, self.table_size(0)):
+            return found
+        queue = list(found)
+        seen = {root}
+        while queue:
+            level, table, prefix = queue.pop(0)
             if level == self.leaf_level:
                 continue
             for slot in range(self.table_size(level)):
-                below = next_table(memory.read(table + slot))
-                if below is not None:
-                    found.append((level + 1, below, prefix << self.level_bits[level] | slot))
+                lower = self.below(memory, table, level, slot)
+                if lower is None:
+                    continue
+                child = (level + 1, lower, prefix << self.level_bits[level] | slot)
+                found.append(child)
+                if lower not in seen:
+                    seen.add(lower)
+                    queue.append(child)
         return found
 
-    def entries(self, memory: PhysicalMemory, root: int, asid: int) -> list[Entry]:
+    def entries(self, memory: Reader, root: int, asid: int) -> list[Entry]:
         """Every non-zero leaf PTE, by vpn."""
-        self._check("entries", root)
         result = []
-        for level, table, prefix in self._tables(memory, root):
-            if level != self.leaf_level:
+        for level, table, prefix in self.tables(memory, root):
+            if level != self.leaf_level or not self.in_memory(table, self.table_size(level)):
                 continue
             for slot in range(self.table_size(level)):
                 pte = memory.read(table + slot)
@@ -206,18 +167,6 @@ class MultilevelFormat(FormatBase):
                     result.append(Entry(vpn, table + slot, pte))
         return sorted(result, key=lambda entry: entry.vpn)
 
-    def table_words(self, memory: PhysicalMemory, root: int, asid: int) -> list[tuple[int, int]]:
+    def table_words(self, memory: Reader, root: int, asid: int) -> list[tuple[int, int]]:
         """Every table of the tree, root first."""
-        self._check("table_words", root)
-        return [(table, self.table_size(level)) for level, table, _ in self._tables(memory, root)]
-
-    def destroy(
-        self, memory: PhysicalMemory, kalloc: KernelAllocator, root: int, asid: int
-    ) -> None:
-        """Fill every table with FREED_PATTERN and free it, leaves first."""
-        self._check("destroy", root)
-        for level, table, _ in reversed(self._tables(memory, root)):
-            size = self.table_size(level)
-            for offset in range(size):
-                memory.write(table + offset, FREED_PATTERN)
-            kalloc.free(table, size)
+        return [(table, self.table_size(level)) for level, table, _ in self.tables(memory, root)]

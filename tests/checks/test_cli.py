@@ -1,4 +1,5 @@
-"""The command-line contract: one JSON object with --json; exit 0 held, 1 violated, 2 bad input."""
+"""The command-line contract: one JSON object with --json; exit 0 held, 1 violated, 2 bad input,
+3 an internal error of pagingcheck."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from pagingcheck.checks.cli import cli
 
 TINY = """
-hardware: {user_frames: 3, va_pages: 16}
+hardware: {user_frames: 4, va_pages: 16}
 workload:
   initial: [0, 0]
   programs:
@@ -31,16 +32,25 @@ budget: {examples: 5, steps: 40, shrink_seconds: 5}
 BROKEN_KERNEL = '''
 """A kernel outside the package: the reference kernel, but it forgets to flush
 the TLB on a context switch."""
-from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.reference.kernel import ReferenceKernel
+
+
+class NoFlush:
+    """The hardware port, with TLB flushes lost on the way."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+    def tlb_flush(self):
+        pass
 
 
 class Forgetful(ReferenceKernel):
-    def dispatch(self, machine, pid):
-        tlb = machine.mmu.tlb
-        kept = tlb.slots, tlb.hand
-        events = super().dispatch(machine, pid)
-        tlb.slots, tlb.hand = kept  # as if the flush never happened
-        return events
+    def dispatch(self, port, pid):
+        return super().dispatch(NoFlush(port), pid)
 
 
 def build(hardware, kernel):
@@ -67,14 +77,32 @@ def run(*args: str) -> tuple[int, str]:
 def test_verify_json_on_a_small_configuration(tiny: Path, tmp_path: Path) -> None:
     code, out = run("verify", "--config", str(tiny), "--traces", str(tmp_path), "--json")
     data = json.loads(out)
-    assert set(data) >= {"ok", "checks"}
+    assert set(data) >= {"ok", "checks", "coverage", "coverage_required"}
     assert all({"name", "ok"} <= set(check) for check in data["checks"])
     stateful = [c for c in data["checks"] if c["name"].startswith("stateful:")]
     assert stateful and all(c["ok"] for c in stateful)
-    # a tiny workload cannot reach every paging situation, and verify says so
-    coverage = next(c for c in data["checks"] if c["name"] == "coverage")
-    assert not coverage["ok"] and coverage["unreached"]
-    assert code == 1 and data["ok"] is False
+    # a focused configuration requires no coverage unless it says so
+    assert "coverage" not in [c["name"] for c in data["checks"]]
+    assert data["coverage"]["fault:page_fault"] > 0 and data["coverage_required"] == []
+    assert code == 0 and data["ok"] is True
+
+
+def test_verify_fails_only_on_the_situations_a_configuration_requires(
+    tmp_path: Path,
+) -> None:
+    reached = tmp_path / "reached.yaml"
+    reached.write_text(TINY + "coverage: [fault:page_fault, evict:clean]\n")
+    code, out = run("verify", "--config", str(reached), "--traces", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out)["coverage_required"] == ["fault:page_fault", "evict:clean"]
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(TINY + "coverage: [fault:page_fault, protection_kill]\n")
+    code, out = run("verify", "--config", str(unreachable), "--traces", str(tmp_path), "--json")
+    coverage = next(c for c in json.loads(out)["checks"] if c["name"] == "coverage")
+    assert code == 1 and coverage["unreached"] == ["protection_kill"]
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(TINY + "coverage: [page_fault]\n")
+    result = CliRunner().invoke(cli, ["verify", "--config", str(unknown)])
+    assert result.exit_code == 2 and "unknown situation 'page_fault'" in result.stderr
 
 
 def test_bad_configuration_exits_2_with_a_message(tmp_path: Path) -> None:
@@ -94,7 +122,7 @@ def test_validate_an_external_kernel(
     config = tmp_path / "untagged.yaml"
     config.write_text(
         TINY.replace(
-            "{user_frames: 3, va_pages: 16}", "{user_frames: 3, va_pages: 16, tlb_tagged: false}"
+            "{user_frames: 4, va_pages: 16}", "{user_frames: 4, va_pages: 16, tlb_tagged: false}"
         )
     )
     traces = tmp_path / "traces"
@@ -108,7 +136,9 @@ def test_validate_an_external_kernel(
         str(traces),
         "--json",
     )
-    assert (code, json.loads(out)) == (0, {"ok": True, "violation": None})
+    data = json.loads(out)
+    assert (code, data["ok"], data["violation"]) == (0, True, None)
+    assert data["coverage"]["fault:page_fault"] > 0
     code, out = run(
         "validate",
         "--impl",
@@ -124,7 +154,10 @@ def test_validate_an_external_kernel(
     assert data["violation"]["property"] == "tlb_agrees"
     trace = Path(data["violation"]["trace"])
     assert trace.exists()
-    code, out = run("replay", str(trace), "--json")
+    # a trace is data: replaying it imports the kernel it names only when told to
+    result = CliRunner().invoke(cli, ["replay", str(trace), "--json"])
+    assert result.exit_code == 2 and "--impl outside_kernel:build" in result.stderr
+    code, out = run("replay", str(trace), "--impl", "outside_kernel:build", "--json")
     assert code == 1 and json.loads(out)["violation"]["property"] == "tlb_agrees"
     code, _ = run("replay", str(trace), "--impl", "outside_kernel:good")
     assert code == 0
@@ -166,11 +199,11 @@ def test_mutants_json_kill_matrix(tmp_path: Path) -> None:
 
 
 HANGING_KERNEL = """
-from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.reference.kernel import ReferenceKernel
 
 
 class Stuck(ReferenceKernel):
-    def on_disk(self, machine, request):
+    def on_disk(self, port, request):
         while True:
             pass
 
@@ -183,9 +216,9 @@ def build(hardware, kernel):
 def test_a_hanging_kernel_fails_cleanly(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pagingcheck.checks import refinement
+    from pagingcheck.checks import system
 
-    monkeypatch.setattr(refinement, "HOOK_SECONDS", 0.2)
+    monkeypatch.setattr(system, "HOOK_SECONDS", 0.2)
     (tmp_path / "stuck_kernel.py").write_text(HANGING_KERNEL)
     monkeypatch.syspath_prepend(str(tmp_path))
     code, out = run(
@@ -203,11 +236,11 @@ def test_a_hanging_kernel_fails_cleanly(
 
 
 BLIND_KERNEL = """
-from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.reference.kernel import ReferenceKernel
 
 
 class Blind(ReferenceKernel):
-    def view(self, machine):
+    def view(self):
         raise RuntimeError("no view today")
 
 

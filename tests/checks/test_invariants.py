@@ -7,7 +7,7 @@ import dataclasses
 from pagingcheck.checks.invariants import INVARIANTS, check_all
 from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.refinement import Checker
-from pagingcheck.impl.interface import KernelView
+from pagingcheck.impl.interface import KernelView, Location
 from pagingcheck.model import bits
 from pagingcheck.model.tlb import TlbEntry
 
@@ -117,3 +117,91 @@ def test_table_with_two_parents_is_caught(busy_state: Checker) -> None:
     machine.memory.write(proc.root + spare, root[used])
     violation = INVARIANTS["page_tables_well_formed"].check(Observed(machine, state.view))
     assert violation is not None and "two parents" in violation.message
+
+
+# -- the checks grounded in hardware: a view that lies is caught -------------------------------
+
+
+def test_an_undeclared_or_stale_address_space_is_caught(busy_state: Checker) -> None:
+    state = busy_state.observed
+    live = state.live_processes[0]
+    machine = state.machine.copy()
+    del machine.spaces[live.asid]
+    violation = INVARIANTS["spaces_agree"].check(Observed(machine, state.view))
+    assert violation is not None and "not declared" in violation.message
+    machine = state.machine.copy()
+    machine.spaces[live.asid] = live.root + 1
+    violation = INVARIANTS["spaces_agree"].check(Observed(machine, state.view))
+    assert violation is not None and "root differs" in violation.message
+    machine = state.machine.copy()
+    machine.spaces[999] = live.root
+    violation = INVARIANTS["spaces_agree"].check(Observed(machine, state.view))
+    assert violation is not None and ("asid", 999) in violation.witness
+
+
+def test_a_view_that_misplaces_a_resident_page_is_caught(busy_state: Checker) -> None:
+    state = busy_state.observed
+    (asid, vpn), pfn = next(iter(sorted(state.present.items())))
+    pid = state.pid_of[asid]
+    processes = tuple(
+        dataclasses.replace(
+            proc,
+            pages=tuple(
+                dataclasses.replace(page, home=Location("zero")) if page.vpn == vpn else page
+                for page in proc.pages
+            ),
+        )
+        if proc.pid == pid
+        else proc
+        for proc in state.view.processes
+    )
+    violation = INVARIANTS["homes_agree"].check(corrupt(busy_state, processes=processes))
+    assert violation is not None and ("pte_frame", pfn) in violation.witness
+
+
+def test_two_pages_claiming_one_slot_is_caught(busy_state: Checker) -> None:
+    view = busy_state.observed.view
+    first, second = view.slots[0], view.slots[1]
+    merged = dataclasses.replace(
+        first, refcount=first.refcount + second.refcount, users=first.users + second.users
+    )
+    slots = (merged, *view.slots[2:])
+    violation = INVARIANTS["homes_agree"].check(corrupt(busy_state, slots=slots))
+    assert violation is not None and ("slot", first.slot) in violation.witness
+
+
+def test_a_frame_held_for_ever_is_caught(busy_state: Checker) -> None:
+    view = busy_state.observed.view
+    free = view.free_frames[0]
+    frames = tuple(
+        dataclasses.replace(f, status="busy") if f.pfn == free else f for f in view.frames
+    )
+    state = corrupt(busy_state, frames=frames, free_frames=view.free_frames[1:])
+    violation = INVARIANTS["no_leaks"].check(state)
+    assert violation is not None and ("pfn", free) in violation.witness
+    frames = tuple(
+        dataclasses.replace(f, status="in_use") if f.pfn == free else f for f in view.frames
+    )
+    state = corrupt(busy_state, frames=frames, free_frames=view.free_frames[1:])
+    violation = INVARIANTS["no_leaks"].check(state)
+    assert violation is not None and "neither free" in violation.message
+
+
+def test_a_slot_held_for_ever_is_caught(busy_state: Checker) -> None:
+    view = busy_state.observed.view
+    idle = next(s for s in view.slots if not busy_state.observed.slot_transfers.get(s.slot))
+    slots = tuple(
+        dataclasses.replace(s, refcount=0, users=()) if s is idle else s for s in view.slots
+    )
+    violation = INVARIANTS["no_leaks"].check(corrupt(busy_state, slots=slots))
+    assert violation is not None and ("slot", idle.slot) in violation.witness
+
+
+def test_a_transfer_the_view_does_not_own_up_to_is_caught(busy_state: Checker) -> None:
+    state = busy_state.observed
+    pfn = next(iter(state.transfers))
+    frames = tuple(
+        dataclasses.replace(f, transfer=None) if f.pfn == pfn else f for f in state.view.frames
+    )
+    violation = INVARIANTS["frame_table_agrees"].check(corrupt(busy_state, frames=frames))
+    assert violation is not None and ("pfn", pfn) in violation.witness

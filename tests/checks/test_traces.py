@@ -38,7 +38,7 @@ def test_round_trip_replays_to_the_same_violation(
     assert loaded.choices == trace.choices
     assert loaded.programs == trace.programs
     assert loaded.hardware == trace.hardware and loaded.kernel == trace.kernel
-    result = traces.replay(loaded)
+    result = traces.replay(loaded, resolve_factory(loaded.implementation))
     assert result.violation is not None
     assert trace.violation is not None
     assert result.violation.property == trace.violation.property == "busy_frame_exclusive"
@@ -69,7 +69,7 @@ def test_runs_are_deterministic(default_config: CheckConfig) -> None:
 def test_a_trace_that_no_longer_applies_says_so(default_config: CheckConfig) -> None:
     trace = failing_trace(default_config)
     trace.choices = [("disk", 0)]  # nothing is pending at boot
-    result = traces.replay(trace)
+    result = traces.replay(trace, resolve_factory(trace.implementation))
     assert result.violation is None and result.diverged_at == 1
     assert "no longer applies at step 1" in traces.render(trace, result)
 
@@ -96,9 +96,55 @@ def test_bad_choice_is_named(default_config: CheckConfig) -> None:
 
 def test_trace_keeps_programs_drawn_at_random(default_config: CheckConfig) -> None:
     trace = failing_trace(default_config)
-    extra = dataclasses.replace(trace.programs[0], name="random-1")
+    extra = dataclasses.replace(trace.programs[0], name="random-1", entry=3)
     trace.programs = (*trace.programs, extra)
-    assert traces.load(traces.dump(trace)).programs[-1] == extra
+    loaded = traces.load(traces.dump(trace)).programs[-1]
+    assert loaded == extra and loaded.entry == 3
+
+
+LIVELOCK = """
+hardware: {page_words: 16, va_pages: 16, kernel_frames: 8, user_frames: 2,
+           page_table: linear, swap_slots: 8, image_blocks: 8, disk_order: fifo}
+kernel: {policy: fifo}
+workload:
+  initial: [0, 1, 2]
+  progress_bound: 120
+  programs:
+""" + "".join(
+    f"""
+    - name: p{i}
+      stack_pages: 0
+      text: |
+        MOV #{5 + i}, r1
+        again: ADDI r1, #-1
+        BNE @again
+        SYS 0
+"""
+    for i in range(3)
+)
+
+
+def test_a_progress_failure_replays_over_its_fair_continuation(tmp_path: Path) -> None:
+    from pagingcheck.checks import config as checkconfig
+    from pagingcheck.checks.runner import Run
+
+    config = checkconfig.load_text(LIVELOCK)
+    mutant = BY_NAME["rob_unfinished_instruction"]
+    run = Run(config, factory(mutant), None)
+    run.take(("run", 1))
+    violation = run.continue_fairly(config.workload.progress_bound)
+    assert violation is not None and violation.property == "progress"
+    assert run.result.fair_from == 1
+    trace = traces.from_run(
+        config, "pagingcheck.impl.mutants:" + mutant.name, run.choices, run.result
+    )
+    loaded = traces.load(traces.dump(trace))
+    assert loaded.fair_from == 1
+    replayed = traces.replay(loaded, factory(mutant))
+    assert replayed.violation == violation and replayed.failing_step == len(trace.choices)
+    assert "fair continuation from here" in traces.render(loaded, replayed)
+    honest = traces.replay(loaded, resolve_factory(REFERENCE_KERNEL))
+    assert honest.violation is None
 
 
 def test_system_state_is_a_value(busy_state: Checker) -> None:

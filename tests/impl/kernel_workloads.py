@@ -9,19 +9,21 @@ their final memory through the kernel's view before killing them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pagingcheck.checks.abstraction import page_contents
 from pagingcheck.checks.system import Choice, StepRecord, System, boot_system
 from pagingcheck.impl.config import KernelConfig
-from pagingcheck.impl.interface import KernelEvent, KernelView
-from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.interface import KernelEvent, KernelView, SpawnRefused
+from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.machine import Machine
+from pagingcheck.model.port import Port
 from pagingcheck.model.program import Program, SharedSegment
 
 
@@ -189,6 +191,34 @@ def make_system(
     )
 
 
+@contextmanager
+def opened(system: System) -> Iterator[Port]:
+    """The system's hardware port, open as for a kernel call (to call kernel code directly)."""
+    with system.port.opened() as port:
+        yield port
+
+
+def kill(system: System, pid: int) -> tuple[KernelEvent, ...]:
+    """Terminate ``pid`` through the kernel, outside the driver's choices."""
+    return system.call("kill()", lambda port: system.kernel.kill(port, pid))
+
+
+def spawn(system: System, program: Program) -> int | SpawnRefused:
+    """Install ``program`` on the disk and create a process running it."""
+    index = system.add_program(program)
+    assert index is not None, "the image area is full"
+    image = system.images[index]
+    return system.call("spawn()", lambda port: system.kernel.spawn(port, image))
+
+
+def booted_extents(hardware: HardwareConfig) -> object:
+    """The kernel allocator's free extents right after boot."""
+    kernel = ReferenceKernel(hardware)
+    with Port(Machine(hardware)).opened() as port:
+        kernel.boot(port)
+    return kernel.t.kalloc.free_extents
+
+
 def registers(system: System, pid: int) -> ArchState:
     """The registers of live ``pid``: the CPU's if it is running, else its saved context."""
     kernel = system.kernel
@@ -210,7 +240,7 @@ def live(system: System) -> set[int]:
 
 def read_word(system: System, pid: int, va: int, view: KernelView | None = None) -> int:
     """The word at virtual address ``va`` of ``pid``, wherever paging put its page."""
-    view = view or system.kernel.view(system.machine)
+    view = view or system.kernel.view()
     proc = view.process(pid)
     assert proc is not None
     page_words = system.machine.config.page_words
@@ -223,9 +253,10 @@ def read_word(system: System, pid: int, va: int, view: KernelView | None = None)
 def run_until_spinning(system: System, done: dict[int, int], max_steps: int = 60_000) -> int:
     """Drive until every pid in ``done`` sits at its ``done`` pc with no I/O pending.
 
-    Runs the runnable processes in turn, completes the oldest disk request
-    when none can run, and fires the timer to take the CPU from a process
-    that is only spinning. Returns the number of steps; raises
+    Runs the unfinished runnable processes in turn, completes the oldest
+    disk request when none can run, else runs a process that is already
+    spinning (it may hold pages an unfinished instruction of its own still
+    pins), else fires the timer. Returns the number of steps; raises
     AssertionError when the limit is reached or a process is stuck.
     """
 
@@ -236,16 +267,19 @@ def run_until_spinning(system: System, done: dict[int, int], max_steps: int = 60
     turn = 0
     for step in range(max_steps):
         left = unfinished()
-        todo = [pid for pid in system.kernel.runnable() if pid in left]
+        runnable = system.kernel.runnable()
+        todo = [pid for pid in runnable if pid in left]
         disk = system.machine.disk.completable()
         if todo:
             system.apply(("run", todo[turn % len(todo)]))
             turn += 1
         elif disk:
             system.apply(("disk", disk[0]))
+        elif left and runnable:
+            system.apply(("run", runnable[turn % len(runnable)]))
+            turn += 1
         elif left:
-            assert system.kernel.runnable(), f"processes {left} are stuck"
-            system.apply(("timer",))
+            raise AssertionError(f"processes {left} are stuck")
         else:
             return step
     raise AssertionError(f"workload not finished in {max_steps} steps")
@@ -267,7 +301,7 @@ def record_events(system: System) -> list[KernelEvent]:
 
 def resources_all_free(system: System, booted_extents: object) -> None:
     """Assert every frame, slot and word of kernel memory is back as after boot."""
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     config = system.machine.config
     assert view.free_frames == tuple(config.user_pfns)
     assert all(f.status == "free" and f.refcount == 0 and not f.users for f in view.frames)

@@ -8,19 +8,21 @@ import pytest
 
 from pagingcheck.checks.system import System
 from pagingcheck.impl.config import KernelConfig
-from pagingcheck.impl.kernel import ReferenceKernel
-from pagingcheck.impl.tables import PageId
+from pagingcheck.impl.lib.memory import FREED_PATTERN
+from pagingcheck.impl.reference.kernel import ReferenceKernel
+from pagingcheck.impl.reference.tables import PageId
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig, RestartVariant
-from pagingcheck.model.machine import Machine
-from pagingcheck.model.memory import FREED_PATTERN
 from pagingcheck.model.program import Program
 from tests.impl.kernel_workloads import (
     Built,
+    booted_extents,
     build,
     fill_program,
     fill_sum,
+    kill,
     make_system,
+    opened,
     read_word,
     record_events,
     registers,
@@ -28,6 +30,7 @@ from tests.impl.kernel_workloads import (
     reverse_expected,
     reverse_program,
     run_until_spinning,
+    spawn,
 )
 
 PW = 4
@@ -36,12 +39,6 @@ PW = 4
 def kernel_of(system: System) -> ReferenceKernel:
     assert isinstance(system.kernel, ReferenceKernel)
     return system.kernel
-
-
-def booted_extents(hardware: HardwareConfig) -> object:
-    kernel = ReferenceKernel(hardware)
-    kernel.boot(Machine(hardware))
-    return kernel.t.kalloc.free_extents
 
 
 def drain(system: System) -> None:
@@ -80,7 +77,7 @@ def test_a_bad_access_kills_only_the_offender(name: str) -> None:
     assert system.live_pids() == [1]
     for va, value in reverse_expected(good, values).items():
         assert read_word(system, 1, va) == value
-    system.kernel.kill(system.machine, 1)
+    kill(system, 1)
     resources_all_free(system, booted_extents(hardware))
 
 
@@ -97,7 +94,7 @@ def test_dirty_pages_are_written_back_and_read_back_intact() -> None:
     assert kinds.count("evict_dirty") >= 3 and kinds.count("writeback") >= 3
     assert registers(system, 1).regs[0] == fill_sum(28, 1000, 17)
     heap = built.addresses["heap"]
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     homes = {p.home.where for p in view.process(1).pages if p.kind == "heap"}  # type: ignore[union-attr]
     assert "slot" in homes  # some heap pages now live on swap only
     for index in range(28):
@@ -116,22 +113,21 @@ def test_exit_during_pagein_keeps_the_frame_busy_until_the_read_ends() -> None:
     system = make_system(hardware, [first.program, second.program], [0])
     system.apply(("run", 1))  # faults on its text: a page-in into the only frame
     (request,) = system.machine.disk.pending
-    pfn, slot = request.pfn, request.block
-    events = system.kernel.kill(system.machine, 1)
+    pfn = request.pfn
+    assert request.block >= hardware.swap_slots  # text comes from the program's image
+    events = kill(system, 1)
     assert "shared_zero" in [e.kind for e in events]
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     frame = next(f for f in view.frames if f.pfn == pfn)
     assert frame.status == "busy" and frame.transfer == "read"
     assert pfn not in view.free_frames
-    assert slot not in view.free_slots  # the slot being read is not handed out either
-    assert system.kernel.spawn(system.machine, second.program) == 2
+    assert spawn(system, second.program) == 2
     system.apply(("run", 2))  # every frame is busy: it waits for the orphaned read
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     assert view.process(2).state == "blocked"  # type: ignore[union-attr]
     assert len(system.machine.disk.pending) == 1  # no second transfer into the frame
     completion = system.apply(("disk", 0)).events
     assert ("free_frame", pfn) in [(e.kind, e.pfn) for e in completion]
-    assert "free_slot" in [e.kind for e in completion]
     assert "ready" in [e.kind for e in completion]
     drain(system)
     while system.kernel.runnable():
@@ -166,8 +162,8 @@ def test_exit_during_writeback_frees_frame_and_slot_only_when_the_write_ends() -
         raise AssertionError("no dirty page was ever evicted")
     write = system.machine.disk.pending[0]
     before = system.machine.memory.frame(write.pfn)
-    system.kernel.kill(system.machine, 1)
-    view = system.kernel.view(system.machine)
+    kill(system, 1)
+    view = system.kernel.view()
     frame = next(f for f in view.frames if f.pfn == write.pfn)
     assert frame.status == "busy" and frame.transfer == "write"
     assert write.pfn not in view.free_frames and write.block not in view.free_slots
@@ -216,7 +212,7 @@ def test_backup_restores_the_start_of_the_faulting_instruction_at_every_point(
             record = system.apply(("run", 1))
             if record.result is None or record.result.fault is None:
                 continue
-            start = system.machine.cpu.ghost_start
+            start = record.start
             assert start is not None and record.result.fault_point is not None
             seen.add(record.result.fault_point)
             if system.machine.cpu.state != start:
@@ -244,7 +240,7 @@ def test_software_tlb_refill_keeps_the_cpu_and_loads_the_walked_entry() -> None:
     assert "pagein" not in [e.kind for e in record.events]
     assert system.kernel.runnable() == (1,)
     assert kernel_of(system).t.current == 1
-    assert system.machine.cpu.state == system.machine.cpu.ghost_start
+    assert system.machine.cpu.state == record.start
     assert (1, 0) in {(e.asid, e.vpn) for e in system.machine.mmu.tlb.entries()}
     record = system.apply(("run", 1))
     assert record.result is not None and record.result.retired
@@ -262,7 +258,7 @@ def test_a_second_process_waits_for_a_page_in_already_under_way() -> None:
     assert len(system.machine.disk.pending) == 1
     record = system.apply(("disk", 0))
     assert [e.pid for e in record.events if e.kind == "ready"] == [1, 2]
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     assert {tuple(sorted(f.users)) for f in view.frames if f.users} == {((1, 0), (2, 0))}
 
 
@@ -280,7 +276,7 @@ def test_cleaner_writes_dirty_pages_back_ahead_of_need() -> None:
     assert len(cleaned) == 1
     pfn = cleaned[0].pfn
     assert pfn is not None
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     frame = next(f for f in view.frames if f.pfn == pfn)
     assert frame.status == "busy" and frame.transfer == "write" and frame.users == ()
     (write,) = system.machine.disk.pending
@@ -294,11 +290,13 @@ def test_cleaner_writes_dirty_pages_back_ahead_of_need() -> None:
     for pid, vpn in t.rmap[pfn]:
         pte = system.machine.format.walk(system.machine.memory, t.processes[pid].root, pid, vpn)
         assert pte is not None and bits.is_present(pte.pte) and not bits.is_modified(pte.pte)
-    assert not t.frame_dirty(system.machine, pfn)
+    with opened(system) as port:
+        assert not t.frame_dirty(port, pfn)
     for _ in range(10):  # every dirty page gets cleaned in turn, and data stays right
         system.apply(("timer",))
         drain(system)
-    assert all(not t.frame_dirty(system.machine, f) for f in t.rmap)
+    with opened(system) as port:
+        assert all(not t.frame_dirty(port, f) for f in t.rmap)
     assert read_word(system, 1, 60 * PW) == fill_sum(6, 40, 2)
 
 
@@ -323,7 +321,7 @@ def test_prepaging_a_list_of_pages_maps_them_without_faults() -> None:
     record = system.apply(("run", 1))
     assert [e.vpn for e in record.events if e.kind == "prepage"] == [0, 1, data_vpn]
     drain(system)
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     mapped = {u for f in view.frames for u in f.users}
     assert {(1, 1), (1, data_vpn)} <= mapped
     events = record_events(system)
@@ -336,12 +334,10 @@ def test_prepaging_a_list_of_pages_maps_them_without_faults() -> None:
 def test_view_reports_each_page_home_exactly() -> None:
     hardware = HardwareConfig(page_words=PW, user_frames=3, kernel_frames=64)
     built = fill_program(PW, 12, 5, 5, 0)
-    system = make_system(
-        hardware, [built.program], [0], KernelConfig(text_from_image=True, policy="fifo")
-    )
+    system = make_system(hardware, [built.program], [0], KernelConfig(policy="fifo"))
     kinds_seen: set[str] = set()
     for _ in range(300):
-        view = system.kernel.view(system.machine)
+        view = system.kernel.view()
         t = kernel_of(system).t
         for page in view.process(1).pages:  # type: ignore[union-attr]
             entry = t.processes[1].mapping(page.vpn)

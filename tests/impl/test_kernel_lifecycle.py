@@ -5,18 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pagingcheck.checks.system import run_round_robin
+from pagingcheck.checks.system import System, install, run_round_robin
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import SpawnRefused
-from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.lib.memory import FREED_PATTERN
+from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import ConfigError, UserError
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.memory import FREED_PATTERN
+from pagingcheck.model.port import Port
 from pagingcheck.model.program import Program
 from tests.impl.kernel_workloads import (
+    booted_extents,
     build,
+    kill,
     make_system,
     read_word,
     registers,
@@ -24,6 +27,7 @@ from tests.impl.kernel_workloads import (
     reverse_expected,
     reverse_program,
     run_until_spinning,
+    spawn,
 )
 
 PW = 4
@@ -55,9 +59,9 @@ def test_lifecycle_faults_pages_in_and_returns_everything_at_exit() -> None:
     built = build("sum", SUM_AND_EXIT, PW, data=(2, 3, 5, 7, 11), heap_pages=1)
     system = make_system(hardware, [built.program], [])
     booted = kernel_of(system).t.kalloc.free_extents
-    pid = system.kernel.spawn(system.machine, built.program)
+    pid = spawn(system, built.program)
     assert pid == 1
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     assert view.free_slots != tuple(range(hardware.swap_slots))  # swap was allocated
     records = []
     while system.choices():
@@ -68,7 +72,7 @@ def test_lifecycle_faults_pages_in_and_returns_everything_at_exit() -> None:
         assert kind in kinds, kind
     assert kinds.index("fault") < kinds.index("pagein") < kinds.index("exit")
     assert system.machine.cpu.state.regs[0] == 28  # the sum, read back from the heap
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     assert view.process(pid) is not None and view.process(pid).state == "exited"  # type: ignore[union-attr]
     resources_all_free(system, booted)
     for pfn in hardware.user_pfns:
@@ -80,22 +84,20 @@ def test_workload_results_then_kill_returns_everything() -> None:
     values = (4, 8, 15, 16, 23, 42)
     built = reverse_program(PW, values)
     system = make_system(hardware, [built.program], [0, 0])
-    booted_kernel = ReferenceKernel(hardware, KernelConfig())
-    booted_kernel.boot(Machine(hardware))
     run_until_spinning(system, {1: built.addresses["done"], 2: built.addresses["done"]})
     for pid in (1, 2):
         assert registers(system, pid).regs[0] == sum(values)
         for va, value in reverse_expected(built, values).items():
             assert read_word(system, pid, va) == value
     for pid in (1, 2):
-        system.kernel.kill(system.machine, pid)
-    resources_all_free(system, booted_kernel.t.kalloc.free_extents)
+        kill(system, pid)
+    resources_all_free(system, booted_extents(hardware))
 
 
 # -- refusal -----------------------------------------------------------------------------
 
 
-def _busy_system(hardware: HardwareConfig, kernel: KernelConfig | None = None) -> object:
+def _busy_system(hardware: HardwareConfig, kernel: KernelConfig | None = None) -> System:
     """A system with a process part-way through its run and a transfer in flight."""
     values = (1, 2, 3, 4, 5, 6, 7)
     built = reverse_program(PW, values)
@@ -105,7 +107,7 @@ def _busy_system(hardware: HardwareConfig, kernel: KernelConfig | None = None) -
         runs = [c for c in choices if c[0] == "run"]
         system.apply(runs[0] if runs else choices[0])
     assert system.machine.disk.pending or any(
-        f.status == "in_use" for f in system.kernel.view(system.machine).frames
+        f.status == "in_use" for f in system.kernel.view().frames
     )
     return system
 
@@ -129,40 +131,42 @@ BIG = Program("big", tuple(assemble("SYS 0")), data=tuple(range(40)), heap_pages
             BIG,
             "kernel memory",
         ),
-        (
-            HardwareConfig(page_words=PW, image_blocks=9),
-            KernelConfig(text_from_image=True),
-            Program("long", tuple(assemble("NOP\n" * 12 + "SYS 0"))),
-            "image blocks",
-        ),
     ],
 )
 def test_refused_spawn_rolls_everything_back(
     hardware: HardwareConfig, kernel: KernelConfig | None, program: Program, reason: str
 ) -> None:
     system = _busy_system(hardware, kernel)
-    machine = system.machine  # type: ignore[attr-defined]
+    machine = system.machine
     k = kernel_of(system)
-    before = (machine.fingerprint(), k.fingerprint(), k.view(machine))
-    outcome = k.spawn(machine, program)
+    index = system.add_program(program)
+    assert index is not None
+    image = system.images[index]
+    before = (machine.fingerprint(), k.fingerprint(), k.view())
+    outcome = system.call("spawn()", lambda port: k.spawn(port, image))
     assert isinstance(outcome, SpawnRefused)
     assert reason in outcome.reason
-    assert (machine.fingerprint(), k.fingerprint(), k.view(machine)) == before
+    assert (machine.fingerprint(), k.fingerprint(), k.view()) == before
     # Nothing of the refused process remains: the next one created gets its pid.
-    k.kill(machine, 1)
-    assert k.spawn(machine, Program("tiny", tuple(assemble("SYS 0")))) == 2
+    kill(system, 1)
+    assert spawn(system, Program("tiny", tuple(assemble("SYS 0")))) == 2
 
 
 def test_spawn_before_boot_is_a_user_error() -> None:
     hardware = HardwareConfig()
-    with pytest.raises(UserError, match="boot"):
-        ReferenceKernel(hardware).spawn(Machine(hardware), BIG)
+    machine = Machine(hardware)
+    image = install(machine, [BIG], hardware.swap_slots)[0]
+    with pytest.raises(UserError, match="boot"), Port(machine).opened() as port:
+        ReferenceKernel(hardware).spawn(port, image)
 
 
 def test_boot_without_room_for_the_inverted_table_says_what_to_change() -> None:
     hardware = HardwareConfig(page_table="inverted", kernel_frames=1, page_words=4)
-    with pytest.raises(ConfigError, match="kernel_frames"):
-        ReferenceKernel(hardware).boot(Machine(hardware))
+    with (
+        pytest.raises(ConfigError, match="kernel_frames"),
+        Port(Machine(hardware)).opened() as port,
+    ):
+        ReferenceKernel(hardware).boot(port)
 
 
 # -- values ------------------------------------------------------------------------------
@@ -172,18 +176,17 @@ def test_copy_is_independent_and_fingerprints_are_stable() -> None:
     hardware = HardwareConfig(page_words=PW, user_frames=3)
     system = _busy_system(hardware)
     k = kernel_of(system)
-    machine = system.machine  # type: ignore[attr-defined]
-    twin_kernel, twin_machine = k.copy(), machine.copy()
+    twin_kernel = k.copy()
     assert twin_kernel.fingerprint() == k.fingerprint() and twin_kernel == k
     saved = twin_kernel.fingerprint()
     for _ in range(30):
-        choices = system.choices()  # type: ignore[attr-defined]
+        choices = system.choices()
         if not choices:
             break
-        system.apply(choices[0])  # type: ignore[attr-defined]
+        system.apply(choices[0])
     assert k.fingerprint() != saved
     assert twin_kernel.fingerprint() == saved
-    assert twin_kernel.view(twin_machine) != k.view(machine)
+    assert twin_kernel.view() != k.view()
 
 
 def test_same_choices_give_the_same_fingerprint() -> None:
@@ -209,7 +212,7 @@ def test_kernel_config_from_mapping() -> None:
         ({"allocation": "mine"}, "kernel.allocation"),
         ({"prepage": "all"}, "kernel.prepage"),
         ({"prepage": [1, -2]}, "kernel.prepage"),
-        ({"text_from_image": "yes"}, "kernel.text_from_image"),
+        ({"text_from_image": True}, "text_from_image"),
         ({"cleaner_threshold": "2"}, "kernel.cleaner_threshold"),
         ({"seed": True}, "kernel.seed"),
         ({"tau": -1}, "kernel.tau"),

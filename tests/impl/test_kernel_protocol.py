@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import z3
 
-from pagingcheck.impl import frames as fr
-from pagingcheck.impl import logic
-from pagingcheck.impl import swap as sw
 from pagingcheck.impl.config import KernelConfig
-from pagingcheck.impl.kernel import ReferenceKernel
+from pagingcheck.impl.lib import frames as fr
+from pagingcheck.impl.lib import logic
+from pagingcheck.impl.lib import swap as sw
+from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.config import HardwareConfig
 from tests.impl.kernel_workloads import fill_program, make_system, reverse_program
 

@@ -7,16 +7,18 @@ import pytest
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.system import System
 from pagingcheck.impl.config import KernelConfig
-from pagingcheck.impl.kernel import ReferenceKernel
-from pagingcheck.impl.tables import PageId
+from pagingcheck.impl.reference.kernel import ReferenceKernel
+from pagingcheck.impl.reference.tables import PageId
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig, PageTableKind
-from pagingcheck.model.machine import Machine
 from tests.impl.kernel_workloads import (
+    booted_extents,
     build,
     fill_program,
     fill_sum,
+    kill,
     make_system,
+    opened,
     read_word,
     record_events,
     registers,
@@ -35,12 +37,6 @@ def kernel_of(system: System) -> ReferenceKernel:
     return system.kernel
 
 
-def booted_extents(hardware: HardwareConfig) -> object:
-    kernel = ReferenceKernel(hardware)
-    kernel.boot(Machine(hardware))
-    return kernel.t.kalloc.free_extents
-
-
 @pytest.mark.parametrize("page_table", ["linear", "multilevel", "hashed"])
 def test_text_is_shared_one_frame_per_page_and_freed_at_the_last_exit(
     page_table: PageTableKind,
@@ -52,10 +48,9 @@ def test_text_is_shared_one_frame_per_page_and_freed_at_the_last_exit(
     system = make_system(hardware, [built.program], [0, 0, 0])
     done = built.addresses["done"]
     run_until_spinning(system, {1: done, 2: done, 3: done})
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     text = [page for page in view.process(1).pages if page.kind == "text"]  # type: ignore[union-attr]
     frames = {f.pfn: f for f in view.frames}
-    slots = {s.slot: s for s in view.slots}
     for page in text:
         homes = {
             next(p.home for p in view.process(pid).pages if p.vpn == page.vpn)  # type: ignore[union-attr]
@@ -67,21 +62,19 @@ def test_text_is_shared_one_frame_per_page_and_freed_at_the_last_exit(
         frame = frames[home.index]
         assert frame.refcount == 3
         assert set(frame.users) == {(1, page.vpn), (2, page.vpn), (3, page.vpn)}
-        slot = kernel_of(system).t.record(PageId(f"text:{built.program.name}", page.index)).slot
-        assert slot is not None and slots[slot].refcount == 3
+        record = kernel_of(system).t.record(PageId(f"text:{built.program.name}", page.index))
+        assert record.slot is None  # read-only text needs no swap: it pages in from its image
     for pid in (1, 2, 3):
         for va, value in reverse_expected(built, VALUES).items():
             assert read_word(system, pid, va) == value
-    events = list(system.kernel.kill(system.machine, 1)) + list(
-        system.kernel.kill(system.machine, 2)
-    )
+    events = list(kill(system, 1)) + list(kill(system, 2))
     assert "shared_zero" not in [e.kind for e in events]
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     for page in text:
         home = next(p.home for p in view.process(3).pages if p.vpn == page.vpn)  # type: ignore[union-attr]
         frame = next(f for f in view.frames if f.pfn == home.index)
         assert frame.refcount == 1 and frame.users == ((3, page.vpn),)
-    last = system.kernel.kill(system.machine, 3)
+    last = kill(system, 3)
     assert ("shared_zero", f"text:{built.program.name}") in [(e.kind, e.detail) for e in last]
     resources_all_free(system, booted_extents(hardware))
 
@@ -94,7 +87,7 @@ def test_inverted_tables_give_each_process_its_own_text_frame() -> None:
     system = make_system(hardware, [built.program], [0, 0])
     done = built.addresses["done"]
     run_until_spinning(system, {1: done, 2: done})
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     for page in (p for p in view.process(1).pages if p.kind == "text"):  # type: ignore[union-attr]
         other = next(p for p in view.process(2).pages if p.vpn == page.vpn)  # type: ignore[union-attr]
         assert page.shared_key == other.shared_key == f"text:{built.program.name}"
@@ -151,7 +144,7 @@ def test_evicting_a_shared_page_invalidates_every_pte_and_tlb_entry(tagged: bool
     checker = Checker(system)
     for pid in (1, 2, 1, 2, 1, 2):  # both map the shared text page; the TLB caches it
         run_once(checker, pid)
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     shared = [f.pfn for f in view.frames if set(f.users) == {(1, 0), (2, 0)}]
     assert len(shared) == 1, view.frames
     pfn = shared[0]
@@ -176,7 +169,7 @@ def test_evicting_a_shared_page_invalidates_every_pte_and_tlb_entry(tagged: bool
         entry = system.machine.format.walk(system.machine.memory, proc.root, proc.asid, 0)
         assert entry is None or not bits.is_present(entry.pte)
     assert all(bits.pfn(e.pte) != pfn for e in system.machine.mmu.tlb.entries())
-    frame = next(f for f in system.kernel.view(system.machine).frames if f.pfn == pfn)
+    frame = next(f for f in system.kernel.view().frames if f.pfn == pfn)
     assert frame.users == () and frame.refcount == 0
 
 
@@ -192,9 +185,9 @@ def test_shared_segment_survives_dirty_eviction_and_every_user_sees_it() -> None
         assert read_word(system, pid, results + 1) == fill_sum(9, 50, -4)
     segment = kernel_of(system).t.record(PageId("segment:results", 0))
     assert segment.slot is not None
-    system.kernel.kill(system.machine, 1)
+    kill(system, 1)
     assert read_word(system, 2, results) == fill_sum(10, 7, 3)
-    system.kernel.kill(system.machine, 2)
+    kill(system, 2)
     resources_all_free(system, booted_extents(hardware))
 
 
@@ -222,7 +215,7 @@ def test_a_dirty_shared_page_is_written_back_when_evicted_and_read_back_intact()
     assert any(e.kind == "evict_dirty" and "segment:results" in e.detail for e in events)
     assert any(e.kind == "writeback" and "segment:results" in e.detail for e in events)
     assert registers(system, 1).regs[2] == 777  # read back after the round trip
-    system.kernel.kill(system.machine, 1)
+    kill(system, 1)
     assert read_word(system, 2, 60 * PW) == 777
 
 
@@ -232,9 +225,9 @@ def test_a_dirty_shared_page_left_by_its_last_mapper_is_written_back_for_the_oth
     idle = build("idle", "done: JMP @done", PW, shared=writer.program.shared)
     system = make_system(hardware, [writer.program, idle.program], [0, 1])
     run_until_spinning(system, {1: writer.addresses["done"], 2: idle.addresses["done"]})
-    events = system.kernel.kill(system.machine, 1)  # pid 2 never touched the segment
+    events = kill(system, 1)  # pid 2 never touched the segment
     assert ("writeback") in [e.kind for e in events]
-    view = system.kernel.view(system.machine)
+    view = system.kernel.view()
     page = next(p for p in view.process(2).pages if p.kind == "shared")  # type: ignore[union-attr]
     assert page.home.where == "frame"  # being written back: the frame holds it still
     while system.machine.disk.completable():
@@ -242,7 +235,7 @@ def test_a_dirty_shared_page_left_by_its_last_mapper_is_written_back_for_the_oth
     assert read_word(system, 2, 60 * PW) == fill_sum(3, 11, 1)
     page = next(
         p
-        for p in system.kernel.view(system.machine).process(2).pages  # type: ignore[union-attr]
+        for p in system.kernel.view().process(2).pages  # type: ignore[union-attr]
         if p.kind == "shared"
     )
     assert page.home.where == "slot"
@@ -263,7 +256,9 @@ def test_dirty_check_reads_every_users_modified_bit() -> None:
         system.machine.memory, kernel.t.processes[1].root, 1, 60
     )
     assert reader_pte is not None and not bits.is_modified(reader_pte.pte)
-    assert kernel.t.frame_dirty(system.machine, pfn)  # only the writer's PTE says so
-    system.kernel.kill(system.machine, 2)  # the writer's M bit moves into the page record
+    with opened(system) as port:
+        assert kernel.t.frame_dirty(port, pfn)  # only the writer's PTE says so
+    kill(system, 2)  # the writer's M bit moves into the page record
     assert kernel.t.record(PageId("segment:results", 0)).dirty
-    assert kernel.t.frame_dirty(system.machine, pfn)
+    with opened(system) as port:
+        assert kernel.t.frame_dirty(port, pfn)

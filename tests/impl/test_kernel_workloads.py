@@ -8,17 +8,17 @@ import itertools
 import pytest
 
 from pagingcheck.impl.config import KernelConfig
-from pagingcheck.impl.kernel import ReferenceKernel
-from pagingcheck.impl.replacement import POLICY_NAMES
+from pagingcheck.impl.lib.replacement import POLICY_NAMES
 from pagingcheck.model.config import (
     PAGE_TABLE_KINDS,
     RESTART_VARIANTS,
     HardwareConfig,
 )
-from pagingcheck.model.machine import Machine
 from tests.impl.kernel_workloads import (
+    booted_extents,
     fill_program,
     fill_sum,
+    kill,
     make_system,
     read_word,
     record_events,
@@ -59,12 +59,10 @@ def run_workload(hardware: HardwareConfig, kernel: KernelConfig) -> list[str]:
         assert read_word(system, pid, RESULTS + 1) == fill_sum(5, 90, -7)
     assert registers(system, 2).regs[0] == fill_sum(7, 11, 3)
     for pid in (1, 2, 3, 4):
-        events.extend(system.kernel.kill(system.machine, pid))
+        events.extend(kill(system, pid))
     while system.machine.disk.completable():  # write-backs of the last shared page
         system.apply(("disk", 0))
-    booted = ReferenceKernel(hardware, kernel)
-    booted.boot(Machine(hardware))
-    resources_all_free(system, booted.t.kalloc.free_extents)
+    resources_all_free(system, booted_extents(hardware))
     return [event.kind for event in events]
 
 
@@ -106,7 +104,6 @@ def test_workload_with_every_policy(policy: str, allocation: str) -> None:
         allocation=allocation,  # type: ignore[arg-type]
         cleaner=allocation == "local",
         cleaner_threshold=2,
-        text_from_image=allocation == "global",
         tau=8,
     )
     kinds = run_workload(hardware, kernel)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagingcheck.impl.replacement import POLICY_NAMES, Policy, make_policy, needs_tick
+from pagingcheck.impl.lib.replacement import POLICY_NAMES, Policy, make_policy, needs_tick
 from pagingcheck.impl.simulate import Ref, parse_refs, run
 from pagingcheck.model.errors import InternalError, UserError
 from pagingcheck.model.fingerprint import fingerprint

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pagingcheck.checks import cli as cli_module
 from pagingcheck.checks.cli import cli
 from pagingcheck.impl import simulate as sim
-from pagingcheck.impl.replacement import RefBits, make_policy
+from pagingcheck.impl.lib.replacement import RefBits, make_policy
 from pagingcheck.impl.simulate import load, parse_refs, read_lackey, read_refs, run, simulate
 from pagingcheck.model.errors import InternalError, UserError
 

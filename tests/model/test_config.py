@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import ConfigError, InternalError
-from pagingcheck.model.kalloc import KernelAllocator
 
 
 @pytest.mark.parametrize(

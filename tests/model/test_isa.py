@@ -378,5 +378,3 @@ def test_accesses_and_replayed_side_effects() -> None:
     assert isa.replay_side_effects(instruction, "fetch0") == ()
     assert isa.replay_side_effects(instruction, "src") == ((1, 1),)
     assert isa.replay_side_effects(instruction, "dst") == ((1, 1), (2, -1))
-    after = ArchState(with_regs(r1=11, r2=19), 1, 0)
-    assert isa.back_up(after, 0, ((1, 1), (2, -1))) == start

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from pagingcheck.impl.lib.kalloc import KernelAllocator
+from pagingcheck.impl.lib.pagetable import make_editor
 from pagingcheck.model import bits
 from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import UserError
-from pagingcheck.model.kalloc import KernelAllocator
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.program import Program, SharedSegment
+from pagingcheck.model.program import Image, Program, SharedSegment
 from pagingcheck.model.tlb import TlbEntry
 
 
@@ -18,13 +19,14 @@ def booted(config: HardwareConfig) -> Machine:
     """A machine running a two-instruction program from frame 16 at vpn 0."""
     machine = Machine(config)
     kalloc = KernelAllocator(config)
-    system_root = machine.format.boot(machine.memory, kalloc)
+    editor = make_editor(config)
+    system_root = editor.boot(machine.memory, kalloc)
     assert system_root is not None
-    root = machine.format.create(machine.memory, kalloc, 1, system_root)
+    root = editor.create(machine.memory, kalloc, 1, system_root)
     assert root is not None
     frame = config.first_user_frame
     pte = bits.make_pte(frame, bits.READ | bits.WRITE | bits.EXEC | bits.USER)
-    assert machine.format.set_pte(machine.memory, kalloc, root, 1, 0, pte)
+    assert editor.set_pte(machine.memory, kalloc, root, 1, 0, pte)
     for offset, word in enumerate(assemble("MOV #7, r1\nSTORE r1, @10\nSYS 0")):
         machine.memory.write(frame * config.page_words + offset, word)
     machine.mmu.load_context(root, 1)
@@ -54,7 +56,7 @@ def test_copy_is_independent_and_equal() -> None:
     assert clone.fingerprint() != machine.fingerprint()
 
 
-@pytest.mark.parametrize("part", ["memory", "disk", "tlb", "cpu", "mmu"])
+@pytest.mark.parametrize("part", ["memory", "disk", "tlb", "cpu", "mmu", "timer", "spaces"])
 def test_fingerprint_sees_every_part(part: str) -> None:
     machine = booted(HardwareConfig())
     other = machine.copy()
@@ -66,6 +68,10 @@ def test_fingerprint_sees_every_part(part: str) -> None:
         other.mmu.tlb_write(TlbEntry(1, 3, 0, bits.make_pte(17, bits.READ)))
     elif part == "cpu":
         other.cpu.resume(other.cpu.state)
+    elif part == "timer":
+        other.timer = True
+    elif part == "spaces":
+        other.spaces[1] = other.mmu.ptbr
     else:
         other.mmu.load_context(other.mmu.ptbr, 2)
     assert other != machine
@@ -99,3 +105,14 @@ def test_program_that_does_not_fit_is_a_user_error() -> None:
         Program("big", (1,) * 100, stack_pages=4).layout(16, 8)
     with pytest.raises(UserError, match="overlaps"):
         Program("o", (1,), shared=(SharedSegment("s", 0, 1),)).layout(16, 8)
+
+
+def test_an_image_lays_text_then_data_out_in_blocks() -> None:
+    program = Program("p", (1,) * 20, (5, 6), heap_pages=1)
+    image = Image(program, 40, 16)
+    assert image.pages == 3
+    assert (image.text_block(0), image.text_block(1), image.data_block(0)) == (40, 41, 42)
+    blocks = image.contents()
+    assert blocks[1] == (1,) * 4 + (0,) * 12 and blocks[2] == (5, 6) + (0,) * 14
+    layout = {page.vpn: page.initial for page in program.layout(16, 16)}
+    assert blocks == (layout[0], layout[1], layout[2])

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.kalloc import KernelAllocator
 from pagingcheck.model.memory import PhysicalMemory
 from pagingcheck.model.mmu import MMU
-from pagingcheck.model.pagetable.base import Entry
+from pagingcheck.model.pagetable.base import Entry, Reader
 from pagingcheck.model.tlb import TLB, TlbEntry
 from pagingcheck.model.traps import Access, Fault, TrapKind
 
@@ -46,7 +46,7 @@ class TinyLinear:
                 memory.write(root + vpn, 0)
         return root
 
-    def walk(self, memory: PhysicalMemory, root: int, asid: int, vpn: int) -> Entry | None:
+    def walk(self, memory: Reader, root: int, asid: int, vpn: int) -> Entry | None:
         if not 0 <= vpn < self.config.va_pages:
             raise InternalError(f"TinyLinear.walk: vpn {vpn} out of range")
         pte = memory.read(root + vpn)
@@ -69,11 +69,11 @@ class TinyLinear:
     ) -> None:
         memory.write(root + vpn, 0)
 
-    def entries(self, memory: PhysicalMemory, root: int, asid: int) -> list[Entry]:
+    def entries(self, memory: Reader, root: int, asid: int) -> list[Entry]:
         found = [self.walk(memory, root, asid, vpn) for vpn in range(self.config.va_pages)]
         return [entry for entry in found if entry is not None]
 
-    def table_words(self, memory: PhysicalMemory, root: int, asid: int) -> list[tuple[int, int]]:
+    def table_words(self, memory: Reader, root: int, asid: int) -> list[tuple[int, int]]:
         return [(root, self.config.va_pages)]
 
     def destroy(

@@ -1,7 +1,7 @@
 """Boolean and arithmetic helpers that work on plain Python values and on z3 terms alike.
 
-The frame-table and swap-slot protocols (:mod:`pagingcheck.impl.frames`,
-:mod:`pagingcheck.impl.swap`) are written once, over values whose fields
+The frame-table and swap-slot protocols (:mod:`pagingcheck.impl.lib.frames`,
+:mod:`pagingcheck.impl.lib.swap`) are written once, over values whose fields
 may be Python ``int``/``bool`` (when the kernel runs them) or z3 terms (when
 a proof runs them). Python's ``and``, ``or``, ``not`` and ``x if c else y``
 do not work on z3 terms, so the protocol code uses these helpers instead.

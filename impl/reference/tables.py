@@ -3,9 +3,9 @@
 Everything the reference kernel knows is in one :class:`Tables` value built
 from dicts of frozen records, so copying is a few dict copies and the
 fingerprint is stable. The functions that *change* frames and slots do so
-only through the protocol operations of :mod:`pagingcheck.impl.frames` and
-:mod:`pagingcheck.impl.swap` (:meth:`Tables.frame_op`, :meth:`Tables.slot_op`),
-and PTEs only through :mod:`pagingcheck.impl.vm`.
+only through the protocol operations of :mod:`pagingcheck.impl.lib.frames` and
+:mod:`pagingcheck.impl.lib.swap` (:meth:`Tables.frame_op`, :meth:`Tables.slot_op`),
+and PTEs only through :mod:`pagingcheck.impl.lib.vm`.
 
 Words used throughout:
 
@@ -24,20 +24,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from pagingcheck.impl import frames as fr
-from pagingcheck.impl import swap as sw
-from pagingcheck.impl import vm
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import KernelEvent, Location, ProcessState
-from pagingcheck.impl.logic import concrete
-from pagingcheck.impl.replacement import Policy, make_policy
+from pagingcheck.impl.lib import frames as fr
+from pagingcheck.impl.lib import identity, vm
+from pagingcheck.impl.lib import swap as sw
+from pagingcheck.impl.lib.kalloc import KernelAllocator
+from pagingcheck.impl.lib.logic import concrete
+from pagingcheck.impl.lib.memory import FREED_PATTERN
+from pagingcheck.impl.lib.pagetable import TableEditor, make_editor
+from pagingcheck.impl.lib.replacement import Policy, make_policy
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.isa import ArchState
-from pagingcheck.model.kalloc import KernelAllocator
-from pagingcheck.model.machine import Machine
-from pagingcheck.model.memory import FREED_PATTERN
+from pagingcheck.model.port import Port
 from pagingcheck.model.program import PageKind
 from pagingcheck.model.traps import Access, TrapKind
 
@@ -73,27 +74,28 @@ class PageRecord:
     ``frame`` holds them when the page is resident, or while its frame is
     being written out (then the frame still holds the only current copy);
     ``incoming`` is the frame a page-in is filling. Otherwise the contents
-    are all zeros (``zero``: no copy exists yet), else in ``slot``, else in
-    image block ``image``. ``dirty`` keeps the M bits of mappings removed
-    while others still map the page.
+    are in swap ``slot`` once a write-back has filled it (``written``), else
+    in the program-image block ``image`` they started from, else all zeros.
+    ``dirty`` keeps the M bits of mappings removed while others still map
+    the page.
     """
 
     slot: int | None = None
     image: int | None = None
-    zero: bool = False
+    written: bool = False
     frame: int | None = None
     incoming: int | None = None
     dirty: bool = False
 
     def stored(self) -> Location:
-        """Where the page's contents are when no frame holds them."""
-        if self.zero:
-            return Location("zero")
-        if self.slot is not None:
+        """Where the page's contents are when no frame holds them (blocks are disk blocks)."""
+        if self.written:
+            if self.slot is None:
+                raise InternalError(f"PageRecord.stored: written page has no swap slot: {self}")
             return Location("slot", self.slot)
         if self.image is not None:
             return Location("image", self.image)
-        raise InternalError(f"PageRecord.stored: page has no zero, slot or image home: {self}")
+        return Location("zero")
 
     def home(self) -> Location:
         """Where the page's current contents are (the view's ``PageView.home``)."""
@@ -143,11 +145,15 @@ class Process:
     fault: FaultRecord | None = None
     wait: int | None = None  # the frame whose transfer the process waits for
     wait_page: PageId | None = None  # the page it waits to see in that frame
+    waits_memory: bool = False  # blocked until a frame may be taken for it
     started: bool = False  # dispatched at least once (prepaging happens on the first)
     attached: tuple[str, ...] = ()  # shared object keys
-    pinned: tuple[PageId, ...] = ()  # pages the instruction at pinned_pc has faulted in
-    pinned_pc: int | None = None
-    waiting_to_rerun: bool = False  # faulted, and has not run the instruction again yet
+    image: int = 0  # the first disk block of the program's image
+    # The unfinished instruction: from its first fault until it retires.
+    ticket: int | None = None  # fault order (who is served first); None: none unfinished
+    pinned: tuple[PageId, ...] = ()  # the pages it has faulted in so far
+    waiting_to_rerun: bool = False  # a fault was handled; it has not run again yet
+    rerunning: bool = False  # it is running that instruction again now
 
     def mapping(self, vpn: int) -> Mapping | None:
         """The mapping of ``vpn``, or None when the page is not valid."""
@@ -186,6 +192,7 @@ class Transfer:
       is mapped again for ``parked`` (the mappings removed to clean it).
     """
 
+    id: int
     op: Literal["read", "write"]
     block: int
     purpose: Purpose
@@ -202,6 +209,8 @@ class Tables:
     kconfig: KernelConfig
     kalloc: KernelAllocator
     policy: Policy
+    editor: TableEditor
+    guarded: bool = True  # refuse a protocol operation whose guard fails
     system_root: int = 0
     booted: bool = False
     processes: dict[int, Process] = field(default_factory=dict)
@@ -215,8 +224,9 @@ class Tables:
     free_slots: tuple[int, ...] = ()
     pages: dict[PageId, PageRecord] = field(default_factory=dict)
     objects: dict[str, SharedObject] = field(default_factory=dict)
-    images: dict[str, tuple[int, int]] = field(default_factory=dict)
-    next_image: int = 0
+    loaded: tuple[int, int] | None = None  # the (root, asid) last loaded into the MMU
+    next_ticket: int = 0
+    memory_changed: bool = False  # a frame may be takeable now: wake memory waiters
     transfers: dict[int, Transfer] = field(default_factory=dict)
     clock: int = 0  # the kernel's time, kept only for policies that read it
     events: list[KernelEvent] = field(default_factory=list)
@@ -229,6 +239,7 @@ class Tables:
             kconfig,
             KernelAllocator(config),
             make_policy(kconfig.policy, seed=kconfig.seed, tau=kconfig.tau),
+            make_editor(config),
         )
         tables.frames = {pfn: fr.FREE_FRAME for pfn in config.user_pfns}
         tables.free_frames = tuple(config.user_pfns)
@@ -249,7 +260,6 @@ class Tables:
             slots=dict(self.slots),
             pages=dict(self.pages),
             objects=dict(self.objects),
-            images=dict(self.images),
             transfers=dict(self.transfers),
             events=[],
         )
@@ -272,8 +282,8 @@ class Tables:
             self.free_slots,
             self.pages,
             self.objects,
-            self.images,
-            self.next_image,
+            self.loaded,
+            self.next_ticket,
             self.transfers,
             self.clock,
         )
@@ -328,39 +338,46 @@ class Tables:
 
     # -- the frame and slot protocols --------------------------------------------------
 
-    def frame_op(self, machine: Machine, pfn: int, name: str, *args: int) -> fr.Frame:
+    def frame_op(self, port: Port, pfn: int, name: str, *args: int) -> fr.Frame:
         """Apply protocol operation ``name`` to frame ``pfn``; keep the free list in step.
 
         A frame that becomes free is filled with ``FREED_PATTERN`` so a use
         after free shows in the data. Raises InternalError naming the
-        operation, the frame and its state when the guard does not hold.
+        operation, the frame and its state when the guard does not hold
+        (unless ``guarded`` is off, as it is for the seeded-bug kernels: a
+        kernel written without such checks).
         """
         op, _ = fr.TRANSITIONS[name]
         old = self.frames[pfn]
         guard, new = op(old, *args)
-        if not concrete(guard):
+        if self.guarded and not concrete(guard):
             raise InternalError(f"frames.{name}{args}: not allowed on frame {pfn} in state {old}")
         self.frames[pfn] = new
         if old.status != fr.FREE and new.status == fr.FREE:
-            self.free_frames = tuple(sorted((*self.free_frames, pfn)))
+            self.free_frames = tuple(sorted({*self.free_frames, pfn}))
             self.frame_page.pop(pfn, None)
             self.rmap.pop(pfn, None)
             self.transfers.pop(pfn, None)
-            machine.memory.fill_frame(pfn, FREED_PATTERN)
+            self.memory_changed = True
+            port.fill(pfn, FREED_PATTERN)
         elif old.status == fr.FREE and new.status != fr.FREE:
             self.free_frames = tuple(f for f in self.free_frames if f != pfn)
         return new
+
+    def take_free_frame(self) -> int:
+        """The free frame to take next (the free list is not empty)."""
+        return identity.free_frame(self.free_frames)
 
     def slot_op(self, slot: int, name: str, *args: int) -> sw.Slot:
         """Apply protocol operation ``name`` to swap slot ``slot``; keep the free list in step."""
         op, _ = sw.TRANSITIONS[name]
         old = self.slots[slot]
         guard, new = op(old, *args)
-        if not concrete(guard):
+        if self.guarded and not concrete(guard):
             raise InternalError(f"swap.{name}{args}: not allowed on slot {slot} in state {old}")
         self.slots[slot] = new
         if old.allocated and not new.allocated:
-            self.free_slots = tuple(sorted((*self.free_slots, slot)))
+            self.free_slots = tuple(sorted({*self.free_slots, slot}))
         elif not old.allocated and new.allocated:
             self.free_slots = tuple(s for s in self.free_slots if s != slot)
         return new
@@ -393,17 +410,17 @@ class Tables:
 
     # -- mappings (PTE edits go through vm, which does the TLB duty) -----------------------
 
-    def map_user(self, machine: Machine, pfn: int, user: User) -> None:
+    def map_user(self, port: Port, pfn: int, user: User) -> None:
         """Map ``user`` present to ``pfn`` and add it to the reverse map (no frame_op)."""
         pid, vpn = user
         proc = self.process(pid)
         entry = proc.mapping(vpn)
         if entry is None:
             raise InternalError(f"Tables.map_user: vpn {vpn} of {pid} is not valid")
-        vm.map_page(machine, self.kalloc, proc.space, vpn, pfn, entry.prot)
+        vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, entry.prot)
         self.rmap[pfn] = tuple(sorted((*self.rmap.get(pfn, ()), user)))
 
-    def unmap_user(self, machine: Machine, pfn: int, user: User) -> int:
+    def unmap_user(self, port: Port, pfn: int, user: User) -> int:
         """Make ``user``'s PTE not present and drop it from the reverse map (no frame_op).
 
         Returns the PTE word it replaced (for the R and M bits).
@@ -413,7 +430,7 @@ class Tables:
         entry = proc.mapping(vpn)
         if entry is None or user not in self.rmap.get(pfn, ()):
             raise InternalError(f"Tables.unmap_user: {user} does not map frame {pfn}")
-        old = vm.unmap(machine, self.kalloc, proc.space, vpn, entry.prot)
+        old = vm.unmap(port, self.editor, self.kalloc, proc.space, vpn, entry.prot)
         if not bits.is_present(old) or bits.pfn(old) != pfn:
             raise InternalError(
                 f"Tables.unmap_user: PTE of vpn {vpn} (pid {pid}) is {old:#010x}, not frame {pfn}"
@@ -421,51 +438,52 @@ class Tables:
         self.rmap[pfn] = tuple(u for u in self.rmap[pfn] if u != user)
         return old
 
-    def user_ptes(self, machine: Machine, pfn: int) -> list[tuple[User, int]]:
+    def user_ptes(self, port: Port, pfn: int) -> list[tuple[User, int]]:
         """Each user of ``pfn`` with its current PTE word."""
         result = []
         for user in self.rmap.get(pfn, ()):
             proc = self.processes[user[0]]
-            result.append((user, vm.pte(machine, proc.space, user[1])))
+            result.append((user, vm.pte(port, self.editor, proc.space, user[1])))
         return result
 
-    def frame_dirty(self, machine: Machine, pfn: int) -> bool:
+    def frame_dirty(self, port: Port, pfn: int) -> bool:
         """Whether the page in ``pfn`` differs from its stored copy: the M bit of any
         PTE mapping it, or an M bit carried in the page record from a mapping that went."""
         page = self.frame_page.get(pfn)
         carried = page is not None and self.record(page).dirty
-        return carried or any(bits.is_modified(word) for _, word in self.user_ptes(machine, pfn))
+        return carried or any(bits.is_modified(word) for _, word in self.user_ptes(port, pfn))
 
-    def frame_referenced(self, machine: Machine, pfn: int) -> bool:
+    def frame_referenced(self, port: Port, pfn: int) -> bool:
         """Whether any user's R bit is set for ``pfn``."""
-        return any(bits.is_referenced(word) for _, word in self.user_ptes(machine, pfn))
+        return any(bits.is_referenced(word) for _, word in self.user_ptes(port, pfn))
 
-    def bits(self, machine: Machine) -> KernelBits:
-        """The R/M bits the replacement policy reads, over ``machine``."""
-        return KernelBits(self, machine)
+    def bits(self, port: Port) -> KernelBits:
+        """The R/M bits the replacement policy reads, through ``port``."""
+        return KernelBits(self, port)
 
-    def clear_frame_referenced(self, machine: Machine, pfn: int) -> None:
+    def clear_frame_referenced(self, port: Port, pfn: int) -> None:
         """Clear R in every PTE mapping ``pfn`` (each edit invalidates its TLB entry)."""
-        for (pid, vpn), _ in self.user_ptes(machine, pfn):
-            vm.clear_referenced(machine, self.kalloc, self.processes[pid].space, vpn)
+        for (pid, vpn), _ in self.user_ptes(port, pfn):
+            space = self.processes[pid].space
+            vm.clear_referenced(port, self.editor, self.kalloc, space, vpn)
 
 
 class KernelBits:
-    """The :class:`~pagingcheck.impl.replacement.RefBits` the policy reads: a frame's
+    """The :class:`~pagingcheck.impl.lib.replacement.RefBits` the policy reads: a frame's
     R and M are the OR over every PTE mapping it; clearing R goes through vm."""
 
-    def __init__(self, tables: Tables, machine: Machine) -> None:
+    def __init__(self, tables: Tables, port: Port) -> None:
         self.tables = tables
-        self.machine = machine
+        self.port = port
 
     def referenced(self, frame: int) -> bool:
         """R of any PTE mapping ``frame``."""
-        return self.tables.frame_referenced(self.machine, frame)
+        return self.tables.frame_referenced(self.port, frame)
 
     def modified(self, frame: int) -> bool:
         """Whether the page in ``frame`` is dirty."""
-        return self.tables.frame_dirty(self.machine, frame)
+        return self.tables.frame_dirty(self.port, frame)
 
     def clear_referenced(self, frame: int) -> None:
         """Clear R of every PTE mapping ``frame``, invalidating the TLB entries."""
-        self.tables.clear_frame_referenced(self.machine, frame)
+        self.tables.clear_frame_referenced(self.port, frame)

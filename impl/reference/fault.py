@@ -3,10 +3,10 @@
 The steps and the functions that do them:
 
 1. the hardware traps, saving the PC and the instruction's state
-   (``model.cpu``: fault registers, state register);
+   (``model.cpu``: the trap frame, with the state register);
 2. the interrupt routine saves the registers: :func:`save_registers`;
-3. find the faulting virtual address: :func:`read_fault_registers` (the
-   decode variant parses the instruction, :mod:`pagingcheck.impl.decode`);
+3. find the faulting virtual address: :func:`read_trap` (the decode
+   variant parses the instruction, :func:`pagingcheck.impl.lib.restart.locate`);
 4. check validity and protection (:func:`check_access`; a bad access is a
    signal), then find a frame: a free one or the policy's victim
    (:func:`choose_frame`). :func:`plan_fault` makes every decision of steps
@@ -23,7 +23,7 @@ The steps and the functions that do them:
 9. make the process ready (:func:`wake`);
 10. reload the registers and return to user mode: :func:`return_to_user`
     when the fault needed no waiting, else the dispatcher when the process
-    is next chosen (:func:`pagingcheck.impl.process.dispatch`).
+    is next chosen (:func:`pagingcheck.impl.reference.process.dispatch`).
 
 Every fault goes through the same path: the registers are saved and the
 process is blocked; a fault resolved at once (TLB refill, minor fault,
@@ -31,55 +31,67 @@ zero fill) wakes it again in the same handler, backed up, and returns to
 it, so it keeps the CPU. Waiting on a transfer that someone else started
 ends the same way: when that transfer ends the waiter is woken and, if its
 page is not mapped by then, simply faults again.
+
+Progress when frames are short. An instruction is *unfinished* from its
+first fault until it retires; the pages it has faulted in so far are
+*pinned* for it, and it holds a *ticket* handed out in fault order. A
+fault never evicts a page pinned by an instruction holding an older
+ticket, nor one its own instruction needs; when every frame it could take
+is pinned so, the process waits for memory (it is woken when a frame is
+freed, a transfer ends, or an instruction finishes) instead of robbing
+another. So the oldest unfinished instruction never loses its pages, it
+always completes, and each instruction in turn becomes the oldest: every
+process makes progress however few frames there are (as long as there are
+enough for one instruction, which the configuration checks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pagingcheck.impl import frames as fr
-from pagingcheck.impl.decode import locate_fault
 from pagingcheck.impl.interface import Location
-from pagingcheck.impl.tables import FaultRecord, PageId, Process, Tables, Transfer, User
+from pagingcheck.impl.lib import frames as fr
+from pagingcheck.impl.lib import identity, restart
+from pagingcheck.impl.reference.tables import FaultRecord, PageId, Process, Tables, Transfer, User
 from pagingcheck.model import bits
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import InternalError
-from pagingcheck.model.isa import ArchState, back_up
-from pagingcheck.model.machine import Machine
+from pagingcheck.model.isa import MAX_PAGES_PER_INSTRUCTION, ArchState
 from pagingcheck.model.mmu import NEEDED
 from pagingcheck.model.pagetable import Entry
-from pagingcheck.model.tlb import TlbEntry
-from pagingcheck.model.traps import TrapKind
+from pagingcheck.model.port import Port
+from pagingcheck.model.traps import TrapFrame, TrapKind
 
-#: Pages one instruction can need at once: its words on two pages, a source and a
-#: destination. Local allocation lets a process grow to this many frames.
-LOCAL_FLOOR = 4
+#: Local allocation lets a process grow to as many frames as one instruction can need.
+LOCAL_FLOOR = MAX_PAGES_PER_INSTRUCTION
 
 # -- steps 2 and 3: save registers, find the faulting address -----------------------------
 
 
-def save_registers(machine: Machine) -> ArchState:
+def save_registers(port: Port) -> ArchState:
     """Step 2: the registers as the trap left them (side effects included)."""
-    return machine.cpu.state
+    return port.context()
 
 
-def read_fault_registers(machine: Machine) -> FaultRecord | None:
+def read_trap(port: Port, trap: TrapFrame) -> FaultRecord | None:
     """Step 3: which access faulted, and what to undo at backup.
 
     Precise hardware has already undone the instruction; the state-register
     variant records the side effects it left; the decode variant records
     only the instruction's address, so the kernel parses the instruction
-    (:func:`pagingcheck.impl.decode.locate_fault`). Returns None when the
+    (:func:`pagingcheck.impl.lib.restart.locate`). Returns None when the
     decoder finds no faulting access (a hardware/kernel disagreement the
     caller reports).
     """
-    cpu = machine.cpu
-    if cpu.fault_va is None or cpu.fault_access is None:
-        return locate_fault(machine)
-    if cpu.fault_kind is None or cpu.fault_pc is None:
-        raise InternalError("fault.read_fault_registers: fault registers hold no fault")
-    undo = cpu.state_register if machine.config.restart == "state_register" else ()
-    return FaultRecord(cpu.fault_kind, cpu.fault_va, cpu.fault_access, cpu.fault_pc, undo)
+    if trap.va is None or trap.access is None:
+        located = restart.locate(port, trap.pc, port.context())
+        if located is None:
+            return None
+        fault = located.fault
+        return FaultRecord(
+            fault.kind, fault.va, fault.access, trap.pc, located.side_effects, located.fault_point
+        )
+    return FaultRecord(trap.kind, trap.va, trap.access, trap.pc, trap.state_register)
 
 
 # -- step 4: validity and protection -------------------------------------------------------
@@ -136,11 +148,17 @@ class Minor:
 
 @dataclass(frozen=True)
 class Wait:
-    """The page (or any frame at all) is in transit: wait for ``pfn``'s transfer."""
+    """The page is in transit in ``pfn``: wait for that frame's transfer to end."""
 
     pfn: int
-    page: PageId | None
+    page: PageId
     why: str
+
+
+@dataclass(frozen=True)
+class WaitMemory:
+    """No frame may be taken now (every candidate is pinned by an older unfinished
+    instruction or by this one, or busy): wait until memory frees up."""
 
 
 @dataclass(frozen=True)
@@ -163,83 +181,89 @@ class Major:
     victim: Victim | None
 
 
-FaultPlan = Signal | Refill | Resume | Minor | Wait | Major
+FaultPlan = Signal | Refill | Resume | Minor | Wait | WaitMemory | Major
+
+#: Ranks of a candidate frame in :func:`least_needed`.
+UNPINNED, YOUNGER_NEEDS, OWN_NEEDS, OLDER_NEEDS = 0, 1, 2, 3
+
+
+def ticket_of(t: Tables, proc: Process) -> int:
+    """The faulting instruction's ticket: its own if it is already unfinished, else the next."""
+    return proc.ticket if proc.ticket is not None else t.next_ticket
 
 
 def least_needed(
-    t: Tables, candidates: list[int], pid: int, own: tuple[PageId, ...]
+    t: Tables, candidates: list[int], proc: Process, own: tuple[PageId, ...]
 ) -> tuple[int, list[int]]:
     """The candidates whose loss hurts an unfinished instruction least, and their rank.
 
-    An instruction is unfinished from its fault until its process runs it
-    again (``waiting_to_rerun``); the pages it has faulted in so far are
-    ``pinned``. Ranks: 0, no unfinished instruction needs the page; 1, only
-    younger processes' (higher pids) do; 2, the faulting instruction's own
-    page; 3, an older process's.
+    Ranks: :data:`UNPINNED`, no unfinished instruction needs the page;
+    :data:`YOUNGER_NEEDS`, only instructions served after this one (a
+    later ticket, :mod:`~pagingcheck.impl.lib.identity`) need it;
+    :data:`OWN_NEEDS`, the faulting instruction itself does; and
+    :data:`OLDER_NEEDS`, an instruction served before this one does.
     """
+    mine = ticket_of(t, proc)
+    tickets = {p.pid: p.ticket for p in t.live() if p.pid != proc.pid and p.ticket is not None}
+    order = identity.first_served({**tickets, proc.pid: mine})
+    place = {pid: index for index, pid in enumerate(order)}
+    pinned = {p.pid: p.pinned for p in t.live() if p.pid in tickets}
 
     def rank(pfn: int) -> int:
         page = t.frame_page[pfn]
-        holders = {
-            p.pid for p in t.live() if p.pid != pid and p.waiting_to_rerun and page in p.pinned
-        }
+        holders = [pid for pid, pages in pinned.items() if page in pages]
+        if any(place[pid] < place[proc.pid] for pid in holders):
+            return OLDER_NEEDS
         if page in own:
-            holders.add(pid)
-        if not holders:
-            return 0
-        if min(holders) > pid:
-            return 1
-        return 2 if min(holders) == pid else 3
+            return OWN_NEEDS
+        return YOUNGER_NEEDS if holders else UNPINNED
 
     ranks = {pfn: rank(pfn) for pfn in candidates}
-    best = min(ranks.values(), default=0)
+    best = min(ranks.values(), default=OLDER_NEEDS)
     return best, [pfn for pfn in candidates if ranks[pfn] == best]
 
 
 def choose_frame(
-    t: Tables, machine: Machine, proc: Process, pins: tuple[PageId, ...] = ()
-) -> tuple[int, Victim | None] | int:
-    """Step 4b: a free frame, else the policy's victim among the candidates.
+    t: Tables, port: Port, proc: Process, pins: tuple[PageId, ...] = ()
+) -> tuple[int, Victim | None] | None:
+    """Step 4b: a free frame, else the policy's victim among the candidates, else None.
 
     Local allocation offers the policy the faulting process's own in-use
     frames once it holds :data:`LOCAL_FLOOR` of them (below that, every
-    in-use frame, so a process never evicts a page its own instruction still
-    needs and never stays stuck at a size too small to run); global
-    allocation always offers every in-use frame. Busy frames are never
-    candidates.
+    in-use frame, so a process never stays stuck at a size too small to
+    run); global allocation always offers every in-use frame. Busy frames
+    are never candidates.
 
     Pages that unfinished instructions need are spared (:func:`least_needed`):
-    the policy chooses among the lowest-ranked candidates, and when only the
-    faulting instruction's own pages or an older process's remain, the
-    process waits for a busy frame instead, if there is one. So the oldest
-    process with an instruction in progress never loses its pages to
-    another, some instruction always completes, and contention for too few
-    frames cannot go round in a circle.
+    the policy chooses among the lowest-ranked candidates, and when only
+    pages of the faulting instruction or of an instruction served before it
+    remain, there is no frame to take: None, and the process waits for
+    memory. The oldest unfinished instruction therefore never loses a page,
+    and contention for too few frames cannot go round in a circle.
 
-    Returns the frame and the victim (None for a free frame), or the busy
-    frame to wait for. Choosing may clear R bits (second-chance policies do
-    that while they look); it changes nothing else.
+    Returns the frame and the victim (None for a free frame). Choosing may
+    clear R bits (second-chance policies do that while they look); it
+    changes nothing else.
     """
     if t.free_frames:
-        return t.free_frames[0], None
+        return t.take_free_frame(), None
     in_use = [pfn for pfn, f in sorted(t.frames.items()) if f.status == fr.IN_USE]
-    busy = [pfn for pfn, f in sorted(t.frames.items()) if f.status == fr.BUSY]
     candidates = in_use
     if t.kconfig.allocation == "local":
         own = [pfn for pfn in in_use if any(u[0] == proc.pid for u in t.rmap.get(pfn, ()))]
         if len(own) >= LOCAL_FLOOR:
             candidates = own
-    rank, candidates = least_needed(t, candidates, proc.pid, pins)
-    if busy and (rank >= 2 or not candidates):
-        return busy[0]
-    pfn = t.policy.victim(candidates, t.clock, t.bits(machine))
+    rank, candidates = least_needed(t, candidates, proc, pins)
+    if rank >= OWN_NEEDS or not candidates:
+        return None
+    pfn = t.policy.victim(candidates, t.clock, t.bits(port))
     if pfn not in candidates:
         raise InternalError(f"fault.choose_frame: policy chose frame {pfn}, not a candidate")
     users = t.rmap.get(pfn, ())
-    return pfn, Victim(pfn, t.frame_page[pfn], users, t.frame_dirty(machine, pfn))
+    return pfn, Victim(pfn, t.frame_page[pfn], users, t.frame_dirty(port, pfn))
 
 
-def plan_fault(t: Tables, machine: Machine, proc: Process, record: FaultRecord) -> FaultPlan:
+def plan_fault(t: Tables, port: Port, proc: Process, record: FaultRecord) -> FaultPlan:
     """Steps 4-6, decided: what handling this fault will do. Changes nothing except
     the R bits a second-chance policy clears while choosing."""
     reason = check_access(t, proc, record)
@@ -249,7 +273,7 @@ def plan_fault(t: Tables, machine: Machine, proc: Process, record: FaultRecord) 
     entry = proc.mapping(vpn)
     assert entry is not None  # check_access found it
     page = entry.page
-    walked = machine.format.walk(machine.memory, proc.root, proc.asid, vpn)
+    walked = t.editor.walk(port, proc.root, proc.asid, vpn)
     if walked is not None and bits.is_present(walked.pte):
         if record.kind is TrapKind.TLB_MISS:
             return Refill(walked)
@@ -262,11 +286,11 @@ def plan_fault(t: Tables, machine: Machine, proc: Process, record: FaultRecord) 
         if frame.status == fr.BUSY:
             return Wait(rec.frame, page, "write-back in flight")
         mappers = t.rmap.get(rec.frame, ())
-        steal = mappers if machine.format.kind == "inverted" else ()
+        steal = mappers if t.editor.layout.kind == "inverted" else ()
         return Minor(page, rec.frame, steal)
-    chosen = choose_frame(t, machine, proc, instruction_pins(t, proc, record))
-    if isinstance(chosen, int):
-        return Wait(chosen, None, "no frame to spare")
+    chosen = choose_frame(t, port, proc, instruction_pins(t, proc, record))
+    if chosen is None:
+        return WaitMemory()
     pfn, victim = chosen
     return Major(page, pfn, rec.stored(), victim)
 
@@ -274,7 +298,7 @@ def plan_fault(t: Tables, machine: Machine, proc: Process, record: FaultRecord) 
 # -- the handler ---------------------------------------------------------------------------
 
 
-def handle_fault(t: Tables, machine: Machine, pid: int) -> Signal | None:
+def handle_fault(t: Tables, port: Port, pid: int, trap: TrapFrame) -> Signal | None:
     """Steps 2-10 for the fault the running ``pid`` just took.
 
     Returns the :class:`Signal` when the access is invalid or forbidden (the
@@ -282,33 +306,33 @@ def handle_fault(t: Tables, machine: Machine, pid: int) -> Signal | None:
     the fault is handled and None is returned.
     """
     proc = t.process(pid)
-    saved = save_registers(machine)
-    record = read_fault_registers(machine)
+    saved = save_registers(port)
+    record = read_trap(port, trap)
     if record is None:
         raise InternalError(
-            f"fault.handle_fault: decoding the instruction at {machine.cpu.fault_pc} of "
+            f"fault.handle_fault: decoding the instruction at {trap.pc} of "
             f"process {pid} finds no faulting access"
         )
     vpn = record.va // t.config.page_words
-    detail = f"{record.kind.value} {machine.config.restart} {record.access.value} va={record.va}"
+    detail = f"{record.kind.value} {t.config.restart} {record.access.value} va={record.va}"
     t.emit("fault", pid, vpn, detail=detail + (f" point={record.point}" if record.point else ""))
-    plan = plan_fault(t, machine, proc, record)
+    plan = plan_fault(t, port, proc, record)
     if isinstance(plan, Signal):
         return plan
-    perform_fault(t, machine, proc, saved, record, plan)
+    perform_fault(t, port, proc, saved, record, plan)
     return None
 
 
 def instruction_pins(t: Tables, proc: Process, record: FaultRecord) -> tuple[PageId, ...]:
     """The pages the faulting instruction has needed so far, this one included.
 
-    Faults at the same ``fault_pc`` belong to the same instruction (or a
-    later run of it); a fault elsewhere starts afresh. Replacement avoids
-    evicting these pages, so an instruction that touches several pages is
-    not robbed of the first while the second comes in.
+    An instruction that is already unfinished (it faulted before and is
+    running again) keeps the pages it faulted in; otherwise the list starts
+    afresh. Replacement avoids evicting these pages, so an instruction that
+    touches several pages is not robbed of the first while the second comes in.
     """
     entry = proc.mapping(record.va // t.config.page_words)
-    earlier = proc.pinned if proc.pinned_pc == record.fault_pc else ()
+    earlier = proc.pinned if proc.ticket is not None else ()
     if entry is None or entry.page in earlier:
         return earlier
     return (*earlier, entry.page)
@@ -326,7 +350,7 @@ def block(t: Tables, proc: Process, saved: ArchState, record: FaultRecord) -> Pr
 
 def perform_fault(
     t: Tables,
-    machine: Machine,
+    port: Port,
     proc: Process,
     saved: ArchState,
     record: FaultRecord,
@@ -335,32 +359,38 @@ def perform_fault(
     """Apply ``plan`` (any plan but :class:`Signal`, which termination handles)."""
     vpn = record.va // t.config.page_words
     pins = instruction_pins(t, proc, record)
-    proc = t.update(proc, pinned=pins, pinned_pc=record.fault_pc)
+    if proc.ticket is None:
+        proc = t.update(proc, ticket=t.next_ticket)
+        t.next_ticket += 1
+    proc = t.update(proc, pinned=pins, rerunning=False)
     proc = block(t, proc, saved, record)
     if isinstance(plan, Refill):
-        machine.mmu.tlb_write(TlbEntry(proc.asid, vpn, plan.entry.pte_addr, plan.entry.pte))
+        port.tlb_insert(proc.asid, vpn, plan.entry.pte_addr, plan.entry.pte)
         t.emit("tlb_refill", proc.pid, vpn, bits.pfn(plan.entry.pte))
-        wake(t, machine, proc.pid)
+        wake(t, port, proc.pid)
     elif isinstance(plan, Resume):
-        wake(t, machine, proc.pid)
+        wake(t, port, proc.pid)
     elif isinstance(plan, Minor):
-        map_resident(t, machine, plan, (proc.pid, vpn))
+        map_resident(t, port, plan, (proc.pid, vpn))
         t.policy.accessed(plan.pfn, t.clock, record.access.value == "write")
         t.emit("minor_fault", proc.pid, vpn, plan.pfn)
-        wake(t, machine, proc.pid)
+        wake(t, port, proc.pid)
     elif isinstance(plan, Wait):
         t.update(proc, wait=plan.pfn, wait_page=plan.page)
         t.emit("wait_transfer", proc.pid, vpn, plan.pfn, plan.why)
+    elif isinstance(plan, WaitMemory):
+        t.update(proc, waits_memory=True)
+        t.emit("wait_memory", proc.pid, vpn, detail="no frame to spare")
     elif isinstance(plan, Major):
         t.update(proc, wait=plan.pfn, wait_page=plan.page)
-        bring_in(t, machine, plan)
+        bring_in(t, port, plan)
     else:
         raise InternalError(f"fault.perform_fault: cannot perform {plan}")
     if t.processes[proc.pid].state == "ready":
-        return_to_user(t, machine, proc.pid)
+        return_to_user(t, port, proc.pid)
 
 
-def return_to_user(t: Tables, machine: Machine, pid: int) -> None:
+def return_to_user(t: Tables, port: Port, pid: int) -> None:
     """Step 10 for a fault handled without waiting: the interrupt routine reloads the
     (backed-up) registers and returns to the same process, which keeps the CPU
     until it has run the instruction again (``waiting_to_rerun`` stays set
@@ -368,44 +398,44 @@ def return_to_user(t: Tables, machine: Machine, pid: int) -> None:
     proc = t.processes[pid]
     if proc.context is None:
         raise InternalError(f"fault.return_to_user: process {pid} has no saved registers")
-    machine.cpu.resume(proc.context)
+    port.resume(proc.context)
     t.update(proc, state="running", context=None)
     t.current = pid
 
 
-def map_resident(t: Tables, machine: Machine, plan: Minor, user: User) -> None:
+def map_resident(t: Tables, port: Port, plan: Minor, user: User) -> None:
     """Map a resident page for one more user (moving the single mapping if ``steal``)."""
     for other in plan.steal:
-        old = t.unmap_user(machine, plan.pfn, other)
+        old = t.unmap_user(port, plan.pfn, other)
         if bits.is_modified(old):
             t.set_record(plan.page, dirty=True)
     if not plan.steal:
-        t.frame_op(machine, plan.pfn, "map_user")
-    t.map_user(machine, plan.pfn, user)
+        t.frame_op(port, plan.pfn, "map_user")
+    t.map_user(port, plan.pfn, user)
 
 
-def bring_in(t: Tables, machine: Machine, plan: Major) -> None:
+def bring_in(t: Tables, port: Port, plan: Major) -> None:
     """Steps 5-6: free the chosen frame of its victim, then start reading the page in."""
     if plan.victim is None:
-        t.frame_op(machine, plan.pfn, "reserve")
+        t.frame_op(port, plan.pfn, "reserve")
     else:
-        evict(t, machine, plan.victim)
+        evict(t, port, plan.victim)
         if plan.victim.dirty:
-            start_writeback(t, machine, plan.pfn, plan.victim.page, "evict", next_page=plan.page)
+            start_writeback(t, port, plan.pfn, plan.victim.page, "evict", next_page=plan.page)
             t.set_record(plan.page, incoming=plan.pfn)
             return
-    start_pagein(t, machine, plan.pfn, plan.page)
+    start_pagein(t, port, plan.pfn, plan.page)
 
 
-def evict(t: Tables, machine: Machine, victim: Victim) -> None:
+def evict(t: Tables, port: Port, victim: Victim) -> None:
     """Step 5: unmap the victim from every address space (PTE + TLB) and mark the frame busy.
 
     A clean victim's contents are already in its slot, image block or zero,
     so its record forgets the frame; a dirty one keeps it until written back.
     """
     for user in victim.users:
-        t.unmap_user(machine, victim.pfn, user)
-    t.frame_op(machine, victim.pfn, "evict")
+        t.unmap_user(port, victim.pfn, user)
+    t.frame_op(port, victim.pfn, "evict")
     t.policy.removed(victim.pfn)
     if victim.dirty:
         t.emit(
@@ -426,7 +456,7 @@ def evict(t: Tables, machine: Machine, victim: Victim) -> None:
 
 def start_writeback(
     t: Tables,
-    machine: Machine,
+    port: Port,
     pfn: int,
     page: PageId,
     purpose: str,
@@ -438,15 +468,15 @@ def start_writeback(
     if slot is None:
         raise InternalError(f"fault.start_writeback: dirty page {page} has no swap slot")
     t.slot_op(slot, "start_write")
-    t.frame_op(machine, pfn, "start_writeback")
-    machine.disk.submit("write", slot, pfn)
-    t.transfers[pfn] = Transfer("write", slot, purpose, page, next_page, parked)  # type: ignore[arg-type]
+    t.frame_op(port, pfn, "start_writeback")
+    request = port.submit("write", slot, pfn)
+    t.transfers[pfn] = Transfer(request, "write", slot, purpose, page, next_page, parked)  # type: ignore[arg-type]
     t.set_record(page, frame=pfn, dirty=False)
     t.emit("writeback", pfn=pfn, detail=f"{purpose} {page} slot {slot}")
 
 
 def start_pagein(
-    t: Tables, machine: Machine, pfn: int, page: PageId, parked: tuple[User, ...] = ()
+    t: Tables, port: Port, pfn: int, page: PageId, parked: tuple[User, ...] = ()
 ) -> None:
     """Step 6: the frame is clean: read ``page`` in from its slot or image block.
 
@@ -456,29 +486,28 @@ def start_pagein(
     source = t.record(page).stored()
     t.frame_page[pfn] = page
     if source.where == "zero":
-        machine.memory.fill_frame(pfn, 0)
+        port.fill(pfn, 0)
         t.set_record(page, incoming=None)
-        finish_pagein(t, machine, pfn, page, parked, detail="zero fill")
+        finish_pagein(t, port, pfn, page, parked, detail="zero fill")
         return
     block = source.index
     if source.where == "slot":
         t.slot_op(block, "start_read")
-    else:
-        block += machine.disk.first_image_block
-    t.frame_op(machine, pfn, "start_pagein")
-    machine.disk.submit("read", block, pfn)
-    t.transfers[pfn] = Transfer("read", block, "pagein", page, None, parked)
+    t.frame_op(port, pfn, "start_pagein")
+    request = port.submit("read", block, pfn)
+    t.transfers[pfn] = Transfer(request, "read", block, "pagein", page, None, parked)
     t.set_record(page, incoming=pfn)
 
 
 # -- step 7: the disk interrupt -----------------------------------------------------------------
 
 
-def complete_transfer(t: Tables, machine: Machine, request: Request) -> None:
+def complete_transfer(t: Tables, port: Port, request: Request) -> None:
     """Step 7: the transfer on ``request.pfn`` ended (its DMA is done): carry on with it."""
+    t.memory_changed = True
     pfn = request.pfn
     xfer = t.transfers.pop(pfn, None)
-    if xfer is None or (xfer.op, xfer.block) != (request.op, request.block):
+    if xfer is None or (xfer.id, xfer.op, xfer.block) != (request.id, request.op, request.block):
         raise InternalError(
             f"fault.complete_transfer: no transfer {request} recorded on frame {pfn} ({xfer})"
         )
@@ -486,7 +515,7 @@ def complete_transfer(t: Tables, machine: Machine, request: Request) -> None:
         slot = t.slot_op(request.block, "finish_transfer")
         if not slot.allocated:
             t.emit("free_slot", detail=f"slot {request.block}")
-    frame = t.frame_op(machine, pfn, "finish_transfer")
+    frame = t.frame_op(port, pfn, "finish_transfer")
     freed = frame.status == fr.FREE
     if freed:
         t.emit("free_frame", pfn=pfn, detail="orphaned transfer ended")
@@ -494,26 +523,26 @@ def complete_transfer(t: Tables, machine: Machine, request: Request) -> None:
         if xfer.page in t.pages:
             t.set_record(xfer.page, incoming=None)
         if not freed:
-            finish_pagein(t, machine, pfn, xfer.page, xfer.parked)
-        wake_waiters(t, machine, pfn)
+            finish_pagein(t, port, pfn, xfer.page, xfer.parked)
+        wake_waiters(t, port, pfn)
     elif xfer.purpose == "evict":
         if xfer.page in t.pages:
-            t.set_record(xfer.page, frame=None, zero=False)
+            t.set_record(xfer.page, frame=None, written=True)
         assert xfer.next_page is not None
-        wake_waiters(t, machine, pfn, keep=xfer.next_page)
+        wake_waiters(t, port, pfn, keep=xfer.next_page)
         if freed:
             if xfer.next_page in t.pages:
                 t.set_record(xfer.next_page, incoming=None)
         else:
             t.set_record(xfer.next_page, incoming=None)
-            start_pagein(t, machine, pfn, xfer.next_page)
+            start_pagein(t, port, pfn, xfer.next_page)
     else:
         if xfer.page in t.pages:
-            t.set_record(xfer.page, frame=None, zero=False)
+            t.set_record(xfer.page, frame=None, written=True)
         if not freed:
             t.frame_page[pfn] = xfer.page
-            finish_pagein(t, machine, pfn, xfer.page, xfer.parked, detail="cleaned")
-        wake_waiters(t, machine, pfn)
+            finish_pagein(t, port, pfn, xfer.page, xfer.parked, detail="cleaned")
+        wake_waiters(t, port, pfn)
 
 
 def wanting(t: Tables, pfn: int, page: PageId, parked: tuple[User, ...]) -> list[User]:
@@ -535,7 +564,7 @@ def wanting(t: Tables, pfn: int, page: PageId, parked: tuple[User, ...]) -> list
 
 def finish_pagein(
     t: Tables,
-    machine: Machine,
+    port: Port,
     pfn: int,
     page: PageId,
     parked: tuple[User, ...],
@@ -545,20 +574,18 @@ def finish_pagein(
     users = wanting(t, pfn, page, parked)
     if not users:
         raise InternalError(f"fault.finish_pagein: nobody wants {page} in frame {pfn}")
-    if machine.format.kind == "inverted":
+    if t.editor.layout.kind == "inverted":
         users = users[:1]  # one mapping per frame; the others fault again and move it
-    install_page(t, machine, pfn, page, tuple(users))
+    install_page(t, port, pfn, page, tuple(users))
     t.emit("pagein", users[0][0], users[0][1], pfn, detail or str(page))
-    wake_waiters(t, machine, pfn)
+    wake_waiters(t, port, pfn)
 
 
-def install_page(
-    t: Tables, machine: Machine, pfn: int, page: PageId, users: tuple[User, ...]
-) -> None:
+def install_page(t: Tables, port: Port, pfn: int, page: PageId, users: tuple[User, ...]) -> None:
     """Map ``page`` in ``pfn`` for ``users`` (R and M clear) and put the frame in use."""
     for user in users:
-        t.map_user(machine, pfn, user)
-    t.frame_op(machine, pfn, "install", len(users))
+        t.map_user(port, pfn, user)
+    t.frame_op(port, pfn, "install", len(users))
     t.frame_page[pfn] = page
     t.set_record(page, frame=pfn, incoming=None)
     t.policy.loaded(pfn, page, t.clock)
@@ -567,30 +594,38 @@ def install_page(
 # -- steps 8 and 9: back up, make ready ------------------------------------------------------
 
 
-def backup(machine: Machine, context: ArchState, record: FaultRecord) -> ArchState:
+def backup(t: Tables, context: ArchState, record: FaultRecord) -> ArchState:
     """Step 8: the faulting instruction's start state.
 
     Precise hardware has already restored it. Otherwise undo the side
     effects recorded (state register) or decoded, and point the PC back at
     the instruction.
     """
-    if machine.config.restart == "precise":
+    if t.config.restart == "precise":
         return context
-    return back_up(context, record.fault_pc, record.undo)
+    return restart.back_up(context, record.fault_pc, record.undo)
 
 
-def wake(t: Tables, machine: Machine, pid: int) -> None:
+def wake(t: Tables, port: Port, pid: int) -> None:
     """Steps 8-9: back the faulting instruction up and make the process ready."""
     proc = t.processes[pid]
     context = proc.context
     if proc.fault is not None and context is not None:
-        context = backup(machine, context, proc.fault)
+        context = backup(t, context, proc.fault)
         t.emit("backup", pid, detail=f"pc={context.pc}")
-    t.update(proc, state="ready", context=context, fault=None, wait=None, wait_page=None)
+    t.update(
+        proc,
+        state="ready",
+        context=context,
+        fault=None,
+        wait=None,
+        wait_page=None,
+        waits_memory=False,
+    )
     t.emit("ready", pid)
 
 
-def wake_waiters(t: Tables, machine: Machine, pfn: int, keep: PageId | None = None) -> None:
+def wake_waiters(t: Tables, port: Port, pfn: int, keep: PageId | None = None) -> None:
     """Wake every live process waiting on ``pfn``'s transfer, except those waiting for ``keep``.
 
     A woken process whose page is mapped by now resumes; any other faults
@@ -602,13 +637,24 @@ def wake_waiters(t: Tables, machine: Machine, pfn: int, keep: PageId | None = No
             and proc.wait == pfn
             and (keep is None or proc.wait_page != keep)
         ):
-            wake(t, machine, proc.pid)
+            wake(t, port, proc.pid)
+
+
+def wake_memory_waiters(t: Tables, port: Port) -> None:
+    """Wake every process waiting for memory, if a frame may have become takeable
+    since they went to sleep (they fault again and decide afresh)."""
+    if not t.memory_changed:
+        return
+    t.memory_changed = False
+    for proc in t.live():
+        if proc.state == "blocked" and proc.waits_memory:
+            wake(t, port, proc.pid)
 
 
 # -- clean and dirty lists, the cleaner -----------------------------------------------------
 
 
-def frame_lists(t: Tables, machine: Machine) -> tuple[list[int], list[int]]:
+def frame_lists(t: Tables, port: Port) -> tuple[list[int], list[int]]:
     """The clean and the dirty list: in-use frames whose page matches its stored copy,
     and those whose page must be written before the frame can be reused.
 
@@ -619,11 +665,11 @@ def frame_lists(t: Tables, machine: Machine) -> tuple[list[int], list[int]]:
     dirty: list[int] = []
     for pfn, frame in sorted(t.frames.items()):
         if frame.status == fr.IN_USE:
-            (dirty if t.frame_dirty(machine, pfn) else clean).append(pfn)
+            (dirty if t.frame_dirty(port, pfn) else clean).append(pfn)
     return clean, dirty
 
 
-def clean_ahead(t: Tables, machine: Machine) -> None:
+def clean_ahead(t: Tables, port: Port) -> None:
     """The cleaner: write the first frame of the dirty list back ahead of need.
 
     The page is unmapped everywhere and its frame is busy while the write is
@@ -632,18 +678,18 @@ def clean_ahead(t: Tables, machine: Machine) -> None:
     clean, for the same users: a later fault can then take the frame
     without writing it.
     """
-    _, dirty = frame_lists(t, machine)
+    _, dirty = frame_lists(t, port)
     if not dirty:
         return
     pfn = dirty[0]
     page = t.frame_page[pfn]
     users = t.rmap.get(pfn, ())
     for user in users:
-        t.unmap_user(machine, pfn, user)
-    t.frame_op(machine, pfn, "evict")
+        t.unmap_user(port, pfn, user)
+    t.frame_op(port, pfn, "evict")
     t.policy.removed(pfn)
     t.emit("clean", users[0][0] if users else None, pfn=pfn, detail=str(page))
-    start_writeback(t, machine, pfn, page, "clean", parked=users)
+    start_writeback(t, port, pfn, page, "clean", parked=users)
 
 
 # -- orphans ---------------------------------------------------------------------------------
@@ -658,13 +704,13 @@ def transfer_needed(t: Tables, pfn: int, xfer: Transfer) -> bool:
     return bool(wanting(t, pfn, wanted, parked))
 
 
-def settle_transfers(t: Tables, machine: Machine) -> None:
+def settle_transfers(t: Tables, port: Port) -> None:
     """Orphan each transfer nobody waits for any more (its frame is freed when it ends),
     and adopt an orphaned one a process waits for again."""
     for pfn, xfer in sorted(t.transfers.items()):
         needed = transfer_needed(t, pfn, xfer)
         orphaned = bool(t.frames[pfn].orphan)
         if not needed and not orphaned:
-            t.frame_op(machine, pfn, "orphan")
+            t.frame_op(port, pfn, "orphan")
         elif needed and orphaned:
-            t.frame_op(machine, pfn, "adopt")
+            t.frame_op(port, pfn, "adopt")

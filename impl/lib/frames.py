@@ -5,7 +5,7 @@ One source for running and proving. Each operation has the shape
 operation is allowed in that state, ``new_frame`` is the state afterwards.
 Fields may be Python values (the kernel runs these functions on every frame
 change) or z3 terms (a proof runs the very same functions symbolically), so
-the code uses :mod:`pagingcheck.impl.logic` instead of ``and``/``if``.
+the code uses :mod:`pagingcheck.impl.lib.logic` instead of ``and``/``if``.
 
 States of one frame (``status``)::
 
@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pagingcheck.impl.logic import Cond, Term, all_of, implies, ite, not_, one_of
+from pagingcheck.impl.lib.logic import Cond, Term, all_of, implies, ite, not_, one_of
 
 FREE, IN_USE, BUSY = 0, 1, 2
 NONE, READ, WRITE = 0, 1, 2

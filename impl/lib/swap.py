@@ -1,6 +1,6 @@
 """The swap-slot protocol: every change to a swap slot, as a small pure function.
 
-Written like :mod:`pagingcheck.impl.frames`: ``op(slot, args...) ->
+Written like :mod:`pagingcheck.impl.lib.frames`: ``op(slot, args...) ->
 (guard, new_slot)`` over fields that are Python values when the kernel runs
 and z3 terms when a proof runs.
 
@@ -34,8 +34,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pagingcheck.impl.frames import NONE, READ, WRITE
-from pagingcheck.impl.logic import Cond, Term, all_of, implies, not_, one_of
+from pagingcheck.impl.lib.frames import NONE, READ, WRITE
+from pagingcheck.impl.lib.logic import Cond, Term, all_of, implies, not_, one_of
 
 __all__ = ["FREE_SLOT", "NONE", "READ", "WRITE", "Slot"]
 

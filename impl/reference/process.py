@@ -1,18 +1,23 @@
 """Process creation, execution (dispatch) and termination: three of the four times the
-kernel does paging work (the fourth, the page fault, is :mod:`pagingcheck.impl.fault`).
+kernel does paging work (the fourth, the page fault, is :mod:`pagingcheck.impl.reference.fault`).
 
 Creation (:func:`spawn`), decide then perform:
 
 1. :func:`size_program` - how large text, data, heap and stack are, and which
    shared objects the program joins or creates;
-2. :func:`plan_swap` - the swap slots every private page and every new shared
-   page needs, and the image blocks a first-time program's text needs;
-3. :func:`build_page_table` - allocate and initialise the page table, on
-   trial copies of kernel memory and the allocator, so a refusal leaves
+2. :func:`plan_swap` - the swap slots every writable private page and every
+   new shared page needs;
+3. :func:`build_page_table` - allocate and initialise the page table, on a
+   trial overlay of memory and a copy of the allocator, so a refusal leaves
    nothing behind;
-4. :func:`perform_creation` (cannot fail) - take the slots, initialise swap
-   with text and data (or load the image), record the page table root, the
-   page map and the swap map in the process table.
+4. :func:`perform_creation` (cannot fail) - write the table, take the slots,
+   record the page table root, the page map and the swap map in the
+   process table, and declare the address space to the hardware.
+
+Swap is not filled at creation: every write to the disk is a transfer, so
+text and initialised data are paged in from the program's image on the
+disk, where they lie like an executable file; a data page's swap slot takes
+its contents from its first write-back on.
 
 Execution (:func:`dispatch`): save the running process's context, reset the
 MMU to the new page table, flush the TLB unless it is tagged, load the new
@@ -30,11 +35,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pagingcheck.impl import fault as faults
-from pagingcheck.impl import vm
-from pagingcheck.impl.fault import save_registers
 from pagingcheck.impl.interface import SpawnRefused
-from pagingcheck.impl.tables import (
+from pagingcheck.impl.lib import identity, vm
+from pagingcheck.impl.lib.kalloc import KernelAllocator
+from pagingcheck.impl.lib.memory import Overlay
+from pagingcheck.impl.reference import fault as faults
+from pagingcheck.impl.reference.fault import save_registers
+from pagingcheck.impl.reference.tables import (
     Mapping,
     PageId,
     PageRecord,
@@ -45,26 +52,20 @@ from pagingcheck.impl.tables import (
 )
 from pagingcheck.model import bits
 from pagingcheck.model.errors import InternalError, UserError
-from pagingcheck.model.isa import ArchState
-from pagingcheck.model.kalloc import KernelAllocator
-from pagingcheck.model.machine import Machine
-from pagingcheck.model.memory import PhysicalMemory
-from pagingcheck.model.program import STACK_POINTER, LayoutPage, Program
-
-REGISTERS = 8
+from pagingcheck.model.isa import REGISTERS, ArchState
+from pagingcheck.model.port import Port
+from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage
 
 # -- creation ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NewPage:
-    """A page record creation makes: whether it needs a slot, its first contents."""
+    """A page record creation makes: whether it needs a swap slot, where it starts."""
 
     page: PageId
-    needs_slot: bool
-    zero: bool  # heap, stack, segment: all zeros, nothing stored yet
-    initial: tuple[int, ...] | None  # words to write to its slot at creation
-    image: int | None = None  # image block (text paged from the image)
+    needs_slot: bool  # writable: a write-back needs somewhere to go
+    image: int | None = None  # the disk block of its first contents; None: all zeros
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,6 @@ class Sizing:
     joined: tuple[str, ...]
     new_pages: tuple[NewPage, ...]
     joined_pages: tuple[PageId, ...]  # pages of joined objects: their slots gain a user
-    image: tuple[int, tuple[tuple[int, ...], ...]] | None  # first image block, text to load
 
 
 @dataclass(frozen=True)
@@ -85,61 +85,55 @@ class CreationPlan:
     """Everything process creation will do, decided with every check made."""
 
     pid: int
-    program: Program
+    image: Image
     sizing: Sizing
     slots: tuple[int, ...]  # the free slots the new pages take, in order
     root: int
-    table_memory: PhysicalMemory
+    table: Overlay  # the new table's words, not yet written
     table_kalloc: KernelAllocator
 
 
-def copies_text(machine: Machine) -> bool:
+def copies_text(t: Tables) -> bool:
     """Whether each process gets its own copy of program text.
 
     An inverted table has one entry per frame, so a frame is mapped by one
     address space at a time. Sharing text that way would make processes
     steal the mapping from each other on every instruction fetch, so on
-    that format each process pages in its own copy of the text (its own
-    slots, or the shared image blocks). Writable segments stay shared, one
-    mapping at a time.
+    that format each process pages in its own copy of the text (from the
+    same image blocks). Writable segments stay shared, one mapping at a time.
     """
-    return machine.format.kind == "inverted"
+    return t.editor.layout.kind == "inverted"
 
 
-def _text_page(t: Tables, page: LayoutPage, image_start: int, own: PageId) -> NewPage:
-    if t.kconfig.text_from_image:
-        return NewPage(own, False, False, None, image_start + page.index)
-    return NewPage(own, True, False, page.initial)
+def first_contents(image: Image, page: LayoutPage) -> int | None:
+    """The image block a page's first contents come from (None: zero-filled)."""
+    if page.kind == "text":
+        return image.text_block(page.index)
+    if page.kind == "data":
+        data_index = page.vpn - image.program.text_pages(image.page_words)
+        return image.data_block(data_index)
+    return None
 
 
-def size_program(t: Tables, machine: Machine, program: Program, pid: int) -> Sizing:
+def size_program(t: Tables, image: Image, pid: int) -> Sizing:
     """Step 1: how large text, data, heap and stack are; which shared objects exist.
 
     Private pages (data, heap, stack; text on an inverted table) get a page
     record each. A shared object (text, segment) that no live process uses
     yet is created with a record per page; one that exists is joined.
     """
-    config = machine.config
-    layout = program.layout(config.page_words, config.va_pages)
+    program = image.program
+    layout = program.layout(t.config.page_words, t.config.va_pages)
     mappings: list[Mapping] = []
     new_objects: dict[str, int] = {}
     new_pages: list[NewPage] = []
     joined_pages: list[PageId] = []
-    image = None
-    image_start = t.next_image
-    if program.name in t.images:
-        image_start = t.images[program.name][0]
-    elif t.kconfig.text_from_image:
-        image = (image_start, tuple(p.initial for p in layout if p.kind == "text"))
     for page in layout:
         key = page.shared_key
-        own = PageId.private(pid, page.vpn)
-        if key is None or (page.kind == "text" and copies_text(machine)):
-            if page.kind == "text":
-                new_pages.append(_text_page(t, page, image_start, own))
-            else:
-                data = page.kind == "data"
-                new_pages.append(NewPage(own, True, not data, page.initial if data else None))
+        writable = bool(page.prot & bits.WRITE)
+        if key is None or (page.kind == "text" and copies_text(t)):
+            own = PageId.private(pid, page.vpn)
+            new_pages.append(NewPage(own, writable, first_contents(image, page)))
             mappings.append(Mapping(page.vpn, page.kind, page.prot, own, key, page.index))
             continue
         shared = PageId(key, page.index)
@@ -152,87 +146,73 @@ def size_program(t: Tables, machine: Machine, program: Program, pid: int) -> Siz
             joined_pages.append(shared)
         else:
             new_objects[key] = max(new_objects.get(key, 0), page.index + 1)
-            if page.kind == "text":
-                new_pages.append(_text_page(t, page, image_start, shared))
-            else:
-                new_pages.append(NewPage(shared, True, True, None))
+            new_pages.append(NewPage(shared, writable, first_contents(image, page)))
         mappings.append(Mapping(page.vpn, page.kind, page.prot, shared, key, page.index))
     joined = tuple(sorted({p.owner for p in joined_pages}))
     objects = tuple(SharedObject(key, (pid,), size) for key, size in sorted(new_objects.items()))
-    return Sizing(
-        layout, tuple(mappings), objects, joined, tuple(new_pages), tuple(joined_pages), image
-    )
+    return Sizing(layout, tuple(mappings), objects, joined, tuple(new_pages), tuple(joined_pages))
 
 
-def plan_swap(t: Tables, program: Program, sizing: Sizing) -> tuple[int, ...] | SpawnRefused:
-    """Step 2: the free slots the new pages take, or a refusal when swap or image space is short."""
+def asid_for(t: Tables, pid: int) -> int:
+    """The address-space id of process ``pid``: the pid itself. Pids are never reused, so
+    neither are asids, and a tagged TLB never mistakes one process's entry for another's."""
+    return pid
+
+
+def plan_swap(t: Tables, sizing: Sizing) -> tuple[int, ...] | SpawnRefused:
+    """Step 2: the free slots the new pages take, or a refusal when swap is short."""
     needed = sum(1 for page in sizing.new_pages if page.needs_slot)
     if needed > len(t.free_slots):
         return SpawnRefused(f"out of swap: {needed} slots needed, {len(t.free_slots)} free")
-    if sizing.image is not None:
-        first, pages = sizing.image
-        if first + len(pages) > t.config.image_blocks:
-            return SpawnRefused(
-                f"out of image blocks: program {program.name!r} needs {len(pages)}, "
-                f"{t.config.image_blocks - first} left"
-            )
-    return t.free_slots[:needed]
+    return identity.free_slots(t.free_slots, needed)
 
 
 def build_page_table(
-    t: Tables, machine: Machine, pid: int, mappings: tuple[Mapping, ...]
-) -> tuple[int, PhysicalMemory, KernelAllocator] | SpawnRefused:
-    """Step 3: allocate and initialise the page table on trial copies of memory and allocator.
+    t: Tables, port: Port, pid: int, mappings: tuple[Mapping, ...]
+) -> tuple[int, Overlay, KernelAllocator] | SpawnRefused:
+    """Step 3: allocate and initialise the page table on a trial overlay and allocator.
 
-    Returns the root and the trial memory and allocator holding the new
-    table, or a refusal (nothing real has changed either way).
+    Returns the root and the overlay and allocator holding the new table,
+    or a refusal (nothing real has changed either way).
     """
-    memory, kalloc = machine.memory.copy(), t.kalloc.copy()
-    root = machine.format.create(memory, kalloc, pid, t.system_root)
+    memory, kalloc = Overlay(port), t.kalloc.copy()
+    asid = asid_for(t, pid)
+    root = t.editor.create(memory, kalloc, asid, t.system_root)
     if root is None:
         return SpawnRefused("out of kernel memory for the page table")
-    space = vm.Space(root, pid)
+    space = vm.Space(root, asid)
     for entry in mappings:
-        if not vm.prepare(machine.format, memory, kalloc, space, entry.vpn, entry.prot):
+        if not vm.prepare(t.editor, memory, kalloc, space, entry.vpn, entry.prot):
             return SpawnRefused(f"out of kernel memory for the page table entry of vpn {entry.vpn}")
     return root, memory, kalloc
 
 
-def plan_creation(t: Tables, machine: Machine, program: Program) -> CreationPlan | SpawnRefused:
+def plan_creation(t: Tables, port: Port, image: Image) -> CreationPlan | SpawnRefused:
     """Decide process creation: steps 1-3, every check made, nothing changed."""
     pid = t.next_pid
-    sizing = size_program(t, machine, program, pid)
-    slots = plan_swap(t, program, sizing)
+    sizing = size_program(t, image, pid)
+    slots = plan_swap(t, sizing)
     if isinstance(slots, SpawnRefused):
         return slots
-    table = build_page_table(t, machine, pid, sizing.mappings)
+    table = build_page_table(t, port, pid, sizing.mappings)
     if isinstance(table, SpawnRefused):
         return table
     root, memory, kalloc = table
-    return CreationPlan(pid, program, sizing, slots, root, memory, kalloc)
+    return CreationPlan(pid, image, sizing, slots, root, memory, kalloc)
 
 
-def perform_creation(t: Tables, machine: Machine, plan: CreationPlan) -> int:
-    """Step 4 (cannot fail): take slots, initialise swap, record the process. Returns the pid."""
+def perform_creation(t: Tables, port: Port, plan: CreationPlan) -> int:
+    """Step 4 (cannot fail): write the table, take slots, record the process. Returns the pid."""
     sizing = plan.sizing
-    kernel_words = machine.config.kernel_frames * machine.config.page_words
-    machine.memory.words[:kernel_words] = plan.table_memory.words[:kernel_words]
+    plan.table.commit()
     t.kalloc = plan.table_kalloc
-    if sizing.image is not None:
-        first, pages = sizing.image
-        for offset, words in enumerate(pages):
-            machine.disk.write_block(machine.disk.first_image_block + first + offset, words)
-        t.images[plan.program.name] = (first, len(pages))
-        t.next_image = first + len(pages)
     free = iter(plan.slots)
     for new in sizing.new_pages:
         slot = None
         if new.needs_slot:
             slot = next(free)
             t.slot_op(slot, "allocate", 1)
-            if new.initial is not None:
-                machine.disk.write_block(slot, new.initial)
-        t.pages[new.page] = PageRecord(slot=slot, image=new.image, zero=new.zero)
+        t.pages[new.page] = PageRecord(slot=slot, image=new.image)
     for page in sizing.joined_pages:
         slot = t.record(page).slot
         if slot is not None:
@@ -242,78 +222,116 @@ def perform_creation(t: Tables, machine: Machine, plan: CreationPlan) -> int:
     for key in sizing.joined:
         obj = t.objects[key]
         t.objects[key] = SharedObject(key, (*obj.users, plan.pid), obj.pages)
+    program = plan.image.program
     regs = [0] * REGISTERS
-    regs[STACK_POINTER] = plan.program.initial_stack_pointer(
-        machine.config.page_words, machine.config.va_pages
-    )
+    regs[STACK_POINTER] = program.initial_stack_pointer(t.config.page_words, t.config.va_pages)
     attached = tuple(sorted({o.key for o in sizing.new_objects} | set(sizing.joined)))
     t.processes[plan.pid] = Process(
         plan.pid,
-        plan.pid,
-        plan.program.name,
+        asid_for(t, plan.pid),
+        program.name,
         plan.root,
         sizing.mappings,
         "ready",
-        ArchState(tuple(regs), plan.program.entry, 0),
+        ArchState(tuple(regs), program.entry, 0),
         attached=attached,
+        image=plan.image.first,
     )
+    port.register_space(asid_for(t, plan.pid), plan.root)
     t.next_pid = plan.pid + 1
-    t.emit("spawn", plan.pid, detail=plan.program.name)
+    t.emit("spawn", plan.pid, detail=program.name)
     return plan.pid
 
 
-def spawn(t: Tables, machine: Machine, program: Program) -> int | SpawnRefused:
-    """Create a process running ``program``: its pid, or a refusal with nothing changed."""
-    plan = plan_creation(t, machine, program)
+def spawn(t: Tables, port: Port, image: Image) -> int | SpawnRefused:
+    """Create a process running ``image``'s program: its pid, or a refusal, nothing changed."""
+    plan = plan_creation(t, port, image)
     if isinstance(plan, SpawnRefused):
         return plan
-    return perform_creation(t, machine, plan)
+    return perform_creation(t, port, plan)
 
 
 # -- execution -----------------------------------------------------------------------------
 
 
-def dispatch(t: Tables, machine: Machine, pid: int) -> None:
+def dispatch(t: Tables, port: Port, pid: int) -> None:
     """Put ready ``pid`` on the CPU (steps 9-10 of a fault end here too).
 
     Saves the running process's registers, resets the MMU to ``pid``'s page
     table (flushing an untagged TLB when the address space changes), loads
     ``pid``'s registers in user mode, and on its first dispatch starts the
     configured prepaging. Dispatching the running process changes nothing
-    but noting that it now re-runs an instruction whose fault was handled.
+    but noting what its last instruction did (:func:`rerun_finished`) and that
+    the next one starts (:func:`instruction_starts`).
     """
+    rerun_finished(t)
     proc = t.process(pid)
     if t.current == pid and proc.state == "running":
-        if proc.waiting_to_rerun:  # it runs the instruction its fault interrupted now
-            t.update(proc, waiting_to_rerun=False)
+        instruction_starts(t, proc)
         return
     if proc.state != "ready" or proc.context is None:
         raise InternalError(f"process.dispatch: process {pid} is {proc.state}, not ready")
     if t.current is not None:
-        save_context(t, machine)
-    switching = (machine.mmu.ptbr, machine.mmu.asid) != (proc.root, proc.asid)
-    machine.mmu.load_context(proc.root, proc.asid)
-    if switching and not machine.config.tlb_tagged:
-        machine.mmu.tlb.flush()
-    machine.cpu.resume(proc.context)
+        save_context(t, port)
+    switching = switch_space(t, port, proc)
+    port.resume(proc.context)
     first = not proc.started
-    proc = t.update(proc, state="running", context=None, started=True, waiting_to_rerun=False)
+    proc = t.update(proc, state="running", context=None, started=True)
     t.current = pid
     t.emit("dispatch", pid, detail="switch" if switching else "")
+    instruction_starts(t, proc)
     if first:
-        prepage(t, machine, proc)
+        prepage(t, port, t.process(pid))
 
 
-def save_context(t: Tables, machine: Machine) -> None:
+def switch_space(t: Tables, port: Port, proc: Process) -> bool:
+    """Reset the MMU to ``proc``'s page table (base and asid registers), flushing an untagged
+    TLB when the address space changes. Returns whether it changed."""
+    switching = t.loaded != (proc.root, proc.asid)
+    port.load_context(proc.root, proc.asid)
+    t.loaded = (proc.root, proc.asid)
+    if switching and not t.config.tlb_tagged:
+        vm.flush(port)
+    return switching
+
+
+def instruction_starts(t: Tables, proc: Process) -> None:
+    """The driver runs one instruction of ``proc`` after each dispatch: an instruction
+    whose fault was handled now runs again (``rerunning``)."""
+    if proc.waiting_to_rerun:
+        t.update(proc, waiting_to_rerun=False, rerunning=True)
+
+
+def rerun_finished(t: Tables) -> None:
+    """At any kernel entry but a trap: the running process, if it was re-running an
+    instruction, has retired it (a trap would have come first). The instruction is
+    finished: its pages are no longer pinned, and a process waiting for memory may now
+    take them."""
+    if t.current is None:
+        return
+    proc = t.process(t.current)
+    if proc.rerunning:
+        t.update(proc, ticket=None, pinned=(), rerunning=False)
+        t.memory_changed = True
+
+
+def instruction_retired(t: Tables, proc: Process) -> None:
+    """``proc`` trapped after its instruction retired (a system call): it is finished."""
+    if proc.rerunning or proc.ticket is not None:
+        t.update(proc, ticket=None, pinned=(), rerunning=False, waiting_to_rerun=False)
+        t.memory_changed = True
+
+
+def save_context(t: Tables, port: Port) -> None:
     """Save the running process's registers in its table entry; it becomes ready."""
     if t.current is None:
         return
     running = t.process(t.current)
-    t.update(running, state="ready", context=save_registers(machine))
+    t.update(running, state="ready", context=save_registers(port))
     t.current = None
 
 
-def prepage(t: Tables, machine: Machine, proc: Process) -> None:
+def prepage(t: Tables, port: Port, proc: Process) -> None:
     """Start page-ins for the configured pages, into free frames only.
 
     ``"pc"`` names the page the PC points at; a tuple names vpns (invalid
@@ -324,7 +342,7 @@ def prepage(t: Tables, machine: Machine, proc: Process) -> None:
     if setting == "none":
         return
     if setting == "pc":
-        context = machine.cpu.state
+        context = port.context()
         vpns: tuple[int, ...] = (context.pc // t.config.page_words,)
     else:
         vpns = tuple(setting)
@@ -335,16 +353,16 @@ def prepage(t: Tables, machine: Machine, proc: Process) -> None:
         rec = t.record(entry.page)
         if rec.frame is not None or rec.incoming is not None:
             continue
-        pfn = t.free_frames[0]
-        t.frame_op(machine, pfn, "reserve")
+        pfn = t.take_free_frame()
+        t.frame_op(port, pfn, "reserve")
         t.emit("prepage", proc.pid, vpn, pfn)
-        faults.start_pagein(t, machine, pfn, entry.page, parked=((proc.pid, vpn),))
+        faults.start_pagein(t, port, pfn, entry.page, parked=((proc.pid, vpn),))
 
 
 # -- termination ---------------------------------------------------------------------------
 
 
-def terminate(t: Tables, machine: Machine, pid: int, how: str, reason: str = "") -> None:
+def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> None:
     """Release everything ``pid`` holds: mappings, pages, frames, slots, page table.
 
     ``how`` is ``"exit"`` (the exit system call), ``"kill"`` (from outside)
@@ -362,7 +380,7 @@ def terminate(t: Tables, machine: Machine, pid: int, how: str, reason: str = "")
         user = (pid, entry.vpn)
         if rec.frame is not None and user in t.rmap.get(rec.frame, ()):
             survives = entry.page.shared and entry.page.owner in survivors
-            drop_mapping(t, machine, rec.frame, user, entry.page, survives)
+            drop_mapping(t, port, rec.frame, user, entry.page, survives)
     for entry in proc.mappings:
         rec = t.record(entry.page)
         if rec.slot is not None:
@@ -380,37 +398,48 @@ def terminate(t: Tables, machine: Machine, pid: int, how: str, reason: str = "")
         for index in range(obj.pages):
             t.pages.pop(PageId(key, index), None)
         t.emit("shared_zero", pid, detail=key)
-    machine.format.destroy(machine.memory, t.kalloc, proc.root, proc.asid)
-    vm.forget(machine, proc.space)
+    t.editor.destroy(port, t.kalloc, proc.root, proc.asid)
+    vm.forget(port, proc.space)
+    port.release_space(proc.asid)
     if t.current == pid:
         t.current = None
-    t.update(proc, state="exited", context=None, fault=None, wait=None, wait_page=None)
+    t.update(
+        proc,
+        state="exited",
+        context=None,
+        fault=None,
+        wait=None,
+        wait_page=None,
+        waits_memory=False,
+        ticket=None,
+        pinned=(),
+    )
+    t.memory_changed = True
     t.emit("exit", pid, detail=reason or how)
-    faults.settle_transfers(t, machine)
+    faults.settle_transfers(t, port)
 
 
-def drop_mapping(
-    t: Tables, machine: Machine, pfn: int, user: User, page: PageId, survives: bool
-) -> None:
+def drop_mapping(t: Tables, port: Port, pfn: int, user: User, page: PageId, survives: bool) -> None:
     """Remove one process's mapping of ``pfn`` at exit.
 
-    Other mappings keep the frame (its M bit is carried in the page record).
-    At the last mapping: a page that outlives the process (a shared page
-    with other users) and is dirty is written back with the frame busy; any
-    other page's frame is freed at once.
+    The frame's reference count decides: while other mappings count, they
+    keep the frame (its M bit is carried in the page record). At the last
+    mapping: a page that outlives the process (a shared page with other
+    users) and is dirty is written back with the frame busy; any other
+    page's frame is freed at once.
     """
-    old = t.unmap_user(machine, pfn, user)
-    if t.rmap.get(pfn):
-        t.frame_op(machine, pfn, "unmap_user")
+    old = t.unmap_user(port, pfn, user)
+    if t.frames[pfn].refcount > 1:
+        t.frame_op(port, pfn, "unmap_user")
         if bits.is_modified(old):
             t.set_record(page, dirty=True)
         return
     dirty = bits.is_modified(old) or t.record(page).dirty
     t.policy.removed(pfn)
     if survives and dirty:
-        t.frame_op(machine, pfn, "evict")
-        faults.start_writeback(t, machine, pfn, page, "clean")
+        t.frame_op(port, pfn, "evict")
+        faults.start_writeback(t, port, pfn, page, "clean")
         return
-    t.frame_op(machine, pfn, "release")
+    t.frame_op(port, pfn, "release")
     t.set_record(page, frame=None, dirty=False)
     t.emit("free_frame", user[0], user[1], pfn)

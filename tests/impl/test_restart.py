@@ -1,12 +1,13 @@
-"""Restart exactness of the CPU: every instruction form, fault point and restart variant.
+"""Restart exactness of the CPU and the kernel library's backup: every instruction form,
+fault point and restart variant.
 
 For each form the instruction is placed so the wanted access is the first
 one that faults (an extension word that starts a new page, for a fetch
 fault), and the page of that access is unmapped or stripped of the access
-it needs. The CPU must leave exactly what its restart variant promises; a
-kernel backing up with that promise recovers the start state; and after the
-fault is resolved, running the instruction again gives a fault-free run's
-result, with one retirement.
+it needs. The CPU must leave exactly what its restart variant promises in
+its trap frame; a kernel backing up with that promise (the library's
+``restart`` module) recovers the start state; and after the fault is
+resolved, running the instruction again gives a fault-free run's result.
 
 The translator is a fake: a dict vpn -> (pfn, allowed accesses), vpn v in
 frame v + 1.
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pagingcheck.impl.lib import restart
 from pagingcheck.model import isa
 from pagingcheck.model.config import RESTART_VARIANTS, HardwareConfig
 from pagingcheck.model.cpu import CPU, StepResult
@@ -34,13 +36,12 @@ from pagingcheck.model.isa import (
     Operand,
 )
 from pagingcheck.model.memory import PhysicalMemory
-from pagingcheck.model.traps import Access, Fault, TrapKind
+from pagingcheck.model.traps import Access, Fault, TrapFrame, TrapKind
 from tests.model.test_isa import instructions
 
 PAGE = 4
 VA_PAGES = 16
 ALL = frozenset(Access)
-ASID = 3
 CODE_VPN = 2  # code on pages 2 and 3
 SRC_VPN = 6  # the source operand's data
 DST_VPN = 10  # the destination operand's data
@@ -148,22 +149,27 @@ def place(instruction: Instruction, point: str) -> Case:
 
 
 def run(cpu: CPU, translator: FakeTranslator, memory: PhysicalMemory) -> StepResult:
-    return cpu.step(translator, memory, ASID)
+    return cpu.step(translator, memory)
+
+
+def trap(cpu: CPU) -> TrapFrame:
+    assert cpu.trap is not None
+    return cpu.trap
 
 
 def kernel_backup(cpu: CPU, translator: FakeTranslator, memory: PhysicalMemory) -> ArchState:
     """What a kernel does to find the start state, using only what its variant gives it."""
-    assert cpu.fault_pc is not None
+    frame = trap(cpu)
     variant = cpu.config.restart
     if variant == "precise":
         return cpu.state
     if variant == "state_register":
-        return isa.back_up(cpu.state, cpu.fault_pc, cpu.state_register)
-    located = isa.locate_fault(
-        cpu.fault_pc, cpu.state, lambda va, access: translator.probe(va, access, memory)
+        return restart.back_up(cpu.state, frame.pc, frame.state_register)
+    located = restart.locate_fault(
+        frame.pc, cpu.state, lambda va, access: translator.probe(va, access, memory)
     )
     assert located is not None
-    return isa.back_up(cpu.state, cpu.fault_pc, located.side_effects)
+    return restart.back_up(cpu.state, frame.pc, located.side_effects)
 
 
 def words_fetched(point: str, instruction: Instruction) -> int:
@@ -202,31 +208,29 @@ def check_fault(case: Case, variant: str, point: str, kind: TrapKind) -> str:
         instruction
     )
     assert memory == before  # the write is the last action: nothing written
-    assert (cpu.mode, cpu.fault_kind, cpu.fault_pc) == ("kernel", kind, start.pc)
-    assert cpu.ghost_start == start and cpu.ghost_asid == ASID
-    assert cpu.retired == {}
+    frame = trap(cpu)
+    assert (cpu.mode, frame.kind, frame.pc) == ("kernel", kind, start.pc)
     effects = isa.replay_side_effects(instruction, expected[0])
 
     if variant == "precise":
         assert cpu.state == start
-        assert (cpu.fault_va, cpu.fault_access, cpu.state_register) == (fault.va, fault.access, ())
+        assert (frame.va, frame.access, frame.state_register) == (fault.va, fault.access, ())
     elif variant == "state_register":
         assert cpu.state.pc == start.pc + words_fetched(expected[0], instruction)
-        assert (cpu.fault_va, cpu.fault_access) == (fault.va, fault.access)
-        assert cpu.state_register == effects
+        assert (frame.va, frame.access) == (fault.va, fault.access)
+        assert frame.state_register == effects
         # The register really moved by the recorded deltas, and no other did.
         moved = {r: 0 for r in range(8)}
-        for r, delta in cpu.state_register:
+        for r, delta in frame.state_register:
             moved[r] += delta
         for r in range(8):
             assert cpu.state.regs[r] == (start.regs[r] + moved[r]) & isa.WORD_MASK
-        assert isa.back_up(cpu.state, start.pc, cpu.state_register) == start
+        assert restart.back_up(cpu.state, start.pc, frame.state_register) == start
     else:
         assert cpu.state.pc == start.pc + words_fetched(expected[0], instruction)
-        assert cpu.fault_pc == start.pc
-        assert (cpu.fault_va, cpu.fault_access, cpu.state_register) == (None, None, ())
-        assert isa.back_up(cpu.state, start.pc, effects) == start
-        located = isa.locate_fault(start.pc, cpu.state, lambda v, a: faulty.probe(v, a, memory))
+        assert (frame.va, frame.access, frame.state_register) == (None, None, ())
+        assert restart.back_up(cpu.state, start.pc, effects) == start
+        located = restart.locate_fault(start.pc, cpu.state, lambda v, a: faulty.probe(v, a, memory))
         assert located is not None
         assert (located.fault_point, located.fault, located.side_effects) == (
             expected[0],
@@ -242,7 +246,7 @@ def check_fault(case: Case, variant: str, point: str, kind: TrapKind) -> str:
     assert again == done
     assert cpu.state == reference.state
     assert memory == reference_memory
-    assert cpu.retired == {ASID: 1}
+    assert (cpu.trap, cpu.mode) == (reference.trap, reference.mode)
     return expected[0]
 
 
@@ -306,7 +310,6 @@ def test_random_faults_restart_exactly(
     cpu.resume(backed_up)
     assert run(cpu, full, memory) == done
     assert cpu.state == reference.state and memory == reference_memory
-    assert cpu.retired == {ASID: 1}
 
 
 def test_illegal_instruction_changes_nothing() -> None:
@@ -318,12 +321,8 @@ def test_illegal_instruction_changes_nothing() -> None:
     result = run(cpu, FakeTranslator(), memory)
     assert result == StepResult(retired=False, trap=TrapKind.ILLEGAL_INSTRUCTION)
     assert cpu.state == start and memory == before
-    assert (cpu.mode, cpu.fault_kind, cpu.fault_pc, cpu.retired) == (
-        "kernel",
-        TrapKind.ILLEGAL_INSTRUCTION,
-        start.pc,
-        {},
-    )
+    assert cpu.mode == "kernel"
+    assert cpu.trap == TrapFrame(TrapKind.ILLEGAL_INSTRUCTION, start.pc)
 
 
 def test_syscall_retires_and_traps() -> None:
@@ -334,7 +333,7 @@ def test_syscall_retires_and_traps() -> None:
     result = run(cpu, FakeTranslator(), memory)
     assert result == StepResult(retired=True, trap=TrapKind.SYSCALL, syscall=0)
     assert cpu.state.pc == start.pc + 1 and cpu.mode == "kernel"
-    assert cpu.retired == {ASID: 1}
+    assert cpu.trap == TrapFrame(TrapKind.SYSCALL, start.pc, number=isa.SYS_EXIT)
 
 
 def test_cpu_is_a_value() -> None:
@@ -345,15 +344,10 @@ def test_cpu_is_a_value() -> None:
     assert clone == cpu and clone.snapshot() == cpu.snapshot()
     run(cpu, FakeTranslator(), memory)
     assert clone != cpu
-    assert clone.retired == {} and cpu.retired == {ASID: 1}
+    assert clone.state.pc == CODE_VPN * PAGE and cpu.state.pc == CODE_VPN * PAGE + 1
 
 
-def test_retirements_are_counted_per_address_space() -> None:
-    cpu = CPU(config())
-    cpu.resume(ArchState(START_REGS, CODE_VPN * PAGE, 0))
-    memory = load({CODE_VPN * PAGE + k: isa.encode(Instruction(Op.NOP))[0] for k in range(3)})
-    for asid in (ASID, ASID, ASID + 1):
-        run_in = cpu.step(FakeTranslator(), memory, asid)
-        assert run_in.retired and cpu.ghost_asid == asid
-    assert cpu.retired == {ASID: 2, ASID + 1: 1}
-    assert cpu.ghost_start == ArchState(START_REGS, CODE_VPN * PAGE + 2, 0)
+def test_back_up_undoes_the_effects_last_first_and_resets_the_pc() -> None:
+    start = ArchState((0, 10, 20, 0, 0, 0, 0, 0), 0, 0)
+    after = ArchState((0, 11, 19, 0, 0, 0, 0, 0), 1, 0)
+    assert restart.back_up(after, 0, ((1, 1), (2, -1))) == start

@@ -4,15 +4,16 @@
 Each hook runs atomically and returns the events it caused. The work is
 done by the modules named after the seeds' four times:
 
-* creation - :mod:`pagingcheck.impl.process` (:func:`~pagingcheck.impl.process.spawn`);
-* execution - :func:`pagingcheck.impl.process.dispatch`;
-* page fault - :mod:`pagingcheck.impl.fault` (ten steps) and
-  :mod:`pagingcheck.impl.decode`;
-* termination - :func:`pagingcheck.impl.process.terminate`.
+* creation - :func:`pagingcheck.impl.reference.process.spawn`;
+* execution - :func:`pagingcheck.impl.reference.process.dispatch`;
+* page fault - :mod:`pagingcheck.impl.reference.fault` (ten steps; the
+  kernel library's :mod:`~pagingcheck.impl.lib.restart` backs instructions up);
+* termination - :func:`pagingcheck.impl.reference.process.terminate`.
 
-State lives in :class:`~pagingcheck.impl.tables.Tables`; frames and slots
-change only through the protocols of :mod:`pagingcheck.impl.frames` and
-:mod:`pagingcheck.impl.swap`, PTEs only through :mod:`pagingcheck.impl.vm`.
+State lives in :class:`~pagingcheck.impl.reference.tables.Tables`; frames and slots
+change only through the protocols of :mod:`pagingcheck.impl.lib.frames` and
+:mod:`pagingcheck.impl.lib.swap`, PTEs only through :mod:`pagingcheck.impl.lib.vm`.
+The kernel reaches the hardware only through the port each call is handed.
 
 Events (``KernelEvent.kind``; docs/kernel.md explains each one):
 
@@ -26,6 +27,7 @@ fault          a fault trap (detail: kind, restart variant, access, va, point)
 tlb_refill     software TLB refill from the page table
 minor_fault    a resident (shared) page was mapped without I/O
 wait_transfer  the faulting process waits for a transfer already in flight
+wait_memory    the faulting process waits until a frame may be taken for it
 evict_clean    a clean victim was unmapped everywhere (no write needed)
 evict_dirty    a dirty victim was unmapped everywhere (write-back follows)
 writeback      a write of a frame to its slot started (detail: why)
@@ -45,9 +47,6 @@ tick           the timer fired
 
 from __future__ import annotations
 
-from pagingcheck.impl import fault as faults
-from pagingcheck.impl import frames as fr
-from pagingcheck.impl import process
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import (
     FrameView,
@@ -58,17 +57,19 @@ from pagingcheck.impl.interface import (
     SlotView,
     SpawnRefused,
 )
-from pagingcheck.impl.tables import Tables, User
+from pagingcheck.impl.lib import frames as fr
+from pagingcheck.impl.lib.memory import FREED_PATTERN
+from pagingcheck.impl.reference import fault as faults
+from pagingcheck.impl.reference import process
+from pagingcheck.impl.reference.tables import Tables, User
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.cpu import StepResult
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, InternalError, UserError
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import SYS_EXIT
-from pagingcheck.model.machine import Machine
-from pagingcheck.model.memory import FREED_PATTERN
-from pagingcheck.model.program import Program
-from pagingcheck.model.traps import TrapKind
+from pagingcheck.model.port import Port
+from pagingcheck.model.program import Image
+from pagingcheck.model.traps import TrapFrame, TrapKind
 
 #: Policies that learn of uses only through ``accessed``: at each tick the kernel
 #: samples (and clears) the R bits for them.
@@ -87,26 +88,29 @@ class ReferenceKernel:
 
     # -- operations ---------------------------------------------------------------------
 
-    def boot(self, machine: Machine) -> tuple[KernelEvent, ...]:
-        """Allocate the system-wide page-table structures and scrub the user frames."""
-        self._check_machine(machine)
-        root = machine.format.boot(machine.memory, self.t.kalloc)
+    def boot(self, port: Port) -> tuple[KernelEvent, ...]:
+        """Allocate the system-wide page-table structures, scrub the user frames, arm the timer."""
+        self._check_hardware(port)
+        t = self.t
+        root = t.editor.boot(port, t.kalloc)
         if root is None:
             raise ConfigError(
-                f"hardware.kernel_frames: {machine.config.kernel_frames} kernel frames cannot "
-                f"hold the {machine.format.kind} table's system structures; add kernel frames"
+                f"hardware.kernel_frames: {t.config.kernel_frames} kernel frames cannot "
+                f"hold the {t.editor.layout.kind} table's system structures; add kernel frames"
             )
-        self.t.system_root = root
-        self.t.booted = True
-        for pfn in machine.config.user_pfns:
-            machine.memory.fill_frame(pfn, FREED_PATTERN)
-        self.t.emit("boot", detail=machine.format.kind)
-        return self.t.take_events()
+        t.system_root = root
+        t.booted = True
+        for pfn in t.config.user_pfns:
+            port.fill(pfn, FREED_PATTERN)
+        port.set_timer(True)
+        t.emit("boot", detail=t.editor.layout.kind)
+        return t.take_events()
 
-    def spawn(self, machine: Machine, program: Program) -> int | SpawnRefused:
-        """Create a process running ``program`` (see :func:`process.spawn`)."""
-        self._check_booted(machine)
-        outcome = process.spawn(self.t, machine, program)
+    def spawn(self, port: Port, image: Image) -> int | SpawnRefused:
+        """Create a process running ``image``'s program (see :func:`process.spawn`)."""
+        self._check_booted(port)
+        process.rerun_finished(self.t)
+        outcome = process.spawn(self.t, port, image)
         self.t.take_events()
         return outcome
 
@@ -123,64 +127,67 @@ class ReferenceKernel:
             return (t.current,)
         return tuple(p.pid for p in t.live() if p.state in ("ready", "running"))
 
-    def dispatch(self, machine: Machine, pid: int) -> tuple[KernelEvent, ...]:
+    def dispatch(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
         """Put runnable ``pid`` on the CPU."""
         if pid not in self.runnable():
             raise UserError(
                 f"dispatch: process {pid} is not runnable (runnable: {self.runnable()})"
             )
-        process.dispatch(self.t, machine, pid)
-        return self._finish(machine)
+        process.dispatch(self.t, port, pid)
+        return self._finish(port)
 
-    def kill(self, machine: Machine, pid: int) -> tuple[KernelEvent, ...]:
+    def kill(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
         """Terminate live ``pid`` from outside."""
         proc = self.t.processes.get(pid)
         if proc is None or proc.state == "exited":
             raise UserError(f"kill: no live process {pid}")
-        process.terminate(self.t, machine, pid, "kill")
-        return self._finish(machine)
+        process.rerun_finished(self.t)
+        process.terminate(self.t, port, pid, "kill")
+        return self._finish(port)
 
     # -- hooks ----------------------------------------------------------------------------
 
-    def on_trap(self, machine: Machine, result: StepResult) -> tuple[KernelEvent, ...]:
+    def on_trap(self, port: Port, trap: TrapFrame) -> tuple[KernelEvent, ...]:
         """Handle the trap the running process just took."""
         pid = self.t.current
         if pid is None:
             raise InternalError("ReferenceKernel.on_trap: a trap with no process on the CPU")
-        trap = result.trap
         self.t.advance_clock()
-        if trap is TrapKind.SYSCALL:
-            if result.syscall == SYS_EXIT:
-                process.terminate(self.t, machine, pid, "exit")
+        if trap.kind is TrapKind.SYSCALL:
+            process.instruction_retired(self.t, self.t.process(pid))
+            if trap.number == SYS_EXIT:
+                process.terminate(self.t, port, pid, "exit")
             else:  # no other system call does anything: return to the caller
-                machine.cpu.resume(machine.cpu.state)
-        elif trap is TrapKind.ILLEGAL_INSTRUCTION:
-            process.terminate(self.t, machine, pid, "signal", "illegal")
-        elif trap in FAULT_TRAPS:
-            self._page_fault(machine, pid)
+                port.resume(port.context())
+        elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:
+            process.terminate(self.t, port, pid, "signal", "illegal")
+        elif trap.kind in FAULT_TRAPS:
+            self._page_fault(port, pid, trap)
         else:
-            raise InternalError(f"ReferenceKernel.on_trap: unexpected trap {trap}")
-        return self._finish(machine)
+            raise InternalError(f"ReferenceKernel.on_trap: unexpected trap {trap.kind}")
+        return self._finish(port)
 
-    def _page_fault(self, machine: Machine, pid: int) -> None:
-        signal = faults.handle_fault(self.t, machine, pid)
+    def _page_fault(self, port: Port, pid: int, trap: TrapFrame) -> None:
+        signal = faults.handle_fault(self.t, port, pid, trap)
         if signal is not None:
-            process.terminate(self.t, machine, pid, "signal", signal.reason)
+            process.terminate(self.t, port, pid, "signal", signal.reason)
 
-    def on_disk(self, machine: Machine, request: Request) -> tuple[KernelEvent, ...]:
+    def on_disk(self, port: Port, request: Request) -> tuple[KernelEvent, ...]:
         """Carry on with the transfer that just completed."""
-        faults.complete_transfer(self.t, machine, request)
-        return self._finish(machine)
+        process.rerun_finished(self.t)
+        faults.complete_transfer(self.t, port, request)
+        return self._finish(port)
 
-    def on_timer(self, machine: Machine) -> tuple[KernelEvent, ...]:
+    def on_timer(self, port: Port) -> tuple[KernelEvent, ...]:
         """Advance time, let the policy sample R bits, and run the cleaner.
 
         The timer does not reschedule: the driver chooses who runs next.
         """
         t = self.t
+        process.rerun_finished(t)
         t.advance_clock()
         t.emit("tick")
-        refbits = t.bits(machine)
+        refbits = t.bits(port)
         t.policy.tick(t.clock, refbits)
         if t.policy.name in SAMPLED_AT_TICK:
             for pfn in self._in_use():
@@ -188,31 +195,32 @@ class ReferenceKernel:
                     t.policy.accessed(pfn, t.clock, refbits.modified(pfn))
                     refbits.clear_referenced(pfn)
         if self.kconfig.cleaner and len(t.free_frames) < self.kconfig.cleaner_threshold:
-            faults.clean_ahead(t, machine)
-        return self._finish(machine)
+            faults.clean_ahead(t, port)
+        return self._finish(port)
 
     def _in_use(self) -> list[int]:
         return [pfn for pfn, f in sorted(self.t.frames.items()) if f.status == fr.IN_USE]
 
-    def _finish(self, machine: Machine) -> tuple[KernelEvent, ...]:
-        faults.settle_transfers(self.t, machine)
+    def _finish(self, port: Port) -> tuple[KernelEvent, ...]:
+        faults.settle_transfers(self.t, port)
+        faults.wake_memory_waiters(self.t, port)
         return self.t.take_events()
 
-    def _check_machine(self, machine: Machine) -> None:
-        if machine.config != self.hardware:
+    def _check_hardware(self, port: Port) -> None:
+        if port.config != self.hardware:
             raise UserError(
                 "ReferenceKernel: the machine's hardware configuration differs from the one "
                 "the kernel was built for; build both from the same HardwareConfig"
             )
 
-    def _check_booted(self, machine: Machine) -> None:
-        self._check_machine(machine)
+    def _check_booted(self, port: Port) -> None:
+        self._check_hardware(port)
         if not self.t.booted:
-            raise UserError("ReferenceKernel: call boot(machine) before anything else")
+            raise UserError("ReferenceKernel: call boot() before anything else")
 
     # -- view and values ----------------------------------------------------------------
 
-    def view(self, machine: Machine) -> KernelView:
+    def view(self) -> KernelView:
         """The introspection snapshot (see :class:`KernelView`)."""
         t = self.t
         processes = []
