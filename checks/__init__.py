@@ -1,1 +1,1 @@
-"""Checks: spec refinement, invariants, Hypothesis machines, explorer, z3 proofs, traces, CLI."""
+"""Checks: the driver, invariants, refinement, progress, Hypothesis campaigns, traces, CLI."""

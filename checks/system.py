@@ -114,12 +114,15 @@ def _through_port(error: BaseException) -> bool:
 
 
 def _kernel_site(error: BaseException) -> str:
-    """'file:line in function' of the innermost frame outside pagingcheck's own modules."""
+    """'file:line in function' of the innermost frame of the kernel's code: outside the
+    hardware model and the checks (the port and the driver that called the kernel)."""
     site = ""
-    for frame in traceback.extract_tb(error.__traceback__):
-        if "pagingcheck/model/" in frame.filename.replace("\\", "/"):
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.startswith(("pagingcheck.model.", "pagingcheck.checks.")):
             continue
-        site = f"{frame.filename}:{frame.lineno} in {frame.name}"
+        code = frame.f_code
+        site = f"{code.co_filename}:{line} in {code.co_name}"
     return site
 
 

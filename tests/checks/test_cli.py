@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from pagingcheck.checks.cli import cli
@@ -260,3 +261,77 @@ def test_a_kernel_breaking_the_interface_is_a_usage_error(
     assert result.exit_code == 2
     assert "view() raised RuntimeError: no view today" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+BLAMED_KERNEL = """
+from pagingcheck.impl.reference.kernel import ReferenceKernel
+from pagingcheck.model.errors import UserError
+
+
+class Raising(ReferenceKernel):
+    def on_disk(self, port, request):
+        raise UserError("the kernel's own UserError is its crash")
+
+
+class Wild(ReferenceKernel):
+    def on_disk(self, port, request):
+        port.write(port.config.memory_words + 5, 1)
+        return ()
+
+
+def raising(hardware, kernel):
+    return Raising(hardware, kernel)
+
+
+def wild(hardware, kernel):
+    return Wild(hardware, kernel)
+"""
+
+
+@pytest.mark.parametrize(
+    ("attr", "prop", "words"),
+    [
+        ("raising", "kernel_crash", "raised UserError: the kernel's own UserError is its crash"),
+        ("wild", "port_rules", "on_disk(): write: physical address"),
+    ],
+)
+def test_a_kernel_failing_inside_its_call_is_a_violation_with_its_place(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attr: str, prop: str, words: str
+) -> None:
+    (tmp_path / "blamed_kernel.py").write_text(BLAMED_KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    traces = tmp_path / "traces"
+    code, out = run(
+        "validate",
+        "--impl",
+        f"blamed_kernel:{attr}",
+        "--config",
+        str(tiny),
+        "--traces",
+        str(traces),
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 1 and data["violation"]["property"] == prop
+    trace = yaml.safe_load(Path(data["violation"]["trace"]).read_text())
+    assert words in trace["violation"]["why"]
+    assert "blamed_kernel.py" in trace["violation"]["witness"]["at"]
+
+
+def test_a_bug_in_pagingcheck_exits_3_and_is_not_blamed_on_the_kernel(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pagingcheck.model.errors import InternalError
+    from pagingcheck.model.memory import PhysicalMemory
+
+    def broken_fill(self: PhysicalMemory, pfn: int, data: object) -> None:
+        raise InternalError("the hardware model broke while filling a frame")
+
+    monkeypatch.setattr(PhysicalMemory, "fill_frame", broken_fill)
+    result = CliRunner().invoke(
+        cli, ["verify", "--config", str(tiny), "--traces", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 3
+    assert "internal error: this is a bug in pagingcheck, not in the kernel" in result.stderr
+    assert "Traceback" in result.stderr and "fill_frame" in result.stderr
+    assert "kernel_crash" not in result.stdout + result.stderr

@@ -69,3 +69,63 @@ def test_mistakes_name_the_key(text: str, message: str) -> None:
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         checkconfig.load(tmp_path / "missing.yaml")
+
+
+BIG_INSTRUCTION = """
+hardware: {user_frames: 4, tlb_refill: software, tlb_entries: 4}
+workload:
+  programs:
+    - name: copy
+      data: [1]
+      heap_pages: 1
+      text: |
+        MOV @16, @32
+        SYS 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("user_frames: 4", "user_frames: 3"),
+            "hardware.user_frames: 3 user frames cannot hold the 4 pages one instruction",
+        ),
+        (
+            ("tlb_entries: 4", "tlb_entries: 2"),
+            "hardware.tlb_entries: a software-refilled TLB of 2 entries cannot hold the 4 "
+            "translations",
+        ),
+    ],
+)
+def test_hardware_too_small_for_one_instruction_is_refused(
+    change: tuple[str, str], message: str
+) -> None:
+    checkconfig.load_text(BIG_INSTRUCTION)  # four pages: text, data, heap, stack
+    with pytest.raises(ConfigError, match=message):
+        checkconfig.load_text(BIG_INSTRUCTION.replace(*change))
+
+
+def test_the_need_follows_the_workload_and_a_variant_is_named() -> None:
+    small = GOOD.replace("user_frames: 4", "user_frames: 2, tlb_refill: software, tlb_entries: 2")
+    assert checkconfig.load_text(small).hardware.user_frames == 2  # text and stack only
+    with pytest.raises(ConfigError, match=r"variant tiny: hardware\.tlb_entries"):
+        checkconfig.load_text(
+            BIG_INSTRUCTION + "variants: [{name: tiny, hardware: {tlb_entries: 3}}]\n"
+        )
+    with pytest.raises(ConfigError, match="use at least 4"):
+        checkconfig.load_text(small + "  max_spawns: 1\n")  # random programs may need 4
+
+
+def test_image_blocks_must_hold_the_programs() -> None:
+    with pytest.raises(ConfigError, match=r"hardware\.image_blocks: the workload.s program"):
+        checkconfig.load_text(GOOD.replace("user_frames: 4", "user_frames: 4, image_blocks: 0"))
+
+
+def test_coverage_names_situations() -> None:
+    assert checkconfig.load_text(GOOD).coverage == ()
+    assert len(checkconfig.load_text(GOOD + "coverage: all\n").coverage) > 20
+    with pytest.raises(ConfigError, match="unknown situation 'faults'"):
+        checkconfig.load_text(GOOD + "coverage: [faults]\n")
+    with pytest.raises(ConfigError, match="expected 'all' or a list"):
+        checkconfig.load_text(GOOD + "coverage: some\n")
