@@ -14,8 +14,8 @@ The situations about transfers say exactly what happened:
 ``exit_with_transfer_in_flight``
     a process left while a pending request was moving one of its pages;
 ``orphan_adopted``
-    a request left without a live owner that way later served a fault of
-    another process on the page it moves.
+    a request left that way with no blocked process waiting for what it
+    moves later served a fault of another process on that page.
 """
 
 from __future__ import annotations
@@ -105,17 +105,18 @@ class Tracker:
         fault = None if result is None else result.fault
         if fault is not None and fault.kind is TrapKind.PROTECTION_FAULT:
             reached.add("protection_kill")
-        moving = {
-            request: user
-            for user, home in before.homes.items()
-            if (request := before.in_transit(home)) is not None
+        left_moving = {
+            request
+            for (pid, _), home in before.homes.items()
+            if pid in gone and (request := before.in_transit(home)) in after.requests
         }
-        for request, (pid, _) in moving.items():
-            if pid in gone and request in after.requests:
-                reached.add("exit_with_transfer_in_flight")
-                survivors = [u for u, h in after.homes.items() if after.in_transit(h) == request]
-                if not survivors:
-                    self.orphans.add(request)
+        if left_moving:
+            reached.add("exit_with_transfer_in_flight")
+        blocked = {p.pid for p in after.live_processes if p.state == "blocked"}
+        waited_for = {
+            after.in_transit(home) for (pid, _), home in after.homes.items() if pid in blocked
+        }
+        self.orphans |= left_moving - waited_for
         if _shared_keys(before) - _shared_keys(after):
             reached.add("shared_refcount_zero")
         return reached
