@@ -13,8 +13,10 @@ reported trace is a small one.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -62,6 +64,12 @@ class Campaign:
     best: traces.Trace | None = None
     first_failure: float | None = None
     error: BaseException | None = None  # the first exception that was not a property failing
+    trail: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+
+    def explored(self, choices: list[Choice]) -> None:
+        """Add one run's choices to :attr:`trail`, a digest of every run explored: two
+        campaigns that explored the same runs in the same order have the same trail."""
+        self.trail.update(repr(choices).encode())
 
     def record_failure(self, trace: traces.Trace) -> None:
         """Keep the shortest failing trace of the property that failed first; start the
@@ -168,6 +176,7 @@ def machine_for(
             finally:
                 campaign.steps += len(self.run.result.records)
                 campaign.coverage.merge(self.run.result.coverage)
+                campaign.explored(self.run.choices)
 
     def guarded(call: Callable[[], T]) -> T:
         """Run ``call``; remember the first exception that is not a property failing
@@ -182,6 +191,38 @@ def machine_for(
 
     PagingMachine.__name__ = f"PagingMachine_{config.hardware.page_table}"
     return PagingMachine
+
+
+@contextmanager
+def no_source_constants() -> Iterator[None]:
+    """Generate without the literal constants Hypothesis finds in loaded source files.
+
+    Hypothesis (from 6.131) mixes integer and string literals found in the
+    source of local modules, the kernel under check among them, into what it
+    draws. A verdict must not depend on which literals someone's kernel
+    happens to contain, so a campaign draws from its own strategies only.
+    This reaches into Hypothesis's internals; where they differ (other
+    versions), nothing is changed, and tests/checks/test_machines.py shows
+    whether generation still ignores source constants.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:  # a Hypothesis without source constants
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if original is None or cache is None:
+        yield
+        return
+    providers._get_local_constants = lambda *args, **kwargs: Constants()
+    cache.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
 
 
 def _with_programs(config: CheckConfig, programs: tuple[Program, ...]) -> CheckConfig:
@@ -218,7 +259,8 @@ def run_campaign(
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     )
     try:
-        run_state_machine_as_test(machine, settings=run_settings)
+        with no_source_constants():
+            run_state_machine_as_test(machine, settings=run_settings)
     except (PropertyFailed, Flaky):
         # Past the shrinking time the machine stops failing, so Hypothesis may
         # report the run as flaky; the shortest trace seen is the answer either
