@@ -12,6 +12,10 @@ reduction) knows exactly which choices it must turn into driver choices.
 * which unfinished instruction goes first: the one that faulted first
   (its ticket, a number the kernel hands out in fault order); this
   depends on the order of events, not on pids.
+
+The replacement policies break their own ties by the lowest frame number
+(:mod:`pagingcheck.impl.lib.replacement`); that, too, is a choice by
+identity, made inside the policy.
 """
 
 from __future__ import annotations
