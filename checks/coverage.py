@@ -15,7 +15,10 @@ The situations about transfers say exactly what happened:
     a process left while a pending request was moving one of its pages;
 ``orphan_adopted``
     a request left that way with no blocked process waiting for what it
-    moves later served a fault of another process on that page.
+    moves, and then another process faulted on the page it moves. Read from
+    the hardware, this says the situation arose; how the kernel met it
+    (waiting for that request, or reading the page again elsewhere) is
+    for the properties to judge.
 """
 
 from __future__ import annotations

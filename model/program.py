@@ -191,6 +191,15 @@ class Image:
         """The disk block of data page ``index``."""
         return self.first + self.program.text_pages(self.page_words) + index
 
+    def block_of(self, page: LayoutPage) -> int | None:
+        """The disk block a layout page's first contents come from: its text or data page
+        in the image; None for a page that starts as zeros (heap, stack, segments)."""
+        if page.kind == "text":
+            return self.text_block(page.index)
+        if page.kind == "data":
+            return self.data_block(page.vpn - self.program.text_pages(self.page_words))
+        return None
+
     def contents(self) -> tuple[tuple[int, ...], ...]:
         """The words of each block, in order (each padded with zeros to a page)."""
         words, program = self.page_words, self.program

@@ -105,16 +105,6 @@ def copies_text(t: Tables) -> bool:
     return t.editor.layout.kind == "inverted"
 
 
-def first_contents(image: Image, page: LayoutPage) -> int | None:
-    """The image block a page's first contents come from (None: zero-filled)."""
-    if page.kind == "text":
-        return image.text_block(page.index)
-    if page.kind == "data":
-        data_index = page.vpn - image.program.text_pages(image.page_words)
-        return image.data_block(data_index)
-    return None
-
-
 def size_program(t: Tables, image: Image, pid: int) -> Sizing:
     """Step 1: how large text, data, heap and stack are; which shared objects exist.
 
@@ -133,7 +123,7 @@ def size_program(t: Tables, image: Image, pid: int) -> Sizing:
         writable = bool(page.prot & bits.WRITE)
         if key is None or (page.kind == "text" and copies_text(t)):
             own = PageId.private(pid, page.vpn)
-            new_pages.append(NewPage(own, writable, first_contents(image, page)))
+            new_pages.append(NewPage(own, writable, image.block_of(page)))
             mappings.append(Mapping(page.vpn, page.kind, page.prot, own, key, page.index))
             continue
         shared = PageId(key, page.index)
@@ -146,7 +136,7 @@ def size_program(t: Tables, image: Image, pid: int) -> Sizing:
             joined_pages.append(shared)
         else:
             new_objects[key] = max(new_objects.get(key, 0), page.index + 1)
-            new_pages.append(NewPage(shared, writable, first_contents(image, page)))
+            new_pages.append(NewPage(shared, writable, image.block_of(page)))
         mappings.append(Mapping(page.vpn, page.kind, page.prot, shared, key, page.index))
     joined = tuple(sorted({p.owner for p in joined_pages}))
     objects = tuple(SharedObject(key, (pid,), size) for key, size in sorted(new_objects.items()))

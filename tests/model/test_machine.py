@@ -114,5 +114,6 @@ def test_an_image_lays_text_then_data_out_in_blocks() -> None:
     assert (image.text_block(0), image.text_block(1), image.data_block(0)) == (40, 41, 42)
     blocks = image.contents()
     assert blocks[1] == (1,) * 4 + (0,) * 12 and blocks[2] == (5, 6) + (0,) * 14
-    layout = {page.vpn: page.initial for page in program.layout(16, 16)}
-    assert blocks == (layout[0], layout[1], layout[2])
+    layout = {page.vpn: page for page in program.layout(16, 16)}
+    assert blocks == (layout[0].initial, layout[1].initial, layout[2].initial)
+    assert [image.block_of(layout[vpn]) for vpn in (0, 1, 2, 3)] == [40, 41, 42, None]
