@@ -78,6 +78,7 @@ class CheckConfig:
     budget: Budget = field(default_factory=Budget)
     variants: tuple[dict[str, dict[str, Any]], ...] = ()
     coverage: tuple[str, ...] = ()
+    coverage_each: tuple[str, ...] = ()  # situations every variant must reach on its own
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def with_profile(self, profile: str) -> CheckConfig:
@@ -251,24 +252,37 @@ def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
     return tuple(variants)
 
 
-def parse_coverage(data: Any) -> tuple[str, ...]:
-    """The coverage section: the paging situations the runs must reach.
-
-    ``all`` means every situation; a list names some; absent, none is
-    required (the table is still reported).
-    """
+def _situations(data: Any, where: str) -> tuple[str, ...]:
+    """``all`` or a list of situation names, checked."""
     if data is None:
         return ()
     if data == "all":
         return SITUATIONS
     if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-        raise ConfigError("coverage: expected 'all' or a list of situation names")
+        raise ConfigError(f"{where}: expected 'all' or a list of situation names")
     for name in data:
         if name not in SITUATIONS:
             raise ConfigError(
-                f"coverage: unknown situation {name!r}; known: {', '.join(SITUATIONS)}"
+                f"{where}: unknown situation {name!r}; known: {', '.join(SITUATIONS)}"
             )
     return tuple(data)
+
+
+def parse_coverage(data: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The coverage section: the paging situations the runs must reach.
+
+    ``all`` or a list: situations the variants must reach together. A
+    mapping says it in two parts: ``together`` (as before) and
+    ``every_variant``, situations each variant must reach on its own.
+    Absent, none is required (the table is still reported).
+    """
+    if isinstance(data, dict):
+        _known(data, {"together", "every_variant"}, "coverage")
+        return (
+            _situations(data.get("together"), "coverage.together"),
+            _situations(data.get("every_variant"), "coverage.every_variant"),
+        )
+    return _situations(data, "coverage"), ()
 
 
 def parse_config(data: Any) -> CheckConfig:
@@ -283,7 +297,7 @@ def parse_config(data: Any) -> CheckConfig:
         parse_workload(data.get("workload"), hardware),
         parse_budget(data.get("budget")),
         parse_variants(data.get("variants")),
-        parse_coverage(data.get("coverage")),
+        *parse_coverage(data.get("coverage")),
         raw=data,
     )
     for name, run in config.expand():

@@ -11,6 +11,11 @@ The situations about transfers say exactly what happened:
 ``fault_on_page_in_transit``
     a process faulted on a page whose contents a pending disk request is
     moving (a write-back of its frame, or a read of its block);
+``shared_page_in_transit``
+    the same, by a process spawned after boot, on a page of a shared
+    object (program text, a shared segment) another live process shares:
+    the kernel must wait for the transfer already moving it, whoever
+    started it, not move it twice;
 ``exit_with_transfer_in_flight``
     a process left while a pending request was moving one of its pages;
 ``orphan_adopted``
@@ -42,6 +47,7 @@ SITUATIONS: tuple[str, ...] = (
     "evict:dirty",
     "evict:clean",
     "fault_on_page_in_transit",
+    "shared_page_in_transit",
     "exit_with_transfer_in_flight",
     "orphan_adopted",
     "shared_evicted",
@@ -60,6 +66,7 @@ class Tracker:
 
     def __init__(self) -> None:
         self.orphans: set[Request] = set()
+        self.spawned: set[int] = set()  # processes created by a spawn choice, after boot
 
     def classify(
         self, config: HardwareConfig, record: StepRecord, before: Observed, after: Observed
@@ -68,6 +75,8 @@ class Tracker:
         reached: set[str] = set()
         result = record.result
         tag = "tagged" if config.tlb_tagged else "untagged"
+        if isinstance(record.spawned, int):
+            self.spawned.add(record.spawned)
         if result is not None and result.fault is not None:
             reached.add(f"fault:{result.fault.kind.value}")
             if result.fault_point is not None:
@@ -94,10 +103,13 @@ class Tracker:
         request = None if home is None else before.in_transit(home)
         if request is None:
             return set()
+        reached = {"fault_on_page_in_transit"}
+        if pid in self.spawned and _shared(before, pid, vpn):
+            reached.add("shared_page_in_transit")
         if request in self.orphans:
             self.orphans.discard(request)
-            return {"fault_on_page_in_transit", "orphan_adopted"}
-        return {"fault_on_page_in_transit"}
+            reached.add("orphan_adopted")
+        return reached
 
     def _departures(self, record: StepRecord, before: Observed, after: Observed) -> set[str]:
         reached: set[str] = set()
@@ -123,6 +135,19 @@ class Tracker:
         if _shared_keys(before) - _shared_keys(after):
             reached.add("shared_refcount_zero")
         return reached
+
+
+def _shared(s: Observed, pid: int, vpn: int) -> bool:
+    """Whether ``pid``'s page ``vpn`` is a page of a shared object another live process maps."""
+    proc = s.view.process(pid)
+    page = None if proc is None else next((p for p in proc.pages if p.vpn == vpn), None)
+    if page is None or page.shared_key is None:
+        return False
+    return any(
+        other.pid != pid
+        and any(p.shared_key == page.shared_key and p.index == page.index for p in other.pages)
+        for other in s.live_processes
+    )
 
 
 def _evictions(before: Observed, after: Observed) -> set[str]:

@@ -80,6 +80,7 @@ def verify(
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires."""
     report = VerifyReport(required=config.coverage)
+    short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
     runs = config.expand()
     for index, (name, run) in enumerate(runs, start=1):
         progress(f"[{index}/{len(runs)}] {name}")
@@ -93,6 +94,8 @@ def verify(
             shrink_seconds=run.budget.shrink_seconds,
         )
         report.coverage.merge(campaign.coverage)
+        if missing_here := campaign.coverage.unreached(config.coverage_each):
+            short[name] = missing_here
         result = CheckResult(
             f"stateful:{name}",
             failure is None,
@@ -116,6 +119,17 @@ def verify(
                 if not missing
                 else f"never reached: {', '.join(missing)}",
                 extra={"unreached": missing},
+            )
+        )
+    if config.coverage_each:
+        report.checks.append(
+            CheckResult(
+                "coverage:every_variant",
+                not short,
+                f"every variant reached {', '.join(config.coverage_each)}"
+                if not short
+                else "; ".join(f"{name} never reached {', '.join(s)}" for name, s in short.items()),
+                extra={"unreached_by_variant": short},
             )
         )
     return report

@@ -520,29 +520,33 @@ def complete_transfer(t: Tables, port: Port, request: Request) -> None:
     if freed:
         t.emit("free_frame", pfn=pfn, detail="orphaned transfer ended")
     if xfer.purpose == "pagein":
-        if xfer.page in t.pages:
-            t.set_record(xfer.page, incoming=None)
+        settle_record(t, xfer.page, pfn, incoming=None)
         if not freed:
             finish_pagein(t, port, pfn, xfer.page, xfer.parked)
         wake_waiters(t, port, pfn)
     elif xfer.purpose == "evict":
-        if xfer.page in t.pages:
-            t.set_record(xfer.page, frame=None, written=True)
+        settle_record(t, xfer.page, pfn, frame=None, written=True)
         assert xfer.next_page is not None
         wake_waiters(t, port, pfn, keep=xfer.next_page)
-        if freed:
-            if xfer.next_page in t.pages:
-                t.set_record(xfer.next_page, incoming=None)
-        else:
-            t.set_record(xfer.next_page, incoming=None)
+        settle_record(t, xfer.next_page, pfn, incoming=None)
+        if not freed:
             start_pagein(t, port, pfn, xfer.next_page)
     else:
-        if xfer.page in t.pages:
-            t.set_record(xfer.page, frame=None, written=True)
+        settle_record(t, xfer.page, pfn, frame=None, written=True)
         if not freed:
             t.frame_page[pfn] = xfer.page
             finish_pagein(t, port, pfn, xfer.page, xfer.parked, detail="cleaned")
         wake_waiters(t, port, pfn)
+
+
+def settle_record(t: Tables, page: PageId, pfn: int, **changes: object) -> None:
+    """Record what a transfer on ``pfn`` did to ``page``, if the page still refers to that
+    frame. A shared object whose last user left while its transfer was in flight may have
+    been created anew since, with the same page names: the old transfer must not touch
+    the new pages' records (it would make a second sharer read the page again)."""
+    rec = t.pages.get(page)
+    if rec is not None and pfn in (rec.frame, rec.incoming):
+        t.set_record(page, **changes)
 
 
 def wanting(t: Tables, pfn: int, page: PageId, parked: tuple[User, ...]) -> list[User]:

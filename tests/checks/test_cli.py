@@ -335,3 +335,19 @@ def test_a_bug_in_pagingcheck_exits_3_and_is_not_blamed_on_the_kernel(
     assert "internal error: this is a bug in pagingcheck, not in the kernel" in result.stderr
     assert "Traceback" in result.stderr and "fill_frame" in result.stderr
     assert "kernel_crash" not in result.stdout + result.stderr
+
+
+def test_a_variant_that_misses_a_situation_every_variant_needs_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "each.yaml"
+    config.write_text(
+        TINY
+        + "variants: [{name: plain}, {name: linear, hardware: {page_table: linear}}]\n"
+        + "coverage: {every_variant: [fault:page_fault, protection_kill]}\n"
+    )
+    code, out = run("verify", "--config", str(config), "--traces", str(tmp_path), "--json")
+    check = next(c for c in json.loads(out)["checks"] if c["name"] == "coverage:every_variant")
+    assert code == 1 and not check["ok"]
+    assert check["unreached_by_variant"] == {
+        "plain": ["protection_kill"],
+        "linear": ["protection_kill"],
+    }

@@ -129,3 +129,14 @@ def test_coverage_names_situations() -> None:
         checkconfig.load_text(GOOD + "coverage: [faults]\n")
     with pytest.raises(ConfigError, match="expected 'all' or a list"):
         checkconfig.load_text(GOOD + "coverage: some\n")
+
+
+def test_coverage_can_require_situations_of_every_variant() -> None:
+    config = checkconfig.load_text(
+        GOOD + "coverage: {together: [evict:clean], every_variant: [fault:page_fault]}\n"
+    )
+    assert (config.coverage, config.coverage_each) == (("evict:clean",), ("fault:page_fault",))
+    with pytest.raises(ConfigError, match=r"coverage\.every_variant: unknown situation"):
+        checkconfig.load_text(GOOD + "coverage: {every_variant: [nothing]}\n")
+    with pytest.raises(ConfigError, match="coverage: unknown key 'each'"):
+        checkconfig.load_text(GOOD + "coverage: {each: all}\n")

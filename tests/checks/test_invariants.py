@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.invariants import INVARIANTS, check_all
 from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.impl.interface import KernelView, Location
 from pagingcheck.model import bits
 from pagingcheck.model.tlb import TlbEntry
+from tests.checks.conftest import drive_until
 
 
 def corrupt(checker: Checker, **changes: object) -> Observed:
@@ -170,7 +172,8 @@ def test_two_pages_claiming_one_slot_is_caught(busy_state: Checker) -> None:
     assert violation is not None and ("slot", first.slot) in violation.witness
 
 
-def test_a_frame_held_for_ever_is_caught(busy_state: Checker) -> None:
+def test_a_frame_held_for_ever_is_caught(default_config: CheckConfig) -> None:
+    busy_state = drive_until(default_config, lambda s: bool(s.view.free_frames))
     view = busy_state.observed.view
     free = view.free_frames[0]
     frames = tuple(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.refinement import Checker
-from pagingcheck.checks.system import System
+from pagingcheck.checks.runner import REFERENCE_KERNEL, Run, resolve_factory, run_choices
+from pagingcheck.checks.system import Choice, System
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.impl.reference.tables import PageId
@@ -262,3 +266,106 @@ def test_dirty_check_reads_every_users_modified_bit() -> None:
     assert kernel.t.record(PageId("segment:results", 0)).dirty
     with opened(system) as port:
         assert kernel.t.frame_dirty(port, pfn)
+
+
+# -- a shared page is never brought in twice -----------------------------------------------
+
+ISSUE_SEQUENCE: list[Choice] = [
+    ("kill", 2), ("run", 3), ("kill", 3), ("run", 1), ("spawn", 1), ("spawn", 3),
+    ("kill", 5), ("run", 4), ("disk", 0), ("spawn", 1), ("run", 6),
+]  # fmt: skip
+
+
+def test_a_sharer_spawned_later_faulting_during_a_read_is_a_regression() -> None:
+    """The choice sequence of a crash found by a long campaign: a second sharer, spawned
+    after boot, faults on a text page whose read is in flight."""
+    applied = 0
+    for name, config in checkconfig.load(None).expand():
+        result = run_choices(config, resolve_factory(REFERENCE_KERNEL), ISSUE_SEQUENCE)
+        assert result.violation is None, (name, result.violation)
+        applied += result.diverged_at is None
+    assert applied >= 1
+
+
+TEXT_SHARERS = """
+hardware: {page_words: 16, va_pages: 16, user_frames: 4}
+workload:
+  initial: [0]
+  max_spawns: 2
+  programs:
+    - name: sharer
+      text: |
+        MOV #1, r1
+        SYS 0
+"""
+
+
+def test_a_later_sharer_waits_for_the_read_of_shared_text_already_in_flight() -> None:
+    config = checkconfig.load_text(TEXT_SHARERS)
+    run = Run(config, resolve_factory(REFERENCE_KERNEL), None)
+    for choice in [("run", 1), ("spawn", 0)]:
+        assert run.take(choice) is None
+    assert run.take(("run", 2)) is None
+    events = [e.kind for e in run.result.records[-1].events]
+    assert "wait_transfer" in events and "pagein" not in events
+    assert run.checker is not None and len(run.checker.observed.requests) == 1
+    assert run.result.coverage.counts["shared_page_in_transit"] == 1
+
+
+def test_no_shared_page_is_ever_moved_twice_at_once() -> None:
+    """Random runs of the default workload: whenever a process faults on a shared page
+    that a transfer is already moving (text, a segment, on its way in or out), that one
+    transfer is still the only one moving it afterwards."""
+    config = checkconfig.load(None).expand()[0][1]
+    seen = 0
+    for seed in range(12):
+        rng = random.Random(seed)
+        run = Run(config, resolve_factory(REFERENCE_KERNEL), None)
+        assert run.checker is not None
+        for _ in range(400):
+            before = run.checker.observed
+            enabled = [c for c in run.enabled() if c[0] != "kill"]
+            if not enabled:
+                break
+            choice = rng.choice(enabled)
+            assert run.take(choice) is None, run.result.violation
+            record = run.result.records[-1]
+            fault = None if record.result is None else record.result.fault
+            if fault is None:
+                continue
+            key = (int(choice[1]), fault.va // config.hardware.page_words)
+            home = before.homes.get(key)
+            request = None if home is None else before.in_transit(home)
+            page = before.view.process(key[0])
+            shared = page is not None and any(p.vpn == key[1] and p.shared_key for p in page.pages)
+            if request is None or not shared:
+                continue
+            seen += 1
+            after = run.checker.observed
+            moving = [r for r in after.requests if r.block == request.block]
+            assert len(moving) <= 1, (seed, key, after.requests)
+    assert seen >= 5
+
+
+def test_an_old_transfer_ending_does_not_touch_a_shared_object_created_anew() -> None:
+    """A campaign found this: the last user of text:straddle dies with its page-in in
+    flight; a new straddle process re-creates the text object and starts its own read;
+    the old read ends (orphaned) and must leave the new page's record alone, so a second
+    new sharer waits for the new read instead of starting a third."""
+    config = checkconfig.load(None).expand()[2][1]  # hashed, decode, lru
+    choices: list[Choice] = [
+        ("run", 1), ("kill", 2), ("run", 3), ("kill", 1), ("spawn", 2), ("run", 4),
+        ("spawn", 0), ("run", 5), ("kill", 3), ("disk", 0), ("disk", 0), ("spawn", 0),
+        ("run", 6),
+    ]  # fmt: skip
+    result = run_choices(config, resolve_factory(REFERENCE_KERNEL), choices)
+    assert result.violation is None and result.diverged_at is None
+    assert "free_frame" in [e.kind for e in result.records[9].events]  # the old read ended
+    last = [e.kind for e in result.records[-1].events]
+    assert "wait_transfer" in last and "pagein" not in last
+    run = Run(config, resolve_factory(REFERENCE_KERNEL), None)
+    for choice in choices:
+        assert run.take(choice) is None
+    assert run.checker is not None
+    blocks = [r.block for r in run.checker.observed.requests]
+    assert len(blocks) == len(set(blocks))  # no block is read twice at once
