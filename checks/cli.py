@@ -2,25 +2,124 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from importlib.metadata import version
+from typing import Any, NoReturn, TextIO
 
 import click
 
-from pagingcheck.checks.commands import COMMANDS, fail_usage
+from pagingcheck.checks.commands import (
+    COMMANDS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail_internal,
+    fail_usage,
+)
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
 from pagingcheck.model.errors import UserError
+
+MAX_FRAMES = 1 << 24
+"""The most frames simulate models: as many as the hardware's frame numbers can name."""
 
 PROGRESS_MIN_BYTES = 1 << 20
 """Files smaller than this simulate too fast to be worth a progress bar."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Pagingcheck(click.Group):
+    """The command group, and the one place each kind of failure becomes an exit code.
+
+    0 every property held, 1 one was violated, 2 bad usage or input (one line
+    on stderr), 3 a bug in pagingcheck (a short note; the traceback goes to a
+    file), 130 interrupted. Output to a closed pipe is dropped quietly and
+    the exit code stays the command's.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Run the command line; never returns, always exits with the contract's code."""
+        kwargs["standalone_mode"] = False
+        _quiet_pipes()
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else str(error), err=True)
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as error:
+            fail_usage(_usage_line(error))
+        except click.ClickException as error:
+            fail_usage(error.format_message())
+        except UserError as error:
+            fail_usage(str(error))
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("pagingcheck: interrupted; traces already written are complete", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as error:
+            fail_internal(error)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _usage_line(error: click.UsageError) -> str:
+    """A usage error on one line, with where to find help."""
+    message = " ".join(error.format_message().split())
+    if error.ctx is None:
+        return message
+    return f"{message} (see '{error.ctx.command_path} --help')"
+
+
+class _QuietPipe(io.TextIOBase):
+    """A text stream that stops writing, silently, once its reader has gone."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        # Point the descriptor at /dev/null so the interpreter's last flush succeeds too.
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        self.stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def _quiet_pipes() -> None:
+    """Make standard output drop what it cannot deliver to a reader that has gone."""
+    if not isinstance(sys.stdout, _QuietPipe):
+        sys.stdout = _QuietPipe(sys.stdout)
+
+
+@click.group(
+    name="pagingcheck",
+    cls=Pagingcheck,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(version("pagingcheck"), prog_name="pagingcheck")
 def cli() -> None:
     """Check demand-paging designs and implementations against an abstract spec."""
@@ -34,7 +133,13 @@ def cli() -> None:
     metavar="NAME",
     help=f"Replacement policy: {', '.join(POLICY_NAMES)}.",
 )
-@click.option("--frames", "-n", required=True, type=int, help="Number of page frames (>= 1).")
+@click.option(
+    "--frames",
+    "-n",
+    required=True,
+    type=click.IntRange(1, MAX_FRAMES),
+    help=f"Number of page frames (1 to {MAX_FRAMES}).",
+)
 @click.option("--refs", "refs_text", metavar="LIST", help="Pages inline: 1,2,3 (2w = write to 2).")
 @click.option(
     "--refs-file",
@@ -95,8 +200,6 @@ def simulate(
         fail_usage(
             f"unknown replacement policy {policy!r}; choose one of: {', '.join(POLICY_NAMES)}"
         )
-    if frames < 1:
-        fail_usage(f"--frames: {frames} must be at least 1")
     if page_size is not None and page_size < 1:
         fail_usage(f"--page-size: {page_size} must be at least 1 byte")
     try:
@@ -164,3 +267,7 @@ for _command in COMMANDS:
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+if __name__ == "__main__":
+    main()

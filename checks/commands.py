@@ -1,19 +1,22 @@
 """The checking commands: verify, replay, validate, mutants.
 
-Exit codes: 0 every property held, 1 a property was violated, 2 bad usage
-or input, 3 an internal error of pagingcheck itself (with a traceback for
-its maintainers; never blamed on the checked kernel). With ``--json`` each
-command prints exactly one JSON object on stdout; progress goes to stderr.
+Exit codes (turned from exceptions in one place, ``checks.cli.Pagingcheck``):
+0 every property held, 1 a property was violated, 2 bad usage or input, 3
+an internal error of pagingcheck itself (never blamed on the checked kernel),
+130 interrupted. With ``--json`` each command prints exactly one JSON object
+on stdout; progress goes to stderr. See docs/cli.md.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -22,11 +25,12 @@ import click
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES
-from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
+from pagingcheck.checks.inputs import read_text
+from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, verify
-from pagingcheck.model.errors import UserError
+from pagingcheck.model.errors import UserError, shorten
 
-EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -49,6 +53,39 @@ profile_option = click.option(
 )
 
 
+def containment_options(command: FC) -> FC:
+    """--in-process, --call-seconds and --memory-mb: how the checked kernel is contained."""
+    command = click.option(
+        "--memory-mb",
+        type=click.IntRange(192, 1 << 20),
+        default=None,
+        help="Memory a contained kernel may use [default: limits.memory_mb, 1024].",
+    )(command)
+    command = click.option(
+        "--call-seconds",
+        type=click.FloatRange(0, 3600, min_open=True),
+        default=None,
+        help="Seconds one call into the kernel may take [default: limits.call_seconds, 10].",
+    )(command)
+    return click.option(
+        "--in-process",
+        is_flag=True,
+        help="Run a kernel from outside pagingcheck in pagingcheck's own process: faster, "
+        "but a kernel that exits or kills its process takes the check with it.",
+    )(command)
+
+
+def with_limits(
+    config: checkconfig.CheckConfig, call_seconds: float | None, memory_mb: int | None
+) -> checkconfig.CheckConfig:
+    """``config`` with the limits given on the command line."""
+    limits = checkconfig.Limits(
+        config.limits.call_seconds if call_seconds is None else call_seconds,
+        config.limits.memory_mb if memory_mb is None else memory_mb,
+    )
+    return dataclasses.replace(config, limits=limits)
+
+
 def traces_option(help_text: str) -> Callable[[FC], FC]:
     """The --traces DIR option, with what the command writes there."""
     return click.option(
@@ -57,40 +94,39 @@ def traces_option(help_text: str) -> Callable[[FC], FC]:
         type=click.Path(path_type=Path),
         default=Path("traces"),
         show_default=True,
-        help=help_text,
+        help=help_text + " A name already taken gets a number: no trace is overwritten.",
+        callback=lambda _context, _param, value: traces.writable_folder(value),
     )
-
-
-def exits_2_on_user_error(command: FC) -> FC:
-    """Turn a UserError anywhere in ``command`` into a one-line message and exit code 2, and
-    any other exception (a bug in pagingcheck) into a report with its traceback and exit 3."""
-
-    @functools.wraps(command)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except UserError as error:
-            fail_usage(str(error))
-        except Exception as error:
-            fail_internal(error)
-
-    return guarded  # type: ignore[return-value]
 
 
 def fail_internal(error: BaseException) -> NoReturn:
-    """Report a bug in pagingcheck itself (not in the checked kernel) and exit 3."""
+    """Report a bug in pagingcheck itself (not in the checked kernel) and exit 3: a short
+    note on stderr, the traceback in a file to attach to the report."""
+    where = _save_traceback(error)
     click.echo(
         "pagingcheck: internal error: this is a bug in pagingcheck, not in the kernel "
-        f"checked ({type(error).__name__}: {error}); please report it with this traceback:",
+        f"checked ({type(error).__name__}: {shorten(str(error), 200)}); please report it "
+        + (f"with the traceback saved in {where}" if where else "(no traceback could be saved)"),
         err=True,
     )
-    click.echo("".join(traceback.format_exception(error)), err=True)
     sys.exit(EXIT_INTERNAL)
 
 
+def _save_traceback(error: BaseException) -> str | None:
+    text = "".join(traceback.format_exception(error))
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="pagingcheck-internal-error-", suffix=".txt", delete=False
+        ) as stream:
+            stream.write(f"pagingcheck {version('pagingcheck')}, Python {sys.version}\n{text}")
+            return stream.name
+    except OSError:
+        return None
+
+
 def fail_usage(message: str) -> NoReturn:
-    """Print ``message`` as an error and exit 2."""
-    click.echo(f"pagingcheck: error: {message}", err=True)
+    """Print ``message`` as a one-line error and exit 2."""
+    click.echo(f"pagingcheck: error: {shorten(message, 1000)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -148,24 +184,27 @@ def _print_coverage(report: VerifyReport) -> None:
 @traces_option("Where counterexample traces are written.")
 @json_option
 @profile_option
-@exits_2_on_user_error
+@containment_options
 def verify_command(
     profile: str | None,
     config_path: Path | None,
     implementation: str,
     trace_dir: Path,
     as_json: bool,
+    in_process: bool,
+    call_seconds: float | None,
+    memory_mb: int | None,
 ) -> None:
     """Run every check on a configuration and print a summary per check."""
-    config = load_config(config_path, profile)
-    factory = resolve_factory(implementation)
-    report = verify(
-        config,
-        factory,
-        implementation,
-        trace_dir,
-        progress_printer(not as_json or sys.stderr.isatty()),
-    )
+    config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
+    with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
+        report = verify(
+            config,
+            factory,
+            implementation,
+            trace_dir,
+            progress_printer(not as_json or sys.stderr.isatty()),
+        )
     if as_json:
         emit_json(report.to_json())
     else:
@@ -182,14 +221,37 @@ def verify_command(
     help="The kernel to replay against, as MODULE:ATTR. Needed unless the trace names a "
     "kernel that ships with pagingcheck: a trace is data and never decides which code runs.",
 )
+@click.option(
+    "--any-version",
+    is_flag=True,
+    help="Replay a trace written by another version of pagingcheck (its verdict may differ).",
+)
 @json_option
-@exits_2_on_user_error
-def replay_command(trace_path: Path, implementation: str | None, as_json: bool) -> None:
-    """Re-execute a trace: exit 1 with a step table if it still fails, 0 if not."""
-    trace = traces.load(_read(trace_path), str(trace_path))
-    factory = resolve_factory(replay_kernel(trace, implementation))
-    result = traces.replay(trace, factory)
+@containment_options
+def replay_command(
+    trace_path: Path,
+    implementation: str | None,
+    any_version: bool,
+    as_json: bool,
+    in_process: bool,
+    call_seconds: float | None,
+    memory_mb: int | None,
+) -> None:
+    """Re-execute a trace: exit 1 with a step table if it still fails, 0 if it runs to its
+    end without a violation, 2 if its choices no longer apply to the kernel."""
+    trace = traces.load(read_text(trace_path, "the trace"), str(trace_path), any_version)
+    trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
+    kernel = replay_kernel(trace, implementation)
+    with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
+        result = traces.replay(trace, factory)
     violated = result.violation is not None
+    if result.diverged_at is not None and not violated:
+        step = result.diverged_at
+        raise UserError(
+            f"{trace_path}: the trace does not apply to this kernel: its choice {step} "
+            f"({traces.spell(trace.choices[step - 1])}) is not enabled there, so the run it "
+            "records cannot be repeated (was the kernel or the trace changed?)"
+        )
     if as_json:
         emit_json(
             {
@@ -222,13 +284,6 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
     )
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror}") from error
-
-
 @click.command("validate")
 @click.option(
     "--impl",
@@ -240,18 +295,21 @@ def _read(path: Path) -> str:
 @traces_option("Where a counterexample trace is written.")
 @json_option
 @profile_option
-@exits_2_on_user_error
+@containment_options
 def validate_command(
     profile: str | None,
     implementation: str,
     config_path: Path | None,
     trace_dir: Path,
     as_json: bool,
+    in_process: bool,
+    call_seconds: float | None,
+    memory_mb: int | None,
 ) -> None:
     """Check another implementation of the kernel interface against the spec."""
-    config = load_config(config_path, profile)
-    factory = resolve_factory(implementation)
-    report = verify(config, factory, implementation, trace_dir, progress_printer(not as_json))
+    config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
+    with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
+        report = verify(config, factory, implementation, trace_dir, progress_printer(not as_json))
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
     if as_json:
@@ -279,7 +337,6 @@ def validate_command(
 @traces_option("Where each killed mutant's trace is written.")
 @json_option
 @profile_option
-@exits_2_on_user_error
 def mutants_command(
     profile: str | None,
     config_path: Path | None,

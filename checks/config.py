@@ -1,7 +1,7 @@
 """Check configurations in YAML: hardware, kernel, workload and check budgets.
 
-Loaded with ``yaml.safe_load`` only. Every mistake (unknown key, wrong type,
-impossible size, program that does not assemble) raises
+Read and parsed by :mod:`~pagingcheck.checks.inputs` (safe, bounded YAML).
+Every mistake (unknown key, wrong type, impossible size, program that does not assemble) raises
 :class:`~pagingcheck.model.errors.ConfigError` naming the key and the fix.
 The built-in default ships as package data (``default.yaml``).
 """
@@ -14,15 +14,17 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pagingcheck.checks.coverage import SITUATIONS
+from pagingcheck.checks.inputs import load_yaml, read_text
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.errors import ConfigError, UserError
+from pagingcheck.model.errors import ConfigError, UserError, quote
 from pagingcheck.model.isa import MAX_PAGES_PER_INSTRUCTION
 from pagingcheck.model.program import Program, SharedSegment
+
+#: The largest count a configuration may give (budgets, sizes, bounds).
+MAX_COUNT = 1 << 31
 
 #: Fair steps within which every live process must retire an instruction, by default.
 DEFAULT_PROGRESS_BOUND = 300
@@ -69,6 +71,15 @@ PROFILES: dict[str, tuple[float, float, float]] = {
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a kernel may use: wall-clock seconds per call, and megabytes of memory (the
+    memory limit binds kernels run contained, in a process of their own)."""
+
+    call_seconds: float = 10.0
+    memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
 class CheckConfig:
     """A whole check configuration; ``variants`` are overrides run in turn."""
 
@@ -79,11 +90,13 @@ class CheckConfig:
     variants: tuple[dict[str, dict[str, Any]], ...] = ()
     coverage: tuple[str, ...] = ()
     coverage_each: tuple[str, ...] = ()  # situations every variant must reach on its own
+    limits: Limits = field(default_factory=Limits)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    profile: str = "ci"  # the settings profile its budget was scaled by
 
     def with_profile(self, profile: str) -> CheckConfig:
         """This configuration with its budget scaled by ``profile``."""
-        return dataclasses.replace(self, budget=self.budget.scaled(profile))
+        return dataclasses.replace(self, budget=self.budget.scaled(profile), profile=profile)
 
     def expand(self) -> list[tuple[str, CheckConfig]]:
         """The configurations to check: one per variant (or just this one), named."""
@@ -93,17 +106,18 @@ class CheckConfig:
         for variant in self.variants:
             name = str(variant.get("name", "variant"))
             hardware = self.hardware.replace(**variant.get("hardware", {}))
-            kernel = dataclasses.replace(self.kernel, **variant.get("kernel", {}))
+            kernel = self.kernel.replace(**variant.get("kernel", {}))
             runs.append(
                 (name, dataclasses.replace(self, hardware=hardware, kernel=kernel, variants=()))
             )
         return runs
 
 
-_TOP_KEYS = {"hardware", "kernel", "workload", "budget", "variants", "coverage"}
+_TOP_KEYS = {"hardware", "kernel", "workload", "budget", "variants", "coverage", "limits"}
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
+def mapping(value: Any, where: str) -> dict[str, Any]:
+    """``value`` if it is a mapping; an absent section is an empty one."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -111,27 +125,32 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _known(data: dict[str, Any], allowed: set[str], where: str) -> None:
+def known_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
+    """Refuse a key of ``data`` that is not ``allowed``, naming the ones that are."""
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys are: {', '.join(sorted(allowed))}"
+            f"{where}: unknown key {quote(unknown[0])}; "
+            f"allowed keys are: {', '.join(sorted(allowed))}"
         )
 
 
-def _int(value: Any, where: str, least: int = 0) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ConfigError(f"{where}: expected an integer of at least {least}, got {value!r}")
+def integer(value: Any, where: str, least: int = 0, most: int = MAX_COUNT) -> int:
+    """``value`` if it is an integer (never a bool or a string) in ``least..most``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+        raise ConfigError(f"{where}: expected an integer in {least}..{most}, got {quote(value)}")
     return value
 
 
-def _bool(value: Any, where: str) -> bool:
+def boolean(value: Any, where: str) -> bool:
+    """``value`` if it is true or false (never a string such as 'false')."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {quote(value)}")
     return value
 
 
-def _words(value: Any, where: str) -> tuple[int, ...]:
+def words(value: Any, where: str) -> tuple[int, ...]:
+    """A list of integers as 32-bit words."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
@@ -143,8 +162,8 @@ def _words(value: Any, where: str) -> tuple[int, ...]:
 
 def parse_program(data: Any, where: str) -> Program:
     """A program from its YAML mapping (assembly text under ``text``)."""
-    data = _mapping(data, where)
-    _known(data, {"name", "text", "data", "heap_pages", "stack_pages", "shared"}, where)
+    data = mapping(data, where)
+    known_keys(data, {"name", "text", "data", "heap_pages", "stack_pages", "shared"}, where)
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name: every program needs a non-empty name")
@@ -155,35 +174,45 @@ def parse_program(data: Any, where: str) -> Program:
         text = tuple(assemble(source))
     except UserError as error:
         raise ConfigError(f"{where}.text: {error}") from error
-    shared = []
-    for index, seg in enumerate(data.get("shared") or []):
-        at = f"{where}.shared[{index}]"
-        seg = _mapping(seg, at)
-        _known(seg, {"name", "vpn", "pages", "writable"}, at)
-        if not isinstance(seg.get("name"), str):
-            raise ConfigError(f"{at}.name: expected the segment's name")
-        shared.append(
-            SharedSegment(
-                seg["name"],
-                _int(seg.get("vpn"), f"{at}.vpn"),
-                _int(seg.get("pages", 1), f"{at}.pages", 1),
-                _bool(seg.get("writable", True), f"{at}.writable"),
-            )
-        )
+    shared = parse_shared(data.get("shared"), f"{where}.shared")
     return Program(
         name,
         text,
-        _words(data.get("data"), f"{where}.data"),
-        heap_pages=_int(data.get("heap_pages", 0), f"{where}.heap_pages"),
-        stack_pages=_int(data.get("stack_pages", 1), f"{where}.stack_pages"),
-        shared=tuple(shared),
+        words(data.get("data"), f"{where}.data"),
+        heap_pages=integer(data.get("heap_pages", 0), f"{where}.heap_pages"),
+        stack_pages=integer(data.get("stack_pages", 1), f"{where}.stack_pages"),
+        shared=shared,
     )
+
+
+def parse_shared(data: Any, where: str) -> tuple[SharedSegment, ...]:
+    """A program's shared segments: a list of {name, vpn, pages, writable}."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: expected a list of shared segments")
+    segments = []
+    for index, seg in enumerate(data):
+        at = f"{where}[{index}]"
+        seg = mapping(seg, at)
+        known_keys(seg, {"name", "vpn", "pages", "writable"}, at)
+        if not isinstance(seg.get("name"), str):
+            raise ConfigError(f"{at}.name: expected the segment's name")
+        segments.append(
+            SharedSegment(
+                seg["name"],
+                integer(seg.get("vpn"), f"{at}.vpn"),
+                integer(seg.get("pages", 1), f"{at}.pages", 1),
+                boolean(seg.get("writable", True), f"{at}.writable"),
+            )
+        )
+    return tuple(segments)
 
 
 def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
     """The workload section."""
-    data = _mapping(data, "workload")
-    _known(
+    data = mapping(data, "workload")
+    known_keys(
         data,
         {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"},
         "workload",
@@ -199,32 +228,33 @@ def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
             program.validate(hardware.page_words, hardware.va_pages)
         except UserError as error:
             raise ConfigError(f"workload.programs[{index}]: {error}") from error
+    return Workload(programs, **parse_workload_options(data, len(programs)))
+
+
+def parse_workload_options(data: dict[str, Any], programs: int) -> dict[str, Any]:
+    """The workload's settings besides its programs (of which there are ``programs``)."""
     initial = data.get("initial", [0])
     if not isinstance(initial, list):
         raise ConfigError("workload.initial: expected a list of program indices")
-    for index in initial:
-        if not isinstance(index, int) or not 0 <= index < len(programs):
-            raise ConfigError(
-                f"workload.initial: {index!r} is not a program index (0..{len(programs) - 1})"
-            )
-    return Workload(
-        programs,
-        tuple(initial),
-        max_spawns=_int(data.get("max_spawns", 0), "workload.max_spawns"),
-        timer=_bool(data.get("timer", True), "workload.timer"),
-        kills=_bool(data.get("kills", False), "workload.kills"),
-        progress_bound=_int(
+    for index, value in enumerate(initial):
+        integer(value, f"workload.initial[{index}] (a program index)", 0, programs - 1)
+    return {
+        "initial": tuple(initial),
+        "max_spawns": integer(data.get("max_spawns", 0), "workload.max_spawns"),
+        "timer": boolean(data.get("timer", True), "workload.timer"),
+        "kills": boolean(data.get("kills", False), "workload.kills"),
+        "progress_bound": integer(
             data.get("progress_bound", DEFAULT_PROGRESS_BOUND), "workload.progress_bound", 1
         ),
-    )
+    }
 
 
 def parse_budget(data: Any) -> Budget:
     """The budget section."""
-    data = _mapping(data, "budget")
+    data = mapping(data, "budget")
     fields = {f.name for f in dataclasses.fields(Budget)}
-    _known(data, fields, "budget")
-    return Budget(**{k: _int(v, f"budget.{k}", 1) for k, v in data.items()})
+    known_keys(data, fields, "budget")
+    return Budget(**{k: integer(v, f"budget.{k}", 1) for k, v in data.items()})
 
 
 def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
@@ -236,12 +266,14 @@ def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
     variants: list[dict[str, Any]] = []
     for index, variant in enumerate(data):
         where = f"variants[{index}]"
-        variant = _mapping(variant, where)
-        _known(variant, {"name", "hardware", "kernel"}, where)
-        hardware = _mapping(variant.get("hardware"), f"{where}.hardware")
-        kernel = _mapping(variant.get("kernel"), f"{where}.kernel")
-        _known(hardware, {f.name for f in dataclasses.fields(HardwareConfig)}, f"{where}.hardware")
-        _known(kernel, {f.name for f in dataclasses.fields(KernelConfig)}, f"{where}.kernel")
+        variant = mapping(variant, where)
+        known_keys(variant, {"name", "hardware", "kernel"}, where)
+        hardware = mapping(variant.get("hardware"), f"{where}.hardware")
+        kernel = mapping(variant.get("kernel"), f"{where}.kernel")
+        known_keys(
+            hardware, {f.name for f in dataclasses.fields(HardwareConfig)}, f"{where}.hardware"
+        )
+        known_keys(kernel, {f.name for f in dataclasses.fields(KernelConfig)}, f"{where}.kernel")
         variants.append(
             {
                 "name": str(variant.get("name", f"variant{index}")),
@@ -277,7 +309,7 @@ def parse_coverage(data: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     Absent, none is required (the table is still reported).
     """
     if isinstance(data, dict):
-        _known(data, {"together", "every_variant"}, "coverage")
+        known_keys(data, {"together", "every_variant"}, "coverage")
         return (
             _situations(data.get("together"), "coverage.together"),
             _situations(data.get("every_variant"), "coverage.every_variant"),
@@ -285,10 +317,27 @@ def parse_coverage(data: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return _situations(data, "coverage"), ()
 
 
+def parse_limits(data: Any) -> Limits:
+    """The limits section: ``call_seconds`` (more than 0, at most an hour) and
+    ``memory_mb`` (192 to 1,048,576: a contained kernel's process needs about 150
+    megabytes to start)."""
+    data = mapping(data, "limits")
+    known_keys(data, {"call_seconds", "memory_mb"}, "limits")
+    seconds = data.get("call_seconds", Limits.call_seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
+        raise ConfigError(
+            f"limits.call_seconds: {seconds!r} is not a number of seconds in (0, 3600]"
+        )
+    memory = data.get("memory_mb", Limits.memory_mb)
+    if isinstance(memory, bool) or not isinstance(memory, int) or not 192 <= memory <= 1 << 20:
+        raise ConfigError(f"limits.memory_mb: {memory!r} is not an integer in 192..1048576")
+    return Limits(float(seconds), memory)
+
+
 def parse_config(data: Any) -> CheckConfig:
     """A whole configuration from its parsed YAML."""
-    data = _mapping(data, "configuration")
-    _known(data, _TOP_KEYS, "configuration")
+    data = mapping(data, "configuration")
+    known_keys(data, _TOP_KEYS, "configuration")
     hardware = HardwareConfig.from_mapping(data.get("hardware"))
     kernel = KernelConfig.from_mapping(data.get("kernel"))
     config = CheckConfig(
@@ -298,6 +347,7 @@ def parse_config(data: Any) -> CheckConfig:
         parse_budget(data.get("budget")),
         parse_variants(data.get("variants")),
         *parse_coverage(data.get("coverage")),
+        parse_limits(data.get("limits")),
         raw=data,
     )
     for name, run in config.expand():
@@ -356,10 +406,7 @@ def check_capacity(config: CheckConfig, where: str = "") -> None:
 
 def load_text(text: str, source: str = "<config>") -> CheckConfig:
     """Parse YAML text safely and build a configuration."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: not valid YAML: {error}") from error
+    data = load_yaml(text, source)
     try:
         return parse_config(data)
     except TypeError as error:
@@ -370,11 +417,7 @@ def load(path: Path | None) -> CheckConfig:
     """The configuration in ``path``, or the built-in default when None."""
     if path is None:
         return load_text(default_text(), "built-in default")
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the configuration: {error.strerror}") from error
-    return load_text(text, str(path))
+    return load_text(read_text(path, "the configuration"), str(path))
 
 
 def default_text() -> str:

@@ -64,6 +64,7 @@ class Campaign:
     best: traces.Trace | None = None
     first_failure: float | None = None
     error: BaseException | None = None  # the first exception that was not a property failing
+    interrupted: bool = False  # Ctrl-C arrived during a run
     trail: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
 
     def explored(self, choices: list[Choice]) -> None:
@@ -137,7 +138,9 @@ def machine_for(
         @rule(data=st.data())
         def choose(self, data: st.DataObject) -> None:
             """Make one of the choices enabled now (run, disk, timer, workload spawn, kill)."""
-            enabled = self.run.enabled()
+            enabled = guarded(self.run.enabled)
+            if self.run.failed:
+                self._fail()
             if not enabled or campaign.shrinking_over:
                 return
             # Running processes is what reaches paging situations, so run choices
@@ -169,7 +172,9 @@ def machine_for(
             counts the run's steps and coverage).
             """
             try:
-                if not self.run.failed and not campaign.shrinking_over:
+                # An interrupted run ends at once: the user is waiting, and Hypothesis
+                # calls this while the interrupt is still on its way up.
+                if not self.run.failed and not campaign.shrinking_over and not campaign.interrupted:
                     bound = config.workload.progress_bound
                     if guarded(lambda: self.run.continue_fairly(bound)) is not None:
                         self._fail()
@@ -184,6 +189,9 @@ def machine_for(
         shrinking can never hide it."""
         try:
             return call()
+        except KeyboardInterrupt:
+            campaign.interrupted = True
+            raise
         except Exception as error:
             if campaign.error is None:
                 campaign.error = error

@@ -20,9 +20,7 @@ alone? It also checks the properties of a step that no single state shows:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from pagingcheck.checks.abstraction import abstract
 from pagingcheck.checks.invariants import INVARIANTS
@@ -31,34 +29,22 @@ from pagingcheck.checks.progress import STATEMENT as PROGRESS_STATEMENT
 from pagingcheck.checks.progress import Watchdog
 from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRecord, System
 from pagingcheck.model import bits
-from pagingcheck.model.errors import UserError
 from pagingcheck.model.isa import ArchState
 from pagingcheck.spec import machine as spec
 from pagingcheck.spec.state import SpecState
 
-T = TypeVar("T")
-
-
-def interface_call(what: str, call: Callable[[], T]) -> T:
-    """Run ``call`` (a query of the kernel under check outside its hooks); a kernel that
-    breaks there does not implement the interface, which is the user's error to fix."""
-    try:
-        return call()
-    except UserError:
-        raise
-    except KernelFailed as failure:
-        raise UserError(f"the kernel's {what} failed: {failure.message}") from failure
-    except Exception as error:  # the kernel under check may break in any way
-        raise UserError(
-            f"the kernel's {what} raised {type(error).__name__}: {error}; "
-            "see docs/validate.md for what the interface requires"
-        ) from error
-
-
 #: Properties of a step, checked alongside the state invariants.
 STEP_PROPERTIES: dict[str, str] = {
-    "kernel_crash": "A call into the kernel returns normally: it never raises.",
-    "kernel_hang": f"A call into the kernel returns within {HOOK_SECONDS:g} seconds.",
+    "kernel_crash": "A call into the kernel returns normally: it never raises, and its "
+    "process never dies of a signal.",
+    "kernel_hang": "A call into the kernel returns within the configured time "
+    f"(limits.call_seconds, {HOOK_SECONDS:g} seconds by default).",
+    "kernel_exit": "A kernel never exits.",
+    "kernel_oom": "A kernel never needs more memory than the configured limit (limits.memory_mb).",
+    "kernel_output": "A kernel writes nothing to standard output or error.",
+    "kernel_thread": "A kernel starts no thread.",
+    "interface_error": "A kernel answers every call with what the interface allows "
+    "(events, a pid or refusal, pids, a well-formed view).",
     "port_rules": "The kernel uses the hardware port within its rules (addresses, frames, "
     "blocks and asids in range, operations the hardware has, the port open).",
     "dispatch_correct": "A dispatched process runs in user mode in its own declared address "
@@ -72,6 +58,20 @@ STEP_PROPERTIES: dict[str, str] = {
     "write of its frame is in flight) or keeps its contents in its frame.",
     "progress": PROGRESS_STATEMENT,
 }
+
+#: The properties about a kernel's conduct as a program rather than as a pager: shown
+#: by hostile kernels (tests/checks/test_containment.py), not by seeded paging bugs.
+CONDUCT_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "kernel_crash",
+        "kernel_hang",
+        "kernel_exit",
+        "kernel_oom",
+        "kernel_output",
+        "kernel_thread",
+        "interface_error",
+    }
+)
 
 
 @dataclass
@@ -92,12 +92,12 @@ class Checker:
     def _observe(self) -> Observed:
         # A copy, so the facts about this state stay true after the next step.
         machine = self.system.machine
-        view = interface_call("view()", self.system.kernel.view)
+        view = self.system.view()
         return Observed(machine.copy(), view)
 
     def choices(self) -> list[Choice]:
         """The choices enabled now (the live pids come from the view already taken)."""
-        return interface_call("runnable()", lambda: self.system.choices(self.observed.live))
+        return self.system.choices(self.observed.live)
 
     def check_state(self) -> Violation | None:
         """Every state invariant on the current state."""
@@ -125,10 +125,9 @@ class Checker:
 
         try:
             record = self.system.apply(choice, self.observed.live, at_user_entry)
+            after = self._observe()
         except KernelFailed as failure:
-            where = (("at", failure.where),) if failure.where else ()
-            return StepRecord(choice), Violation(failure.property, failure.message, where)
-        after = self._observe()
+            return StepRecord(choice), failure.violation()
         self.observed = after
         violation = (
             (entry_violations[0] if entry_violations else None)
@@ -153,7 +152,7 @@ class Checker:
     def _entry_check(self, pid: int) -> Violation | None:
         """At user entry: the MMU holds ``pid``'s declared space, and the TLB agrees."""
         machine = self.system.machine
-        state = Observed(machine, interface_call("view()", self.system.kernel.view))
+        state = Observed(machine, self.system.view())
         asid = state.asid_of.get(pid)
         root = None if asid is None else state.spaces.get(asid)
         mmu = machine.mmu

@@ -8,20 +8,23 @@ arbitrary choices, optionally followed by a fair continuation from
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.config import CheckConfig, Limits
+from pagingcheck.checks.contained import contained_factory
 from pagingcheck.checks.coverage import Coverage, Tracker
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.progress import FairDriver
-from pagingcheck.checks.refinement import Checker, interface_call
-from pagingcheck.checks.system import Choice, KernelFailed, StepRecord, boot_system
+from pagingcheck.checks.refinement import Checker
+from pagingcheck.checks.system import Choice, KernelFailed, StepRecord, boot_system, kernel_query
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import Kernel
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.errors import UserError
+from pagingcheck.model.errors import UserError, shorten
 from pagingcheck.model.machine import Machine
 from pagingcheck.model.program import Program
 
@@ -36,13 +39,53 @@ def resolve_factory(spec: str) -> KernelFactory:
     if not module_name or not attr:
         raise UserError(f"--impl {spec!r}: expected MODULE:ATTR, e.g. {REFERENCE_KERNEL}")
     try:
-        module = importlib.import_module(module_name)
+        # What the module prints as it loads goes to stderr: stdout may be carrying --json.
+        with contextlib.redirect_stdout(sys.stderr):
+            module = importlib.import_module(module_name)
+    except SystemExit as error:
+        raise UserError(
+            f"--impl {spec!r}: cannot load the kernel: the module called exit({error.code!r})"
+        ) from None
     except Exception as error:  # the user's module may fail in any way while importing
-        raise UserError(f"--impl {spec!r}: cannot import {module_name}: {error}") from error
+        raise UserError(
+            f"--impl {spec!r}: cannot import {module_name}: {type(error).__name__}: "
+            f"{shorten(str(error), 300)}"
+        ) from error
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UserError(f"--impl {spec!r}: {module_name} has no callable {attr}")
     return factory  # type: ignore[no-any-return]
+
+
+def kernel_factory(spec: str, limits: Limits, in_process: bool | None = None) -> KernelFactory:
+    """The factory of the kernel ``spec`` names (``MODULE:ATTR``).
+
+    A kernel that ships with pagingcheck runs in pagingcheck's own process;
+    any other runs contained, in a process of its own under ``limits``
+    (:mod:`.contained`), unless ``in_process`` says otherwise. The kernel's
+    module is loaded at once, so a module that cannot be loaded is a
+    UserError before any check starts.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"--impl {spec!r}: expected MODULE:ATTR, e.g. {REFERENCE_KERNEL}")
+    if in_process if in_process is not None else spec.startswith("pagingcheck."):
+        return resolve_factory(spec)
+    factory = contained_factory(spec, limits)
+    factory.host.ensure()  # type: ignore[attr-defined]
+    return factory
+
+
+@contextlib.contextmanager
+def released(factory: KernelFactory) -> Iterator[KernelFactory]:
+    """``factory`` for the block; after it, a contained kernel's process is ended at once,
+    its descriptors closed (not left for the garbage collector)."""
+    try:
+        yield factory
+    finally:
+        host = getattr(factory, "host", None)
+        if host is not None:
+            host.stop()
 
 
 @dataclass
@@ -68,7 +111,8 @@ def start(
     built at all.
     """
     workload = config.workload
-    kernel = interface_call("construction", lambda: factory(config.hardware, config.kernel))
+    seconds = None if hasattr(factory, "host") else config.limits.call_seconds
+    kernel = kernel_query("construction", lambda: factory(config.hardware, config.kernel), seconds)
     system = boot_system(
         Machine(config.hardware),
         kernel,
@@ -77,14 +121,9 @@ def start(
         max_spawns=workload.max_spawns,
         timer=workload.timer,
         kills=workload.kills,
+        call_seconds=config.limits.call_seconds,
     )
     return Checker(system)
-
-
-def failed_at_boot(failure: KernelFailed) -> Violation:
-    """The violation of a kernel that failed before the first choice."""
-    where = (("at", failure.where),) if failure.where else ()
-    return Violation(failure.property, failure.message, where)
 
 
 class Run:
@@ -101,7 +140,7 @@ class Run:
         try:
             self.checker = start(config, factory, programs)
         except KernelFailed as failure:
-            self.fail(failed_at_boot(failure))
+            self.fail(failure.violation())
             return
         violation = self.checker.check_state()
         if violation is not None:
@@ -135,9 +174,13 @@ class Run:
         return violation
 
     def enabled(self) -> list[Choice]:
-        """The choices enabled now."""
+        """The choices enabled now; none when asking the kernel fails (the run has failed)."""
         assert self.checker is not None
-        return self.checker.choices()
+        try:
+            return self.checker.choices()
+        except KernelFailed as failure:
+            self.fail(failure.violation())
+            return []
 
     def continue_fairly(self, bound: int) -> Violation | None:
         """Make fair choices from here, watching progress with ``bound`` (see .progress).
@@ -153,7 +196,10 @@ class Run:
         for _ in range(2 * bound):
             if not checker.observed.live and not checker.observed.requests:
                 return None
-            choice = driver.choose(self.enabled())
+            enabled = self.enabled()
+            if self.result.violation is not None:
+                return self.result.violation
+            choice = driver.choose(enabled)
             if choice is None:
                 assert checker.watchdog is not None
                 stuck = checker.watchdog.stuck(checker.observed.live)
@@ -187,7 +233,10 @@ def run_choices(
         if fair_from is not None and index - 1 == fair_from:
             run.result.fair_from = fair_from
             run.checker.watch_progress(config.workload.progress_bound)
-        if choice not in run.enabled():
+        enabled = run.enabled()
+        if run.result.violation is not None:
+            break
+        if choice not in enabled:
             run.result.diverged_at = index
             break
         if run.take(choice) is not None:
@@ -195,6 +244,8 @@ def run_choices(
     else:
         if fair_from is not None and run.result.fair_from is None:
             run.result.fair_from = fair_from
+        if not run.failed:
+            run.enabled()  # the last state's choices are asked for, as a campaign asks
     if (
         not run.failed
         and run.result.diverged_at is None
@@ -202,6 +253,7 @@ def run_choices(
         and run.checker.watchdog is not None
         and run.checker.observed.live
         and not [c for c in run.enabled() if c[0] in ("run", "disk", "timer")]
+        and not run.failed
     ):
         run.fail(run.checker.watchdog.stuck(run.checker.observed.live))
     return run.result

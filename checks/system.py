@@ -30,22 +30,26 @@ and propagates unchanged, as an internal error.
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from pagingcheck.impl.interface import Kernel, KernelEvent, SpawnRefused
+from pagingcheck.checks import protocol
+from pagingcheck.checks.observe import Violation
+from pagingcheck.checks.protocol import InterfaceError
+from pagingcheck.impl.interface import Kernel, KernelEvent, KernelView, SpawnRefused
 from pagingcheck.model.cpu import StepResult
-from pagingcheck.model.errors import PortError, UserError
+from pagingcheck.model.errors import PortError, UserError, quote, shorten
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.port import Port
+from pagingcheck.model.port import MachinePort, Port
 from pagingcheck.model.program import Image, Program
 
 Choice = tuple[str, ...] | tuple[str, int]
@@ -60,11 +64,13 @@ class KernelHang(Exception):
 
 
 @contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
+def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise KernelHang in the block after ``seconds`` (where the platform has timers and
-    this is the main thread; elsewhere the block runs unlimited)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
+    this is the main thread; elsewhere, or for None, the block runs unlimited)."""
+    if (
+        seconds is None
+        or threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "setitimer")
     ):
         yield
         return
@@ -81,6 +87,27 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextmanager
+def watched(what: str) -> Iterator[None]:
+    """Hold a kernel running in this process to a contained one's conduct: what it writes
+    to stdout or stderr is caught (it would corrupt ``--json``) and is ``kernel_output``;
+    a thread it leaves running is ``kernel_thread``."""
+    threads = threading.active_count()
+    printed = io.StringIO()
+    with redirect_stdout(printed), redirect_stderr(printed):
+        yield
+    if printed.getvalue():
+        raise KernelFailed(
+            "kernel_output", f"{what}: the kernel wrote output: {quote(printed.getvalue())}"
+        )
+    if threading.active_count() > threads:
+        raise KernelFailed("kernel_thread", f"{what}: the kernel started a thread")
+
+
+class KernelLoadError(UserError):
+    """A kernel's module could not be loaded at all: the user's error to fix (exit 2)."""
+
+
 class KernelFailed(Exception):
     """The kernel under check failed inside one of its calls: ``property`` names how."""
 
@@ -89,6 +116,11 @@ class KernelFailed(Exception):
         self.property = property
         self.message = message
         self.where = where
+
+    def violation(self) -> Violation:
+        """The property this failure violates, with where in the kernel's code it happened."""
+        where = (("at", self.where),) if self.where else ()
+        return Violation(self.property, self.message, where)
 
 
 @dataclass(frozen=True)
@@ -126,30 +158,70 @@ def _kernel_site(error: BaseException) -> str:
     return site
 
 
-def kernel_call(what: str, port: Port, call: Callable[[Port], T]) -> T:
+def kernel_call(
+    what: str, port: Port, call: Callable[[Port], T], seconds: float | None = HOOK_SECONDS
+) -> T:
     """Run ``call`` (one call into the kernel) with the port open, and assign any failure.
 
     Raises KernelFailed for the kernel's own exceptions, for broken port
-    rules and for a call that outlives :data:`HOOK_SECONDS`; re-raises an
-    error of the hardware beneath an accepted port call unchanged. A
-    UserError raised by the kernel is the kernel's crash, not the user's
-    input error.
+    rules (even one the kernel caught) and for a call that outlives ``seconds``;
+    re-raises an error of the hardware beneath an accepted port call
+    unchanged. A UserError raised by the kernel is the kernel's crash, not
+    the user's input error.
     """
+    port.broken = None
+    with blamed(what, seconds, port_open=True), port.opened():
+        result = call(port)
+    if port.broken is not None:  # the kernel caught the PortError and went on
+        raise KernelFailed("port_rules", f"{what}: {port.broken}")
+    return result
+
+
+def kernel_query(what: str, call: Callable[[], T], seconds: float | None = HOOK_SECONDS) -> T:
+    """Ask the kernel something outside its calls; its failures are the kernel's, as in
+    :func:`kernel_call` (the port is closed meanwhile: a kernel that uses it breaks a rule)."""
+    with blamed(what, seconds, port_open=False):
+        return call()
+
+
+@contextmanager
+def blamed(what: str, seconds: float | None, port_open: bool) -> Iterator[None]:
+    """Run the block as a call into the kernel, held to a contained kernel's conduct and
+    limited to ``seconds``; whatever goes wrong in it is the kernel's, as KernelFailed.
+    With the port open, an error of the hardware beneath a port call passes unchanged."""
     try:
-        with time_limit(HOOK_SECONDS), port.opened():
-            return call(port)
+        with watched(what), time_limit(seconds):
+            yield
+    except (KernelFailed, KernelLoadError):
+        raise
     except PortError as error:
         raise KernelFailed("port_rules", f"{what}: {error}", _kernel_site(error)) from error
     except KernelHang as error:
         raise KernelFailed("kernel_hang", f"{what}: {error}", _kernel_site(error)) from error
+    except SystemExit as error:
+        raise KernelFailed(
+            "kernel_exit", f"{what}: the kernel called exit({error.code!r})", _kernel_site(error)
+        ) from error
+    except MemoryError as error:
+        raise KernelFailed(
+            "kernel_oom", f"{what}: the kernel ran out of memory", _kernel_site(error)
+        ) from error
     except Exception as error:
-        if _through_port(error):
+        if port_open and _through_port(error):
             raise
         raise KernelFailed(
             "kernel_crash",
-            f"{what} raised {type(error).__name__}: {error}",
+            f"{what} raised {type(error).__name__}: {shorten(str(error), 300)}",
             _kernel_site(error),
         ) from error
+
+
+def checked(check: Callable[[object], T], answer: object) -> T:
+    """``check(answer)``; an answer the interface does not allow is ``interface_error``."""
+    try:
+        return check(answer)
+    except InterfaceError as error:
+        raise KernelFailed("interface_error", str(error)) from error
 
 
 def install(machine: Machine, programs: Sequence[Program], first: int) -> list[Image]:
@@ -188,10 +260,11 @@ class System:
     timer_enabled: bool = True
     kills_enabled: bool = False
     history: list[Choice] = field(default_factory=list)
-    port: Port = field(init=False)
+    call_seconds: float = HOOK_SECONDS
+    port: MachinePort = field(init=False)
 
     def __post_init__(self) -> None:
-        self.port = Port(self.machine)
+        self.port = MachinePort(self.machine)
 
     # -- programs ---------------------------------------------------------------
 
@@ -212,9 +285,34 @@ class System:
 
     # -- the choices ----------------------------------------------------------
 
-    def call(self, what: str, call: Callable[[Port], T]) -> T:
-        """One call into the kernel, through the port (see :func:`kernel_call`)."""
-        return kernel_call(what, self.port, call)
+    def call(self, what: str, call: Callable[[Port], object], check: Callable[[object], T]) -> T:
+        """One call into the kernel through the port (see :func:`kernel_call`), its answer
+        checked: an answer the interface does not allow is ``interface_error``."""
+        answer = kernel_call(what, self.port, call, self._timer())
+        return checked(check, answer)
+
+    def hook(self, what: str, call: Callable[[Port], object]) -> tuple[KernelEvent, ...]:
+        """A call into the kernel that returns the events it caused."""
+        return self.call(what, call, protocol.check_events)
+
+    def query(self, what: str, call: Callable[[], object], check: Callable[[object], T]) -> T:
+        """A question to the kernel outside its calls (``view``, ``runnable``): limited in
+        time like a call, its failures the kernel's, its answer checked."""
+        answer = kernel_query(what, call, self._timer())
+        return checked(check, answer)
+
+    def _timer(self) -> float | None:
+        """The time limit this process sets on a kernel call: none for a contained kernel,
+        which its own process's deadline limits."""
+        return None if getattr(self.kernel, "limits_itself", False) else self.call_seconds
+
+    def view(self) -> KernelView:
+        """The kernel's view, checked."""
+        return self.query("view()", self.kernel.view, protocol.check_view)
+
+    def runnable(self) -> tuple[int, ...]:
+        """The kernel's runnable pids, checked."""
+        return self.query("runnable()", self.kernel.runnable, protocol.check_runnable)
 
     def choices(self, live: Sequence[int] | None = None) -> list[Choice]:
         """Every choice enabled in this state, in a fixed order.
@@ -222,7 +320,7 @@ class System:
         ``live`` (the pids of live processes) saves asking the kernel for its
         view when the caller already has it.
         """
-        enabled: list[Choice] = [("run", pid) for pid in self.kernel.runnable()]
+        enabled: list[Choice] = [("run", pid) for pid in self.runnable()]
         enabled += [("disk", index) for index in self.machine.disk.completable()]
         if self.timer_enabled and self.machine.timer and enabled:
             enabled.append(("timer",))
@@ -234,8 +332,7 @@ class System:
 
     def live_pids(self) -> list[int]:
         """Pids of processes that have not exited."""
-        view = self.kernel.view()
-        return [p.pid for p in view.processes if p.state != "exited"]
+        return [p.pid for p in self.view().processes if p.state != "exited"]
 
     def apply(
         self,
@@ -258,25 +355,27 @@ class System:
             return self._run(int(choice[1]), choice, at_user_entry)
         if kind == "disk":
             request = self.machine.disk.complete(int(choice[1]), self.machine.memory)
-            events = self.call("on_disk()", lambda port: self.kernel.on_disk(port, request))
+            events = self.hook("on_disk()", lambda port: self.kernel.on_disk(port, request))
             return StepRecord(choice, events=events)
         if kind == "timer":
-            return StepRecord(choice, events=self.call("on_timer()", self.kernel.on_timer))
+            return StepRecord(choice, events=self.hook("on_timer()", self.kernel.on_timer))
         if kind == "spawn":
             self.spawns += 1
             image = self.images[int(choice[1])]
-            pid = self.call("spawn()", lambda port: self.kernel.spawn(port, image))
+            pid = self.call(
+                "spawn()", lambda port: self.kernel.spawn(port, image), protocol.check_spawned
+            )
             return StepRecord(choice, spawned=pid)
         if kind == "kill":
             target = int(choice[1])
-            events = self.call("kill()", lambda port: self.kernel.kill(port, target))
+            events = self.hook("kill()", lambda port: self.kernel.kill(port, target))
             return StepRecord(choice, events=events)
         raise UserError(f"unknown choice kind {kind!r}")
 
     def _run(
         self, pid: int, choice: Choice, at_user_entry: Callable[[int], None] | None
     ) -> StepRecord:
-        events = self.call("dispatch()", lambda port: self.kernel.dispatch(port, pid))
+        events = self.hook("dispatch()", lambda port: self.kernel.dispatch(port, pid))
         if self.machine.cpu.mode != "user":
             raise KernelFailed(
                 "dispatch_correct",
@@ -289,7 +388,7 @@ class System:
         result = self.machine.step()
         trap = self.machine.cpu.trap
         if trap is not None:
-            events += self.call("on_trap()", lambda port: self.kernel.on_trap(port, trap))
+            events += self.hook("on_trap()", lambda port: self.kernel.on_trap(port, trap))
         return StepRecord(choice, result=result, events=events, start=start)
 
     # -- values -------------------------------------------------------------------
@@ -302,6 +401,7 @@ class System:
             programs=self.programs,
             images=self.images,
             max_spawns=self.max_spawns,
+            call_seconds=self.call_seconds,
             spawns=self.spawns,
             timer_enabled=self.timer_enabled,
             kills_enabled=self.kills_enabled,
@@ -327,6 +427,7 @@ def boot_system(
     max_spawns: int = 0,
     timer: bool = True,
     kills: bool = False,
+    call_seconds: float = HOOK_SECONDS,
 ) -> System:
     """Install ``programs``, boot ``kernel`` on ``machine`` and spawn the programs ``initial``
     indexes. Raises KernelFailed when the kernel fails doing so."""
@@ -339,14 +440,20 @@ def boot_system(
         max_spawns=max_spawns,
         timer_enabled=timer,
         kills_enabled=kills,
+        call_seconds=call_seconds,
     )
-    system.call("boot()", kernel.boot)
+    system.hook("boot()", kernel.boot)
     for index in initial:
         image = system.images[index]
-        outcome = system.call("spawn()", partial(spawn, kernel, image=image))
+        outcome = system.call(
+            "spawn()", partial(spawn, kernel, image=image), protocol.check_spawned
+        )
         if isinstance(outcome, SpawnRefused):
             raise UserError(
-                f"initial process {image.program.name!r} could not be created: {outcome.reason}"
+                f"the kernel could not create initial process {image.program.name!r} "
+                f"({shorten(outcome.reason, 200)}): give the machine more room for the "
+                "workload (hardware.kernel_frames for page tables, hardware.swap_slots), or, "
+                "if it has enough, the kernel refuses wrongly"
             )
     return system
 
@@ -360,7 +467,7 @@ def run_round_robin(system: System, max_steps: int = 100_000) -> int:
     steps = 0
     turn = 0
     while steps < max_steps:
-        runnable = system.kernel.runnable()
+        runnable = system.runnable()
         disk = system.machine.disk.completable()
         if runnable:
             pid = runnable[turn % len(runnable)]

@@ -11,23 +11,42 @@ reaches the same violation.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import json
+import os
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pagingcheck.checks.config import DEFAULT_PROGRESS_BOUND, Budget, CheckConfig, Workload
+from pagingcheck.checks.config import (
+    Budget,
+    CheckConfig,
+    Limits,
+    Workload,
+    integer,
+    known_keys,
+    mapping,
+    parse_limits,
+    parse_shared,
+    parse_workload_options,
+    words,
+)
+from pagingcheck.checks.inputs import load_yaml
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.runner import KernelFactory, RunResult, run_choices
 from pagingcheck.checks.system import Choice, StepRecord
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.model.asm import disassemble
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.errors import ConfigError, UserError
-from pagingcheck.model.program import Program, SharedSegment
+from pagingcheck.model.errors import ConfigError, UserError, quote
+from pagingcheck.model.program import Program
 
 FORMAT_VERSION = 1
+VERSION = version("pagingcheck")
 CHOICE_KINDS = {"run": 1, "disk": 1, "timer": 0, "spawn": 1, "kill": 1}
 
 
@@ -45,11 +64,12 @@ class Trace:
     violation: Violation | None = None
     difference: list[str] = field(default_factory=list)
     fair_from: int | None = None  # the first choice of the fair continuation, if any
+    limits: Limits = field(default_factory=Limits)  # what the kernel could use when it ran
 
     def config(self) -> CheckConfig:
         """The configuration this trace runs under."""
         workload = dataclasses.replace(self.workload, programs=self.programs)
-        return CheckConfig(self.hardware, self.kernel, workload, Budget())
+        return CheckConfig(self.hardware, self.kernel, workload, Budget(), limits=self.limits)
 
 
 def program_to_data(program: Program) -> dict[str, Any]:
@@ -66,25 +86,27 @@ def program_to_data(program: Program) -> dict[str, Any]:
     }
 
 
+_PROGRAM_KEYS = {"name", "text", "listing", "data", "heap_pages", "stack_pages", "entry", "shared"}
+
+
 def program_from_data(data: Any, where: str) -> Program:
-    """Inverse of :func:`program_to_data`, validating every field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping")
-    try:
-        text = tuple(int(w) & 0xFFFF_FFFF for w in data["text"])
-        words = tuple(int(w) & 0xFFFF_FFFF for w in data.get("data", []))
-        shared = tuple(SharedSegment(**s) for s in data.get("shared", []))
-        return Program(
-            str(data["name"]),
-            text,
-            words,
-            heap_pages=int(data.get("heap_pages", 0)),
-            stack_pages=int(data.get("stack_pages", 1)),
-            entry=int(data.get("entry", 0)),
-            shared=shared,
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: malformed program ({error})") from error
+    """Inverse of :func:`program_to_data`, validating every field's type."""
+    data = mapping(data, where)
+    known_keys(data, _PROGRAM_KEYS, where)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: expected the program's name")
+    if "text" not in data:
+        raise ConfigError(f"{where}.text: missing; expected the program's words")
+    return Program(
+        name,
+        words(data["text"], f"{where}.text"),
+        words(data.get("data"), f"{where}.data"),
+        heap_pages=integer(data.get("heap_pages", 0), f"{where}.heap_pages"),
+        stack_pages=integer(data.get("stack_pages", 1), f"{where}.stack_pages"),
+        entry=integer(data.get("entry", 0), f"{where}.entry"),
+        shared=parse_shared(data.get("shared"), f"{where}.shared"),
+    )
 
 
 def record_to_data(record: StepRecord) -> dict[str, Any]:
@@ -130,25 +152,19 @@ def from_run(
         result.violation,
         list(result.difference),
         result.fair_from,
+        config.limits,
     )
 
 
 def dump(trace: Trace) -> str:
     """The trace as YAML text."""
-    workload = trace.workload
+    configuration = _configuration(trace)
     data: dict[str, Any] = {
         "pagingcheck_trace": FORMAT_VERSION,
+        "pagingcheck_version": VERSION,
+        "config_digest": digest(configuration),
         "implementation": trace.implementation,
-        "hardware": dataclasses.asdict(trace.hardware),
-        "kernel": _kernel_data(trace.kernel),
-        "workload": {
-            "programs": [program_to_data(p) for p in trace.programs],
-            "initial": list(workload.initial),
-            "max_spawns": workload.max_spawns,
-            "timer": workload.timer,
-            "kills": workload.kills,
-            "progress_bound": workload.progress_bound,
-        },
+        **configuration,
         "choices": [list(c) for c in trace.choices],
         "fair_from": trace.fair_from,
         "steps": trace.steps,
@@ -164,6 +180,30 @@ def dump(trace: Trace) -> str:
     return yaml.safe_dump(data, sort_keys=False, width=100)
 
 
+def _configuration(trace: Trace) -> dict[str, Any]:
+    """The sections of a trace that decide how it runs, as plain data."""
+    workload = trace.workload
+    return {
+        "hardware": dataclasses.asdict(trace.hardware),
+        "kernel": _kernel_data(trace.kernel),
+        "workload": {
+            "programs": [program_to_data(p) for p in trace.programs],
+            "initial": list(workload.initial),
+            "max_spawns": workload.max_spawns,
+            "timer": workload.timer,
+            "kills": workload.kills,
+            "progress_bound": workload.progress_bound,
+        },
+        "limits": dataclasses.asdict(trace.limits),
+    }
+
+
+def digest(configuration: dict[str, Any]) -> str:
+    """A short digest of a trace's configuration sections: an edited trace is told apart."""
+    canonical = json.dumps(configuration, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def _kernel_data(kernel: KernelConfig) -> dict[str, Any]:
     return {k: _plain(v) for k, v in dataclasses.asdict(kernel).items()}
 
@@ -176,48 +216,66 @@ def _plain(value: object) -> Any:
     return str(value)
 
 
-def load(text: str, source: str = "<trace>") -> Trace:
-    """Parse a trace (safe YAML only); malformed input raises UserError naming the problem."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise UserError(f"{source}: not valid YAML: {error}") from error
+def load(text: str, source: str = "<trace>", any_version: bool = False) -> Trace:
+    """Parse a trace (safe YAML only). Anything malformed, missing, of the wrong type, edited
+    since it was written, or (unless ``any_version``) written by another version of
+    pagingcheck raises UserError naming the problem."""
+    data = load_yaml(text, source)
     if not isinstance(data, dict) or data.get("pagingcheck_trace") != FORMAT_VERSION:
         raise UserError(
             f"{source}: not a pagingcheck trace (expected 'pagingcheck_trace: {FORMAT_VERSION}')"
         )
     try:
-        hardware = HardwareConfig.from_mapping(data.get("hardware"))
-        kernel = KernelConfig.from_mapping(_kernel_from_data(data.get("kernel")))
-        raw = data.get("workload")
-        if not isinstance(raw, dict) or not isinstance(raw.get("programs"), list):
-            raise ConfigError("workload.programs: expected a list of programs")
-        programs = tuple(
-            program_from_data(p, f"workload.programs[{i}]") for i, p in enumerate(raw["programs"])
-        )
-        workload = Workload(
-            programs,
-            tuple(int(i) for i in raw.get("initial", [0])),
-            max_spawns=int(raw.get("max_spawns", 0)),
-            timer=bool(raw.get("timer", True)),
-            kills=bool(raw.get("kills", False)),
-            progress_bound=int(raw.get("progress_bound", DEFAULT_PROGRESS_BOUND)),
-        )
-        choices = [_choice(c, i) for i, c in enumerate(data.get("choices") or [])]
-        fair_from = data.get("fair_from")
-        if fair_from is not None and (
-            not isinstance(fair_from, int) or not 0 <= fair_from <= len(choices)
-        ):
-            raise ConfigError(f"fair_from: {fair_from!r} is not a choice index")
-    except (ConfigError, TypeError, ValueError) as error:
-        raise UserError(f"{source}: {error}") from error
-    violation = None
-    if isinstance(data.get("violation"), dict):
-        v = data["violation"]
-        violation = Violation(str(v.get("property")), str(v.get("why", "")))
-    implementation = data.get("implementation")
+        return _parse(data, any_version)
+    except UserError as error:
+        raise UserError(f"{source}: {error}") from None
+
+
+_SECTIONS = {
+    "pagingcheck_trace",
+    "pagingcheck_version",
+    "config_digest",
+    "implementation",
+    "hardware",
+    "kernel",
+    "workload",
+    "limits",
+    "choices",
+    "fair_from",
+    "steps",
+    "violation",
+    "state_difference",
+}
+
+
+def _parse(data: dict[str, Any], any_version: bool) -> Trace:
+    known_keys(data, _SECTIONS, "trace")
+    for section in ("implementation", "hardware", "kernel", "workload", "limits", "choices"):
+        if section not in data:
+            raise ConfigError(f"{section}: missing; a trace records every section it runs with")
+    _check_origin(data, any_version)
+    implementation = data["implementation"]
     if not isinstance(implementation, str):
-        raise UserError(f"{source}: 'implementation' must name the kernel as MODULE:ATTR")
+        raise ConfigError("implementation: expected the kernel as MODULE:ATTR")
+    hardware = HardwareConfig.from_mapping(mapping(data["hardware"], "hardware"))
+    kernel = KernelConfig.from_mapping(_kernel_from_data(mapping(data["kernel"], "kernel")))
+    raw = mapping(data["workload"], "workload")
+    known_keys(
+        raw, {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"}, "workload"
+    )
+    programs = tuple(
+        program_from_data(p, f"workload.programs[{i}]")
+        for i, p in enumerate(_list(raw.get("programs"), "workload.programs"))
+    )
+    if not programs:
+        raise ConfigError("workload.programs: expected a non-empty list of programs")
+    for program in programs:
+        program.validate(hardware.page_words, hardware.va_pages)
+    workload = Workload(programs, **parse_workload_options(raw, len(programs)))
+    choices = [_choice(c, i) for i, c in enumerate(_list(data["choices"], "choices"))]
+    fair_from = data.get("fair_from")
+    if fair_from is not None:
+        integer(fair_from, "fair_from (a choice index)", 0, len(choices))
     return Trace(
         hardware,
         kernel,
@@ -225,37 +283,104 @@ def load(text: str, source: str = "<trace>") -> Trace:
         workload,
         implementation,
         choices,
-        list(data.get("steps") or []),
-        violation,
-        [str(line) for line in data.get("state_difference") or []],
+        [mapping(s, f"steps[{i}]") for i, s in enumerate(_list(data.get("steps"), "steps"))],
+        _violation(data.get("violation")),
+        [str(line) for line in _list(data.get("state_difference"), "state_difference")],
         fair_from,
+        parse_limits(data["limits"]),
     )
 
 
-def _kernel_from_data(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return data
+def _check_origin(data: dict[str, Any], any_version: bool) -> None:
+    """Refuse a trace edited since it was written, or written by another pagingcheck."""
+    recorded = data.get("config_digest")
+    if recorded is not None:
+        present = {k: data.get(k) for k in ("hardware", "kernel", "workload", "limits")}
+        if recorded != digest(present):
+            raise ConfigError(
+                "config_digest: the configuration was edited after the trace was written; "
+                "to replay an edited trace on purpose, delete its config_digest line"
+            )
+    version = data.get("pagingcheck_version")
+    if version is not None and version != VERSION and not any_version:
+        raise ConfigError(
+            f"pagingcheck_version: written by pagingcheck {quote(version)}, this is {VERSION}; "
+            f"replay it with that version, or pass --any-version to try anyway"
+        )
+
+
+def _violation(data: Any) -> Violation | None:
+    if data is None:
+        return None
+    data = mapping(data, "violation")
+    prop, why = data.get("property"), data.get("why", "")
+    if not isinstance(prop, str) or not isinstance(why, str):
+        raise ConfigError("violation: expected the property's name and why it failed, as text")
+    return Violation(prop, why)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _kernel_from_data(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
 def _choice(data: Any, index: int) -> Choice:
-    if not isinstance(data, list) or not data or data[0] not in CHOICE_KINDS:
+    if (
+        not isinstance(data, list)
+        or not data
+        or not isinstance(data[0], str)
+        or (data[0] not in CHOICE_KINDS)
+    ):
         raise ConfigError(
             f"choices[{index}]: expected [kind, argument] with kind one of "
-            f"{', '.join(CHOICE_KINDS)}, got {data!r}"
+            f"{', '.join(CHOICE_KINDS)}, got {quote(data)}"
         )
     kind = data[0]
-    if len(data) != 1 + CHOICE_KINDS[kind] or not all(isinstance(a, int) for a in data[1:]):
-        raise ConfigError(f"choices[{index}]: {kind} takes {CHOICE_KINDS[kind]} integer argument")
+    if len(data) != 1 + CHOICE_KINDS[kind] or not all(
+        isinstance(a, int) and not isinstance(a, bool) and 0 <= a < 1 << 32 for a in data[1:]
+    ):
+        raise ConfigError(
+            f"choices[{index}]: {kind} takes {CHOICE_KINDS[kind]} argument(s), a number "
+            f"such as a pid or request"
+        )
     return (kind, *data[1:])
 
 
 def write(trace: Trace, directory: Path, stem: str) -> Path:
-    """Write ``trace`` under ``directory`` as ``stem.yaml``; return the path."""
+    """Write ``trace`` under ``directory`` as ``stem.yaml``, or ``stem-2.yaml`` and so on if
+    that name is taken: a trace never overwrites another run's. Return the path."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{stem}.yaml"
-    path.write_text(dump(trace))
-    return path
+    text = dump(trace)
+    for number in itertools.count(1):
+        path = directory / (f"{stem}.yaml" if number == 1 else f"{stem}-{number}.yaml")
+        try:
+            with path.open("x") as stream:
+                stream.write(text)
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
+
+
+def writable_folder(directory: Path) -> Path:
+    """``directory``, created if need be, once it is known traces can be written there:
+    checked before a run, so a bad ``--traces`` never costs the run."""
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--traces {directory}: is a file; name a folder for the traces")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--traces {directory}: cannot create it: {error.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"--traces {directory}: cannot write there; name a writable folder")
+    return directory
 
 
 def replay(trace: Trace, factory: KernelFactory) -> RunResult:
@@ -282,18 +407,19 @@ def render(trace: Trace, result: RunResult) -> str:
         if "spawned" in data:
             what.append(f"spawned {data['spawned']}")
         what += data.get("events", [])
-        lines.append(f"{index:>4}  {_spell(record.choice):<12} {'; '.join(what)}")
+        lines.append(f"{index:>4}  {spell(record.choice):<12} {'; '.join(what)}")
     if result.violation is not None:
         lines.append(f"violated at step {result.failing_step}: {result.violation.explain()}")
     elif result.diverged_at is not None:
         lines.append(
             f"no property violated; the trace no longer applies at step {result.diverged_at}: "
-            f"choice {_spell(trace.choices[result.diverged_at - 1])} is not enabled"
+            f"choice {spell(trace.choices[result.diverged_at - 1])} is not enabled"
         )
     else:
         lines.append("no property violated")
     return "\n".join(lines)
 
 
-def _spell(choice: Choice) -> str:
+def spell(choice: Choice) -> str:
+    """A choice as words: ``run 1``, ``timer``."""
     return " ".join(str(part) for part in choice)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pagingcheck.impl.lib.replacement import POLICY_NAMES
-from pagingcheck.model.errors import ConfigError
+from pagingcheck.model.errors import ConfigError, quote
 
 Allocation = Literal["local", "global"]
 Prepage = Literal["none", "pc"] | tuple[int, ...]
@@ -46,7 +46,7 @@ class KernelConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.policy, str) or self.policy not in POLICY_NAMES:
             raise ConfigError(
-                f"kernel.policy: {self.policy!r} is not one of: {', '.join(POLICY_NAMES)}"
+                f"kernel.policy: {quote(self.policy)} is not one of: {', '.join(POLICY_NAMES)}"
             )
         if self.policy == "opt":
             usable = ", ".join(name for name in POLICY_NAMES if name != "opt")
@@ -56,15 +56,15 @@ class KernelConfig:
             )
         if self.allocation not in ("local", "global"):
             raise ConfigError(
-                f"kernel.allocation: {self.allocation!r} is not one of: local, global"
+                f"kernel.allocation: {quote(self.allocation)} is not one of: local, global"
             )
         self._check_prepage()
         if not isinstance(self.cleaner, bool):
-            raise ConfigError(f"kernel.cleaner: expected true or false, got {self.cleaner!r}")
+            raise ConfigError(f"kernel.cleaner: expected true or false, got {quote(self.cleaner)}")
         for name, least in (("cleaner_threshold", 0), ("seed", None), ("tau", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"kernel.{name}: expected an integer, got {value!r}")
+                raise ConfigError(f"kernel.{name}: expected an integer, got {quote(value)}")
             if least is not None and value < least:
                 raise ConfigError(f"kernel.{name}: {value} must be at least {least}")
 
@@ -73,14 +73,14 @@ class KernelConfig:
         if isinstance(value, str):
             if value not in ("none", "pc"):
                 raise ConfigError(
-                    f"kernel.prepage: {value!r} is not 'none', 'pc' or a list of page numbers"
+                    f"kernel.prepage: {quote(value)} is not 'none', 'pc' or a list of page numbers"
                 )
             return
         if not isinstance(value, tuple) or not all(
             isinstance(vpn, int) and not isinstance(vpn, bool) and vpn >= 0 for vpn in value
         ):
             raise ConfigError(
-                f"kernel.prepage: {value!r} is not 'none', 'pc' or a list of page numbers "
+                f"kernel.prepage: {quote(value)} is not 'none', 'pc' or a list of page numbers "
                 "(non-negative integers)"
             )
 
@@ -99,13 +99,16 @@ class KernelConfig:
         unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r}; known keys are: {', '.join(sorted(known))}"
+                f"{where}: unknown key {quote(unknown[0])}; "
+                f"known keys are: {', '.join(sorted(known))}"
             )
-        values = dict(data)
-        if isinstance(values.get("prepage"), list):
-            values["prepage"] = tuple(values["prepage"])
-        return cls(**values)
+        return cls(**_listed(data))
 
     def replace(self, **changes: Any) -> KernelConfig:
-        """A copy with some settings changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed (validated again; a list is a tuple)."""
+        return dataclasses.replace(self, **_listed(changes))
+
+
+def _listed(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with a list (as YAML gives ``prepage``) made a tuple."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

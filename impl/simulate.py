@@ -38,7 +38,7 @@ from operator import add, floordiv, itemgetter, ne, sub
 from typing import BinaryIO
 
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, Policy, make_policy, needs_tick
-from pagingcheck.model.errors import InternalError, UserError
+from pagingcheck.model.errors import InternalError, UserError, quote, shorten
 
 Ref = tuple[Hashable, bool]
 """One reference: the page, and whether it is a write."""
@@ -266,18 +266,26 @@ def load(
 
 _ITEM = re.compile(rb"\s*(\d+)\s*([rRwW]?)\s*")
 
+#: Page numbers are below this (64 bits), so at most this many digits long.
+MAX_PAGE = 1 << 64
+MAX_PAGE_DIGITS = 20
+#: The largest access a lackey record may describe, in bytes (real ones are a few words).
+MAX_ACCESS_BYTES = 1 << 16
+
 
 def _item(text: bytes, where: str) -> Ref:
     """Parse ``PAGE``, ``PAGEr`` or ``PAGEw`` (a non-negative decimal page number)."""
-    if text[-1:] in (b"w", b"W") and text[:-1].isdigit():
+    if text[-1:] in (b"w", b"W") and text[:-1].isdigit() and len(text) <= MAX_PAGE_DIGITS:
         return int(text[:-1]), True
     match = _ITEM.fullmatch(text)
     if match is None:
-        shown = text.decode(errors="replace").strip()
+        shown = quote(text.decode(errors="replace").strip())
         raise UserError(
-            f"{where}: {shown!r} is not a page number "
+            f"{where}: {shown} is not a page number "
             "(expected a non-negative integer, optionally followed by w for a write)"
         )
+    if len(match[1]) > MAX_PAGE_DIGITS:
+        raise UserError(f"{where}: a page number of {len(match[1])} digits is too large")
     return int(match[1]), match[2] in (b"w", b"W")
 
 
@@ -338,7 +346,7 @@ def _ref_blocks(stream: BinaryIO, source: str) -> Iterator[Iterable[Ref]]:
     for first_line, block in _blocks(stream):
         lines = _lines(block)
         refs = _refs_fast(lines)
-        if refs is None:
+        if refs is None or (refs[0] and max(refs[0]) >= MAX_PAGE):
             yield _refs_slow(lines, first_line, source)
             continue
         pages, writes = refs
@@ -375,8 +383,9 @@ def _refs_slow(lines: list[bytes], first_line: int, source: str) -> list[Ref]:
             if stripped and not stripped.startswith(b"#"):
                 refs.append(_item(stripped, f"{source}:{number}"))
             continue
-        if page < 0:
-            raise UserError(f"{source}:{number}: page number {page} is negative")
+        if not 0 <= page < MAX_PAGE:
+            problem = "is negative" if page < 0 else "is too large (at most 64 bits)"
+            raise UserError(f"{source}:{number}: page number {shorten(str(page))} {problem}")
         refs.append((page, False))
     return refs
 
@@ -437,7 +446,7 @@ def _lackey_fast(block: bytes, page_size: int) -> Iterable[Ref] | None:
         sizes = list(map(int, fields[1::2]))
     except ValueError:
         return None
-    if min(addresses) < 0 or min(sizes) < 1:
+    if min(addresses) < 0 or min(sizes) < 1 or max(sizes) > MAX_ACCESS_BYTES:
         return None
     pages = list(map(floordiv, addresses, repeat(page_size)))
     ends = map(sub, map(add, addresses, sizes), repeat(1))
@@ -475,6 +484,11 @@ def _lackey_slow(lines: list[bytes], first_line: int, page_size: int, source: st
             raise _malformed(source, number, line) from None
         if not comma or address < 0 or size < 1:
             raise _malformed(source, number, line)
+        if size > MAX_ACCESS_BYTES:
+            raise UserError(
+                f"{source}:{number}: an access of {size} bytes; lackey records are at most "
+                f"{MAX_ACCESS_BYTES} bytes long, so this is not a lackey log"
+            )
         write = kind in _LACKEY_WRITE
         last = (address + size - 1) // page_size
         refs.extend((page, write) for page in range(address // page_size, last + 1))
@@ -482,9 +496,9 @@ def _lackey_slow(lines: list[bytes], first_line: int, page_size: int, source: st
 
 
 def _malformed(source: str, number: int, line: bytes) -> UserError:
-    shown = line.decode(errors="replace").rstrip("\r\n")
+    shown = quote(line.decode(errors="replace").rstrip("\r\n"))
     return UserError(
-        f"{source}:{number}: malformed lackey line {shown!r} "
+        f"{source}:{number}: malformed lackey line {shown} "
         "(expected 'I  ADDR,SIZE', ' L ADDR,SIZE', ' S ADDR,SIZE' or ' M ADDR,SIZE', "
         "ADDR in hex)"
     )

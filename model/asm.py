@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pagingcheck.model.errors import AssemblyError
+from pagingcheck.model.errors import AssemblyError, quote
 from pagingcheck.model.isa import (
     EXTENSION_MODES,
     NO_OPERAND,
@@ -76,7 +76,7 @@ class _Statement:
 
 
 def _fail(line: int, text: str, problem: str) -> AssemblyError:
-    return AssemblyError(f"line {line} ({text.strip()!r}): {problem}")
+    return AssemblyError(f"line {line} ({quote(text.strip())}): {problem}")
 
 
 def _split_operands(rest: str) -> tuple[str, ...]:
@@ -147,6 +147,10 @@ def _label(name: str, labels: dict[str, int], line: int, raw: str) -> int:
     return labels[name]
 
 
+#: Digits a number may have: enough for any 32-bit word written in binary, with a prefix.
+MAX_DIGITS = 34
+
+
 def _value(text: str, labels: dict[str, int], line: int, raw: str) -> int:
     """A value: number, label, or label +/- number; modulo 2**32."""
     text = text.strip()
@@ -157,9 +161,11 @@ def _value(text: str, labels: dict[str, int], line: int, raw: str) -> int:
         raise _fail(
             line,
             raw,
-            f"cannot read the value {text!r}; write a number (12, 0x1c), label or label+N",
+            f"cannot read the value {quote(text)}; write a number (12, 0x1c), label or label+N",
         )
     name, sign, digits = match.groups()
+    if len(digits) > MAX_DIGITS:
+        raise _fail(line, raw, f"a number of {len(digits)} digits does not fit a 32-bit word")
     number = int(digits, 0)
     if name is not None:
         offset = number if sign == "+" else -number

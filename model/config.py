@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from pagingcheck.model.errors import ConfigError
+from pagingcheck.model.errors import ConfigError, quote
 
 PageTableKind = Literal["linear", "multilevel", "hashed", "inverted"]
 TlbRefill = Literal["hardware", "software"]
@@ -24,6 +24,15 @@ DISK_ORDERS: tuple[str, ...] = get_args(DiskOrder)
 
 #: The PTE's frame-number field is 24 bits wide (see ``model.bits``).
 MAX_FRAMES = 1 << 24
+#: The most words of memory, or of disk, a modelled machine has: the model is for
+#: small machines checked exhaustively, and this keeps each under 64 MiB.
+MAX_WORDS = 1 << 24
+#: The most words in a page, and entries in a TLB or hash table.
+MAX_PAGE_WORDS = 1 << 16
+MAX_TLB_ENTRIES = 1 << 12
+MAX_HASH_BUCKETS = 1 << 20
+#: The most pages in a virtual address space (words are 32 bits).
+MAX_VA_PAGES = 1 << 20
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -105,14 +114,16 @@ class HardwareConfig:
             if field.name in choices:
                 if value not in choices[field.name]:
                     allowed = ", ".join(choices[field.name])
-                    raise ConfigError(f"hardware.{field.name}: {value!r} is not one of: {allowed}")
+                    raise ConfigError(
+                        f"hardware.{field.name}: {quote(value)} is not one of: {allowed}"
+                    )
             elif field.type in ("bool", bool):
                 if not isinstance(value, bool):
                     raise ConfigError(
-                        f"hardware.{field.name}: expected true or false, got {value!r}"
+                        f"hardware.{field.name}: expected true or false, got {quote(value)}"
                     )
             elif not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"hardware.{field.name}: expected an integer, got {value!r}")
+                raise ConfigError(f"hardware.{field.name}: expected an integer, got {quote(value)}")
 
     def _check_sizes(self) -> None:
         if not _is_power_of_two(self.page_words) or self.page_words < 4:
@@ -137,6 +148,7 @@ class HardwareConfig:
                 raise ConfigError(
                     f"hardware.{name}: {getattr(self, name)} must be at least {least}"
                 )
+        self._check_bounds()
         if self.total_frames >= MAX_FRAMES:
             raise ConfigError(
                 f"hardware: {self.total_frames} frames do not fit the 24-bit frame number field"
@@ -146,6 +158,32 @@ class HardwareConfig:
             raise ConfigError(
                 f"hardware.levels: {self.levels} levels need at least {self.levels} vpn bits, "
                 f"but va_pages={self.va_pages} gives {vpn_bits}"
+            )
+
+    def _check_bounds(self) -> None:
+        bounds = {
+            "page_words": MAX_PAGE_WORDS,
+            "va_pages": MAX_VA_PAGES,
+            "tlb_entries": MAX_TLB_ENTRIES,
+            "hash_buckets": MAX_HASH_BUCKETS,
+        }
+        for name, most in bounds.items():
+            if getattr(self, name) > most:
+                raise ConfigError(
+                    f"hardware.{name}: {getattr(self, name)} is more than the model allows "
+                    f"({most}); pagingcheck checks small machines"
+                )
+        if self.memory_words > MAX_WORDS:
+            raise ConfigError(
+                f"hardware: {self.total_frames} frames of {self.page_words} words are "
+                f"{self.memory_words} words of memory, more than the model allows ({MAX_WORDS}); "
+                "use fewer frames or smaller pages"
+            )
+        if self.disk_blocks * self.page_words > MAX_WORDS:
+            raise ConfigError(
+                f"hardware: {self.disk_blocks} disk blocks (swap_slots + image_blocks) of "
+                f"{self.page_words} words are more than the model's {MAX_WORDS} words of disk; "
+                "use fewer slots or blocks, or smaller pages"
             )
 
     @classmethod
@@ -159,7 +197,8 @@ class HardwareConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r}; known keys are: {', '.join(sorted(known))}"
+                f"{where}: unknown key {quote(unknown[0])}; "
+                f"known keys are: {', '.join(sorted(known))}"
             )
         return cls(**data)
 

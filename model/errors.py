@@ -37,3 +37,18 @@ class PortError(Exception):
     It is the checked kernel's fault, so the checks report it as a violation
     (``port_rules``), never as pagingcheck's error or the user's input error.
     """
+
+
+#: The most characters of a value a message quotes.
+QUOTE = 80
+
+
+def quote(value: object) -> str:
+    """``repr(value)``, on one line and cut short: messages never echo a huge value whole."""
+    return shorten(repr(value))
+
+
+def shorten(text: str, limit: int = QUOTE) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -49,6 +49,7 @@ kernel's ``view``, say, or kept from an earlier call). Rules:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,6 +57,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import PortError
 from pagingcheck.model.isa import REGISTERS, ArchState
 from pagingcheck.model.machine import Machine
+from pagingcheck.model.memory import Words
 from pagingcheck.model.tlb import TlbEntry
 from pagingcheck.model.traps import Access, Fault
 
@@ -70,51 +72,205 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class Port:
-    """The operations a kernel performs on the hardware; see the module docstring."""
+class Port(ABC):
+    """The hardware port: the operations a kernel performs, and the rules they obey.
 
-    __slots__ = ("__machine", "__open", "config")
+    :class:`MachinePort` carries the operations out on a machine; a port
+    carried over a process boundary (``pagingcheck.checks.host``) sends them
+    to one. Both check the same rules here, so both refuse exactly the same
+    calls. A refusal raises :class:`PortError` and is remembered in
+    :attr:`broken`: a broken rule is the kernel's violation even if the
+    kernel catches the error.
+    """
 
-    def __init__(self, machine: Machine) -> None:
-        self.__machine = machine
-        self.__open = False
+    def __init__(self, config: HardwareConfig) -> None:
         #: The hardware's configuration (sizes and variants).
-        self.config: HardwareConfig = machine.config
+        self.config: HardwareConfig = config
+        #: Whether a kernel call is under way (the driver opens and closes the port).
+        self.open = False
+        #: The first rule a kernel broke, if any.
+        self.broken: PortError | None = None
 
-    # -- opening (the driver's side) ------------------------------------------------
+    def _refuse(self, message: str) -> PortError:
+        """Record and return the error for a broken rule (the caller raises it)."""
+        error = PortError(message)
+        if self.broken is None:
+            self.broken = error
+        return error
 
-    @contextmanager
-    def opened(self) -> Iterator[Port]:
-        """The port, open for the duration of one kernel call."""
-        self.__open = True
-        try:
-            yield self
-        finally:
-            self.__open = False
+    def _closed(self, call: str) -> None:
+        """Refuse a call made while the port is closed."""
+        if not self.open:
+            raise self._refuse(f"{call}: the port is open only during a kernel call")
 
-    # -- checks ----------------------------------------------------------------------
-
-    def _machine(self, call: str) -> Machine:
-        if not self.__open:
-            raise PortError(f"{call}: the port is open only during a kernel call")
-        return self.__machine
-
-    def _int(self, call: str, name: str, value: object, top: int) -> int:
+    def _integer(self, call: str, name: str, value: object, top: int) -> int:
+        """``value`` if it is an integer in ``0..top``."""
         if not _is_int(value) or not 0 <= value <= top:  # type: ignore[operator]
-            raise PortError(f"{call}: {name} {value!r} is not an integer in 0..{top}")
+            raise self._refuse(f"{call}: {name} {value!r} is not an integer in 0..{top}")
         return value  # type: ignore[return-value]
 
     def _address(self, call: str, pa: object) -> int:
-        return self._int(call, "physical address", pa, self.config.memory_words - 1)
+        """A physical address."""
+        return self._integer(call, "physical address", pa, self.config.memory_words - 1)
+
+    def _word(self, call: str, value: object) -> int:
+        """A 32-bit word."""
+        return self._integer(call, "word", value, WORD_MAX)
+
+    def _asid(self, call: str, asid: object) -> int:
+        """An address-space id."""
+        return self._integer(call, "asid", asid, MAX_ASID)
+
+    def _vpn(self, call: str, vpn: object) -> int:
+        """A virtual page number."""
+        return self._integer(call, "vpn", vpn, self.config.va_pages - 1)
 
     def _user_frame(self, call: str, pfn: object) -> int:
+        """A user frame number."""
         config = self.config
         if not _is_int(pfn) or pfn not in config.user_pfns:
-            raise PortError(
+            raise self._refuse(
                 f"{call}: frame {pfn!r} is not a user frame "
                 f"({config.first_user_frame}..{config.total_frames - 1})"
             )
         return pfn  # type: ignore[return-value]
+
+    def _access(self, call: str, access: object) -> Access:
+        """An Access."""
+        if not isinstance(access, Access):
+            raise self._refuse(f"{call}: access {access!r} is not an Access")
+        return access
+
+    def _flag(self, call: str, on: object) -> bool:
+        """True or False."""
+        if not isinstance(on, bool):
+            raise self._refuse(f"{call}: {on!r} is not true or false")
+        return on
+
+    def _tlb_entry(self, asid: int, vpn: int, pte_addr: int, pte: int) -> TlbEntry:
+        """The entry ``tlb_insert`` would cache (software refill only)."""
+        if self.config.tlb_refill != "software":
+            raise self._refuse("tlb_insert: this TLB is refilled by the hardware walker")
+        return TlbEntry(
+            self._asid("tlb_insert", asid),
+            self._vpn("tlb_insert", vpn),
+            self._address("tlb_insert", pte_addr),
+            self._word("tlb_insert", pte),
+        )
+
+    def _arch_state(self, call: str, state: object) -> ArchState:
+        """An ArchState of 32-bit registers and pc, flags 0..3."""
+        if (
+            not isinstance(state, ArchState)
+            or not isinstance(state.regs, tuple)
+            or len(state.regs) != REGISTERS
+            or not all(_is_int(r) and 0 <= r <= WORD_MAX for r in state.regs)
+            or not (_is_int(state.pc) and 0 <= state.pc <= WORD_MAX)
+            or not (_is_int(state.flags) and 0 <= state.flags <= FLAGS_MAX)
+        ):
+            raise self._refuse(
+                f"{call}: {state!r} is not an ArchState of {REGISTERS} 32-bit registers, "
+                f"a 32-bit pc and flags in 0..{FLAGS_MAX}"
+            )
+        return state
+
+    def _transfer(self, call: str, op: object, block: object, pfn: object) -> tuple[int, int]:
+        """The block and frame of a transfer ``op``: reads any block, writes swap slots."""
+        if op not in ("read", "write"):
+            raise self._refuse(f"{call}: op {op!r} is not 'read' or 'write'")
+        last = self.config.disk_blocks - 1 if op == "read" else self.config.swap_slots - 1
+        what = "disk block" if op == "read" else "swap slot (images are read-only)"
+        if last < 0:
+            raise self._refuse(f"{call}: this disk has no {what} to {op}")
+        return self._integer(call, what, block, last), self._user_frame(call, pfn)
+
+    @contextmanager
+    def opened(self) -> Iterator[Port]:
+        """The port, open for the duration of one kernel call (the driver's side)."""
+        self.open = True
+        try:
+            yield self
+        finally:
+            self.open = False
+
+    # -- the operations ----------------------------------------------------------------
+
+    @abstractmethod
+    def read(self, pa: int) -> int:
+        """The word at physical address ``pa``."""
+
+    @abstractmethod
+    def write(self, pa: int, value: int) -> None:
+        """Store the word ``value`` at physical address ``pa``."""
+
+    @abstractmethod
+    def fill(self, pfn: int, value: int) -> None:
+        """Store the word ``value`` in every word of user frame ``pfn``."""
+
+    @abstractmethod
+    def load_context(self, root: int, asid: int) -> None:
+        """Load the page-table base and address-space id registers (the TLB is left alone)."""
+
+    @abstractmethod
+    def probe(self, va: int, access: Access) -> int | Fault:
+        """What a user ``access`` to ``va`` would do now: its physical address, or the fault."""
+
+    @abstractmethod
+    def tlb_insert(self, asid: int, vpn: int, pte_addr: int, pte: int) -> None:
+        """Software refill: cache PTE word ``pte`` (read from ``pte_addr``) for ``vpn``."""
+
+    @abstractmethod
+    def tlb_invalidate(self, asid: int, vpn: int) -> None:
+        """Drop the TLB entries that match ``(asid, vpn)`` (untagged: any asid)."""
+
+    @abstractmethod
+    def tlb_flush(self) -> None:
+        """Empty the whole TLB."""
+
+    @abstractmethod
+    def tlb_flush_asid(self, asid: int) -> None:
+        """Drop every TLB entry loaded for ``asid``."""
+
+    @abstractmethod
+    def context(self) -> ArchState:
+        """The user registers, PC and flags as they are now (after a trap: as it left them)."""
+
+    @abstractmethod
+    def resume(self, state: ArchState) -> None:
+        """Load ``state`` into the CPU and return to user mode."""
+
+    @abstractmethod
+    def submit(self, op: str, block: int, pfn: int) -> int:
+        """Queue a transfer between disk ``block`` and user frame ``pfn``; return its id."""
+
+    @abstractmethod
+    def set_timer(self, on: bool) -> None:
+        """Arm (True) or disarm (False) the interval timer."""
+
+    @abstractmethod
+    def register_space(self, asid: int, root: int) -> None:
+        """Declare address space ``asid`` with its table at ``root`` (again: a new root)."""
+
+    @abstractmethod
+    def release_space(self, asid: int) -> None:
+        """Withdraw the declaration of address space ``asid``."""
+
+
+class MachinePort(Port):
+    """The port carried out on a :class:`~pagingcheck.model.machine.Machine`."""
+
+    def __init__(self, machine: Machine) -> None:
+        super().__init__(machine.config)
+        self.__machine = machine
+
+    def words(self) -> Words:
+        """A copy of all of physical memory (what reading every word would give)."""
+        self._closed("words")
+        return self.__machine.memory.words.copy()
+
+    def _machine(self, call: str) -> Machine:
+        self._closed(call)
+        return self.__machine
 
     # -- memory --------------------------------------------------------------------------
 
@@ -126,14 +282,12 @@ class Port:
     def write(self, pa: int, value: int) -> None:
         """Store the word ``value`` at physical address ``pa``."""
         machine = self._machine("write")
-        address = self._address("write", pa)
-        machine.memory.write(address, self._int("write", "word", value, WORD_MAX))
+        machine.memory.write(self._address("write", pa), self._word("write", value))
 
     def fill(self, pfn: int, value: int) -> None:
         """Store the word ``value`` in every word of user frame ``pfn``."""
         machine = self._machine("fill")
-        frame = self._user_frame("fill", pfn)
-        machine.memory.fill_frame(frame, self._int("fill", "word", value, WORD_MAX))
+        machine.memory.fill_frame(self._user_frame("fill", pfn), self._word("fill", value))
 
     # -- MMU and TLB ------------------------------------------------------------------------
 
@@ -141,37 +295,26 @@ class Port:
         """Load the page-table base and address-space id registers (the TLB is left alone)."""
         machine = self._machine("load_context")
         machine.mmu.load_context(
-            self._address("load_context", root),
-            self._int("load_context", "asid", asid, MAX_ASID),
+            self._address("load_context", root), self._asid("load_context", asid)
         )
 
     def probe(self, va: int, access: Access) -> int | Fault:
         """What a user ``access`` to ``va`` would do now: its physical address, or the fault."""
         machine = self._machine("probe")
-        if not isinstance(access, Access):
-            raise PortError(f"probe: access {access!r} is not an Access")
-        address = self._int("probe", "virtual address", va, WORD_MAX)
-        return machine.mmu.probe(machine.memory, address, access)
+        kind = self._access("probe", access)
+        address = self._integer("probe", "virtual address", va, WORD_MAX)
+        return machine.mmu.probe(machine.memory, address, kind)
 
     def tlb_insert(self, asid: int, vpn: int, pte_addr: int, pte: int) -> None:
         """Software refill: cache PTE word ``pte`` (read from ``pte_addr``) for ``vpn``."""
         machine = self._machine("tlb_insert")
-        if self.config.tlb_refill != "software":
-            raise PortError("tlb_insert: this TLB is refilled by the hardware walker")
-        entry = TlbEntry(
-            self._int("tlb_insert", "asid", asid, MAX_ASID),
-            self._int("tlb_insert", "vpn", vpn, self.config.va_pages - 1),
-            self._address("tlb_insert", pte_addr),
-            self._int("tlb_insert", "pte", pte, WORD_MAX),
-        )
-        machine.mmu.tlb_write(entry)
+        machine.mmu.tlb_write(self._tlb_entry(asid, vpn, pte_addr, pte))
 
     def tlb_invalidate(self, asid: int, vpn: int) -> None:
         """Drop the TLB entries that match ``(asid, vpn)`` (untagged: any asid)."""
         machine = self._machine("tlb_invalidate")
         machine.mmu.tlb.invalidate(
-            self._int("tlb_invalidate", "asid", asid, MAX_ASID),
-            self._int("tlb_invalidate", "vpn", vpn, self.config.va_pages - 1),
+            self._asid("tlb_invalidate", asid), self._vpn("tlb_invalidate", vpn)
         )
 
     def tlb_flush(self) -> None:
@@ -181,7 +324,7 @@ class Port:
     def tlb_flush_asid(self, asid: int) -> None:
         """Drop every TLB entry loaded for ``asid``."""
         machine = self._machine("tlb_flush_asid")
-        machine.mmu.tlb.flush_asid(self._int("tlb_flush_asid", "asid", asid, MAX_ASID))
+        machine.mmu.tlb.flush_asid(self._asid("tlb_flush_asid", asid))
 
     # -- CPU --------------------------------------------------------------------------------
 
@@ -192,18 +335,7 @@ class Port:
     def resume(self, state: ArchState) -> None:
         """Load ``state`` into the CPU and return to user mode."""
         machine = self._machine("resume")
-        if (
-            not isinstance(state, ArchState)
-            or len(state.regs) != REGISTERS
-            or not all(_is_int(r) and 0 <= r <= WORD_MAX for r in state.regs)
-            or not (_is_int(state.pc) and 0 <= state.pc <= WORD_MAX)
-            or not (_is_int(state.flags) and 0 <= state.flags <= FLAGS_MAX)
-        ):
-            raise PortError(
-                f"resume: {state!r} is not an ArchState of {REGISTERS} 32-bit registers, "
-                f"a 32-bit pc and flags in 0..{FLAGS_MAX}"
-            )
-        machine.cpu.resume(state)
+        machine.cpu.resume(self._arch_state("resume", state))
 
     # -- disk and timer -----------------------------------------------------------------------
 
@@ -214,35 +346,26 @@ class Port:
         block, both when the request completes (not now).
         """
         machine = self._machine("submit")
-        if op not in ("read", "write"):
-            raise PortError(f"submit: op {op!r} is not 'read' or 'write'")
-        last = self.config.disk_blocks - 1 if op == "read" else self.config.swap_slots - 1
-        what = "disk block" if op == "read" else "swap slot (images are read-only)"
-        if last < 0:
-            raise PortError(f"submit: this disk has no {what} to {op}")
-        number = self._int("submit", what, block, last)
-        frame = self._user_frame("submit", pfn)
+        number, frame = self._transfer("submit", op, block, pfn)
         return machine.disk.submit(op, number, frame).id  # type: ignore[arg-type]
 
     def set_timer(self, on: bool) -> None:
         """Arm (True) or disarm (False) the interval timer."""
         machine = self._machine("set_timer")
-        if not isinstance(on, bool):
-            raise PortError(f"set_timer: {on!r} is not true or false")
-        machine.timer = on
+        machine.timer = self._flag("set_timer", on)
 
     # -- address spaces ------------------------------------------------------------------------
 
     def register_space(self, asid: int, root: int) -> None:
         """Declare address space ``asid`` with its table at ``root`` (again: a new root)."""
         machine = self._machine("register_space")
-        number = self._int("register_space", "asid", asid, MAX_ASID)
+        number = self._asid("register_space", asid)
         machine.spaces[number] = self._address("register_space", root)
 
     def release_space(self, asid: int) -> None:
         """Withdraw the declaration of address space ``asid``."""
         machine = self._machine("release_space")
-        number = self._int("release_space", "asid", asid, MAX_ASID)
+        number = self._asid("release_space", asid)
         if number not in machine.spaces:
-            raise PortError(f"release_space: address space {number} was never registered")
+            raise self._refuse(f"release_space: address space {number} was never registered")
         del machine.spaces[number]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def test_validate_an_external_kernel(
 
 def test_validate_names_an_unimportable_kernel() -> None:
     result = CliRunner().invoke(cli, ["validate", "--impl", "no_such_module:build"])
-    assert result.exit_code == 2 and "cannot import" in result.stderr
+    assert result.exit_code == 2 and "cannot load the kernel: ModuleNotFoundError" in result.stderr
 
 
 def test_replay_rejects_a_malformed_trace(tmp_path: Path) -> None:
@@ -250,17 +251,25 @@ def build(hardware, kernel):
 """
 
 
-def test_a_kernel_breaking_the_interface_is_a_usage_error(
+def test_a_kernel_failing_outside_its_calls_is_a_violation(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "blind_kernel.py").write_text(BLIND_KERNEL)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = CliRunner().invoke(
-        cli, ["validate", "--impl", "blind_kernel:build", "--config", str(tiny)]
+    code, out = run(
+        "validate",
+        "--impl",
+        "blind_kernel:build",
+        "--config",
+        str(tiny),
+        "--traces",
+        str(tmp_path / "traces"),
+        "--json",
     )
-    assert result.exit_code == 2
-    assert "view() raised RuntimeError: no view today" in result.stderr
-    assert "Traceback" not in result.stderr
+    data = json.loads(out)
+    assert code == 1 and data["violation"]["property"] == "kernel_crash"
+    trace = yaml.safe_load(Path(data["violation"]["trace"]).read_text())
+    assert "view() raised RuntimeError: no view today" in trace["violation"]["why"]
 
 
 BLAMED_KERNEL = """
@@ -328,12 +337,16 @@ def test_a_bug_in_pagingcheck_exits_3_and_is_not_blamed_on_the_kernel(
         raise InternalError("the hardware model broke while filling a frame")
 
     monkeypatch.setattr(PhysicalMemory, "fill_frame", broken_fill)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = CliRunner().invoke(
         cli, ["verify", "--config", str(tiny), "--traces", str(tmp_path), "--json"]
     )
     assert result.exit_code == 3
     assert "internal error: this is a bug in pagingcheck, not in the kernel" in result.stderr
-    assert "Traceback" in result.stderr and "fill_frame" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    (saved,) = tmp_path.glob("pagingcheck-internal-error-*.txt")
+    assert str(saved) in result.stderr
+    assert "Traceback" in saved.read_text() and "fill_frame" in saved.read_text()
     assert "kernel_crash" not in result.stdout + result.stderr
 
 
@@ -351,3 +364,14 @@ def test_a_variant_that_misses_a_situation_every_variant_needs_is_named(tmp_path
         "plain": ["protection_kill"],
         "linear": ["protection_kill"],
     }
+
+
+def test_a_coverage_shortfall_under_a_smaller_profile_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "each.yaml"
+    config.write_text(TINY + "coverage: {together: [protection_kill]}\n")
+    args = ("verify", "--config", str(config), "--traces", str(tmp_path), "--json")
+    for profile, said in (("dev", True), ("ci", False)):
+        code, out = run(*args, "--profile", profile)
+        check = next(c for c in json.loads(out)["checks"] if c["name"] == "coverage")
+        assert code == 1 and check["detail"].startswith("never reached: protection_kill")
+        assert ("dev profile runs a fraction" in check["detail"]) is said

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pagingcheck.checks import config as checkconfig
-from pagingcheck.model.errors import ConfigError
+from pagingcheck.model.errors import ConfigError, UserError
 
 GOOD = """
 hardware: {user_frames: 4}
@@ -62,12 +62,12 @@ def test_minimal_configuration_uses_defaults() -> None:
     ],
 )
 def test_mistakes_name_the_key(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         checkconfig.load_text(text)
 
 
-def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+def test_unreadable_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read"):
         checkconfig.load(tmp_path / "missing.yaml")
 
 

@@ -79,7 +79,7 @@ def test_a_trace_that_no_longer_applies_says_so(default_config: CheckConfig) -> 
     [
         ("{", "not valid YAML"),
         ("just text", "not a pagingcheck trace"),
-        ("pagingcheck_trace: 1\nhardware: {bogus: 1}\n", "unknown key 'bogus'"),
+        ("pagingcheck_trace: 1\nhardware: {bogus: 1}\n", "implementation: missing"),
         ("!!python/object/apply:os.system ['true']", "not valid YAML"),
     ],
 )

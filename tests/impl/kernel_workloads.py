@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pagingcheck.checks import protocol
 from pagingcheck.checks.abstraction import page_contents
 from pagingcheck.checks.system import Choice, StepRecord, System, boot_system
 from pagingcheck.impl.config import KernelConfig
@@ -23,7 +24,7 @@ from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.port import Port
+from pagingcheck.model.port import MachinePort, Port
 from pagingcheck.model.program import Program, SharedSegment
 
 
@@ -200,7 +201,7 @@ def opened(system: System) -> Iterator[Port]:
 
 def kill(system: System, pid: int) -> tuple[KernelEvent, ...]:
     """Terminate ``pid`` through the kernel, outside the driver's choices."""
-    return system.call("kill()", lambda port: system.kernel.kill(port, pid))
+    return system.hook("kill()", lambda port: system.kernel.kill(port, pid))
 
 
 def spawn(system: System, program: Program) -> int | SpawnRefused:
@@ -208,13 +209,15 @@ def spawn(system: System, program: Program) -> int | SpawnRefused:
     index = system.add_program(program)
     assert index is not None, "the image area is full"
     image = system.images[index]
-    return system.call("spawn()", lambda port: system.kernel.spawn(port, image))
+    return system.call(
+        "spawn()", lambda port: system.kernel.spawn(port, image), protocol.check_spawned
+    )
 
 
 def booted_extents(hardware: HardwareConfig) -> object:
     """The kernel allocator's free extents right after boot."""
     kernel = ReferenceKernel(hardware)
-    with Port(Machine(hardware)).opened() as port:
+    with MachinePort(Machine(hardware)).opened() as port:
         kernel.boot(port)
     return kernel.t.kalloc.free_extents
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pagingcheck.checks import protocol
 from pagingcheck.checks.system import System, install, run_round_robin
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import SpawnRefused
@@ -14,7 +15,7 @@ from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import ConfigError, UserError
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.port import Port
+from pagingcheck.model.port import MachinePort
 from pagingcheck.model.program import Program
 from tests.impl.kernel_workloads import (
     booted_extents,
@@ -143,7 +144,7 @@ def test_refused_spawn_rolls_everything_back(
     assert index is not None
     image = system.images[index]
     before = (machine.fingerprint(), k.fingerprint(), k.view())
-    outcome = system.call("spawn()", lambda port: k.spawn(port, image))
+    outcome = system.call("spawn()", lambda port: k.spawn(port, image), protocol.check_spawned)
     assert isinstance(outcome, SpawnRefused)
     assert reason in outcome.reason
     assert (machine.fingerprint(), k.fingerprint(), k.view()) == before
@@ -156,7 +157,7 @@ def test_spawn_before_boot_is_a_user_error() -> None:
     hardware = HardwareConfig()
     machine = Machine(hardware)
     image = install(machine, [BIG], hardware.swap_slots)[0]
-    with pytest.raises(UserError, match="boot"), Port(machine).opened() as port:
+    with pytest.raises(UserError, match="boot"), MachinePort(machine).opened() as port:
         ReferenceKernel(hardware).spawn(port, image)
 
 
@@ -164,7 +165,7 @@ def test_boot_without_room_for_the_inverted_table_says_what_to_change() -> None:
     hardware = HardwareConfig(page_table="inverted", kernel_frames=1, page_words=4)
     with (
         pytest.raises(ConfigError, match="kernel_frames"),
-        Port(Machine(hardware)).opened() as port,
+        MachinePort(Machine(hardware)).opened() as port,
     ):
         ReferenceKernel(hardware).boot(port)
 

@@ -356,7 +356,7 @@ def test_cli_reads_a_lackey_log(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["-p", "lfu", "-n", "3", "--refs", "1"], "unknown replacement policy 'lfu'"),
-        (["-p", "lru", "-n", "0", "--refs", "1"], "--frames: 0 must be at least 1"),
+        (["-p", "lru", "-n", "0", "--refs", "1"], "0 is not in the range 1<=x<=16777216"),
         (["-p", "lru", "-n", "3"], "exactly one of --refs"),
         (["-p", "lru", "-n", "3", "--refs", "1", "--refs-file", "x"], "exactly one of --refs"),
         (["-p", "lru", "-n", "3", "--refs", "1,two"], "item 2: 'two' is not a page number"),

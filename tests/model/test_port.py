@@ -9,7 +9,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import PortError
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.port import MAX_ASID, Port
+from pagingcheck.model.port import MAX_ASID, MachinePort, Port
 from pagingcheck.model.traps import Access, Fault, TrapKind
 
 CONFIG = HardwareConfig(
@@ -21,7 +21,7 @@ REGS = (0,) * 8
 
 def machine_and_port(config: HardwareConfig = CONFIG) -> tuple[Machine, Port]:
     machine = Machine(config)
-    return machine, Port(machine)
+    return machine, MachinePort(machine)
 
 
 def test_the_port_is_open_only_during_a_kernel_call() -> None:
@@ -121,7 +121,10 @@ def test_the_port_hides_what_a_kernel_must_not_reach() -> None:
     _, port = machine_and_port()
     public = {name for name in dir(port) if not name.startswith("_")}
     assert public == {
+        "broken",
         "config",
+        "open",
+        "words",
         "context",
         "fill",
         "load_context",

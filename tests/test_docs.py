@@ -1,0 +1,179 @@
+"""The documented examples work as printed: every YAML, JSON, assembly and shell example in
+README.md and docs/ is extracted and loaded, compared with what the code produces, or run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pagingcheck.checks import config as checkconfig
+from pagingcheck.checks import traces
+from pagingcheck.checks.cli import cli
+from pagingcheck.model.asm import assemble
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+
+
+def examples(language: str) -> list[tuple[str, str, str]]:
+    """(page, heading above it, text) of every fenced block in ``language``."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        for match in FENCE.finditer(text):
+            if match[1] == language:
+                headings = re.findall(r"^#+ (.*)$", text[: match.start()], re.M)
+                found.append((page.name, headings[-1] if headings else "", match[2]))
+    return found
+
+
+def test_the_pages_have_examples_of_each_kind() -> None:
+    for language in ("yaml", "json", "sh", "asm"):
+        assert examples(language), language
+
+
+@pytest.mark.parametrize(
+    "example",
+    [e for e in examples("yaml") if "pagingcheck_trace" not in e[2]],
+    ids=lambda e: f"{e[0]}:{e[1]}",
+)
+def test_a_configuration_example_loads(example: tuple[str, str, str]) -> None:
+    _, _, text = example
+    data = yaml.safe_load(text)
+    if "workload" not in data:  # a fragment: it goes into a whole configuration
+        data = {**checkconfig.load(None).raw, **data}
+    checkconfig.parse_config(data)
+
+
+def test_the_trace_format_example_names_every_section_a_trace_has(tmp_path: Path) -> None:
+    (example,) = [e for e in examples("yaml") if "pagingcheck_trace" in e[2]]
+    documented = yaml.safe_load(example[2])
+    written = yaml.safe_load(_written_trace(tmp_path).read_text())
+    assert list(documented) == list(written)
+    assert set(documented["workload"]) == set(written["workload"])
+    assert set(documented["workload"]["programs"][0]) == set(written["workload"]["programs"][0])
+    assert set(documented["violation"]) == set(written["violation"])
+    program = documented["workload"]["programs"][0]
+    assert program["text"] == assemble("MOV #3, r1\nSYS 0")
+
+
+def _written_trace(folder: Path) -> Path:
+    from pagingcheck.checks.mutants import mutant_config
+    from pagingcheck.checks.runner import run_choices
+    from pagingcheck.impl.mutants import BY_NAME, factory
+
+    mutant = BY_NAME["reuse_busy_frame"]
+    config = mutant_config(checkconfig.load(None), mutant)
+    result = run_choices(config, factory(mutant), [("run", 1)])
+    trace = traces.from_run(config, f"pagingcheck.impl.mutants:{mutant.name}", [("run", 1)], result)
+    return traces.write(trace, folder, "t")
+
+
+@pytest.mark.parametrize("example", examples("asm"), ids=lambda e: f"{e[0]}:{e[1]}")
+def test_an_assembly_example_assembles(example: tuple[str, str, str]) -> None:
+    assert assemble(example[2])
+
+
+TINY = """
+hardware: {user_frames: 4, va_pages: 16}
+workload:
+  initial: [0]
+  programs:
+    - {name: p, text: "MOV #16, r1\\nMOV (r1)+, r2\\nSYS 0", data: [7], heap_pages: 1}
+budget: {examples: 2, steps: 10, shrink_seconds: 1}
+"""
+
+
+def _actual_json(command: str, folder: Path) -> dict[str, object]:
+    """What ``pagingcheck COMMAND --json`` prints on a tiny case."""
+    config = folder / "tiny.yaml"
+    config.write_text(TINY)
+    common = ["--config", str(config), "--traces", str(folder)]
+    if command == "replay":
+        args = ["replay", str(_written_trace(folder))]
+    elif command == "simulate":
+        args = ["simulate", "-p", "lru", "-n", "3", "--refs", "1,2,3"]
+    elif command == "validate":
+        args = ["validate", "--impl", "pagingcheck.impl.minimal:MinimalKernel", *common]
+    elif command == "mutants":
+        args = ["mutants", "--only", "reuse_busy_frame", *common]
+    else:
+        args = [command, *common]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code in (0, 1), result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("example", examples("json"), ids=lambda e: f"{e[0]}:{e[1]}")
+def test_a_json_example_has_the_shape_the_command_prints(
+    example: tuple[str, str, str], tmp_path: Path
+) -> None:
+    page, heading, text = example
+    documented = json.loads(text)
+    named = re.search(r"`(\w+) --json`", heading)
+    command = named[1] if named else "simulate" if page == "simulate.md" else ""
+    assert command, f"{page}: say which command a JSON example is of ({heading!r})"
+    actual = _actual_json(command, tmp_path)
+    assert set(documented) == set(actual)
+    for key in ("checks", "mutants"):
+        if key in documented:
+            for item in documented[key]:
+                assert set(item) <= set(actual[key][0]) | _CHECK_EXTRAS  # type: ignore[index]
+
+
+# Keys a verify check carries only when it has them (a violation; a coverage shortfall).
+_CHECK_EXTRAS = {"violation", "unreached", "unreached_by_variant"}
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for page, _, text in examples("sh"):
+        for line in text.splitlines():
+            words = shlex.split(line, comments=True)
+            while words and "=" in words[0]:  # VAR=value before the command
+                words = words[1:]
+            if words:
+                found.append((page, words))
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(c[1])[:60])
+def test_a_shell_example_is_a_command_that_exists_with_those_options(
+    command: tuple[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, words = command
+    monkeypatch.chdir(tmp_path)
+    if words[0] == "make":
+        targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
+        assert set(words[1:]) <= set(targets)
+    elif words[0] == "valgrind":
+        assert "--tool=lackey" in words
+    else:
+        assert words[0] == "pagingcheck"
+        sub = cli.commands[words[1]]
+        sub.make_context(words[1], words[2:])  # a usage error raises here
+
+
+def test_the_simulate_example_prints_what_the_page_shows() -> None:
+    (page,) = [p for p in PAGES if p.name == "simulate.md"]
+    text = page.read_text()
+    line = next(c for p, c in _commands() if p == "simulate.md" and "--refs" in c)
+    result = CliRunner().invoke(cli, line[1:])
+    assert result.exit_code == 0
+    assert result.stdout.strip() in text
+
+
+def test_the_property_catalog_lists_every_property() -> None:
+    from pagingcheck.checks.invariants import INVARIANTS
+    from pagingcheck.checks.refinement import STEP_PROPERTIES
+
+    catalog = (ROOT / "docs" / "invariants.md").read_text()
+    rows = set(re.findall(r"^\| `(\w+)` \|", catalog, re.M))
+    assert set(INVARIANTS) | set(STEP_PROPERTIES) <= rows
