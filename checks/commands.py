@@ -204,6 +204,7 @@ def verify_command(
             implementation,
             trace_dir,
             progress_printer(not as_json or sys.stderr.isatty()),
+            prove=implementation == REFERENCE_KERNEL,
         )
     if as_json:
         emit_json(report.to_json())
@@ -370,5 +371,29 @@ def mutants_command(
     sys.exit(EXIT_OK if killed == len(rows) else EXIT_VIOLATED)
 
 
+@click.command("prove")
+@json_option
+def prove_command(as_json: bool) -> None:
+    """Prove with z3 that the reference kernel's frame bookkeeping keeps its invariants.
+
+    Each obligation is proved, refuted (with z3's counterexample) or unknown
+    (with the reason); unknown is not a pass. See docs/proofs.md.
+    """
+    from pagingcheck.checks import proofs
+
+    show = progress_printer(not as_json and sys.stderr.isatty())
+    outcomes = proofs.prove_all(lambda o: show(f"{o.verdict:<8} {o.name}"))
+    ok = all(o.verdict == "proved" for o in outcomes)
+    if as_json:
+        emit_json({"ok": ok, "obligations": [o.to_json() for o in outcomes]})
+    else:
+        for o in outcomes:
+            mark = {"proved": "PROVED", "refuted": "REFUTED", "unknown": "UNKNOWN"}[o.verdict]
+            click.echo(f"{mark:<8} {o.name:<50} {o.seconds:6.2f}s  {o.detail[:200]}")
+        proved = sum(o.verdict == "proved" for o in outcomes)
+        click.echo(f"\nprove: {proved} of {len(outcomes)} obligations proved")
+    sys.exit(EXIT_OK if ok else EXIT_VIOLATED)
+
+
 #: The checking commands, registered on the ``pagingcheck`` group by ``checks.cli``.
-COMMANDS = (verify_command, replay_command, validate_command, mutants_command)
+COMMANDS = (verify_command, replay_command, validate_command, mutants_command, prove_command)

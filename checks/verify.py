@@ -71,15 +71,41 @@ class VerifyReport:
 Progress = Callable[[str], None]
 
 
+def _proofs() -> CheckResult:
+    """The z3 obligations (checks.proofs) as one check."""
+    from pagingcheck.checks import proofs
+
+    began = time.perf_counter()
+    outcomes = proofs.verdicts()
+    failed = [o for o in outcomes if o.verdict != "proved"]
+    detail = (
+        f"all {len(outcomes)} z3 obligations proved"
+        if not failed
+        else "; ".join(f"{o.name}: {o.verdict} {o.detail[:100]}" for o in failed[:3])
+    )
+    return CheckResult(
+        "proofs",
+        not failed,
+        detail,
+        seconds=time.perf_counter() - began,
+        extra={"obligations": len(outcomes), "not_proved": [o.name for o in failed]},
+    )
+
+
 def verify(
     config: CheckConfig,
     factory: KernelFactory,
     implementation: str,
     trace_dir: Path,
     progress: Progress = lambda _: None,
+    prove: bool = False,
 ) -> VerifyReport:
-    """Run every check on ``config`` (each variant in turn); coverage as it requires."""
+    """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
+    when ``prove``, the z3 proofs about the reference kernel's transitions first."""
     report = VerifyReport(required=config.coverage)
+    if prove:
+        progress("[proofs] z3")
+        report.checks.append(_proofs())
     short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
     runs = config.expand()
     for index, (name, run) in enumerate(runs, start=1):

@@ -35,7 +35,7 @@ from typing import Any
 
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import FrameView, Kernel, KernelView, SlotView
-from pagingcheck.impl.lib import vm
+from pagingcheck.impl.lib import framestate, vm
 from pagingcheck.impl.lib.restart import back_up
 from pagingcheck.impl.reference import fault, process
 from pagingcheck.impl.reference.kernel import ReferenceKernel
@@ -150,7 +150,7 @@ def launder(view: KernelView) -> KernelView:
 
 
 def _free_list_add(t: Tables, pfn: int) -> None:
-    t.free_frames = tuple(sorted({*t.free_frames, pfn}))
+    t.fs = dataclasses.replace(t.fs, free={**t.fs.free, pfn: True})
 
 
 def _release_frame_at_pagein(original: Callable[..., None]) -> Callable[..., None]:
@@ -165,8 +165,23 @@ def _release_frame_at_pagein(original: Callable[..., None]) -> Callable[..., Non
 def _free_shared_frame_early(original: Callable[..., None]) -> Callable[..., None]:
     def drop_mapping(t: Tables, port: Port, pfn: int, *args: Any) -> None:
         original(t, port, pfn, *args)
-        if t.rmap.get(pfn):  # BUG: freed at the first exit though others still map it
+        if t.users(pfn):  # BUG: freed at the first exit though others still map it
             _free_list_add(t, pfn)
+
+    return drop_mapping
+
+
+def _leak_frame_at_exit(original: Callable[..., None]) -> Callable[..., None]:
+    def drop_mapping(
+        t: Tables, port: Port, pfn: int, user: tuple[int, int], page: PageId, survives: bool
+    ) -> None:
+        if survives or len(t.users(pfn)) > 1:
+            original(t, port, pfn, user, page, survives)
+            return
+        # BUG: the last mapping goes, but the frame is never given back to the free list
+        t.unmap_user(port, pfn, user, "evict_user")
+        t.set_record(page, frame=None, dirty=False)
+        t.policy.removed(pfn)
 
     return drop_mapping
 
@@ -242,7 +257,7 @@ def _evict_first_mapping_only(original: Callable[..., None]) -> Callable[..., No
         if len(victim.users) > 1:
             # BUG: only the first process's PTE is invalidated; the others keep theirs
             for user in victim.users[1:]:
-                t.rmap[victim.pfn] = tuple(u for u in t.rmap[victim.pfn] if u != user)
+                _, t.fs = framestate.evict_user(t.fs, victim.pfn, user)
             victim = dataclasses.replace(victim, users=victim.users[:1])
         original(t, port, victim)
 
@@ -250,8 +265,8 @@ def _evict_first_mapping_only(original: Callable[..., None]) -> Callable[..., No
 
 
 def _map_kernel_frame(original: Callable[..., None]) -> Callable[..., None]:
-    def map_user(self: Tables, port: Port, pfn: int, user: tuple[int, int]) -> None:
-        original(self, port, pfn, user)
+    def map_user(self: Tables, port: Port, pfn: int, user: tuple[int, int], **kw: Any) -> None:
+        original(self, port, pfn, user, **kw)
         pid, vpn = user
         proc = self.process(pid)
         # BUG: the frame number is written relative to the user pool, not absolute
@@ -264,22 +279,24 @@ def _map_kernel_frame(original: Callable[..., None]) -> Callable[..., None]:
 
 
 def _double_count_sharer(original: Callable[..., Any]) -> Callable[..., Any]:
-    def frame_op(self: Tables, port: Port, pfn: int, name: str, *args: int) -> Any:
+    def frame_step(self: Tables, port: Port, pfn: int, name: str, *args: Any) -> Any:
         result = original(self, port, pfn, name, *args)
         if name == "map_user":  # BUG: a second sharer is counted twice
-            result = original(self, port, pfn, name, *args)
+            again = self.fs.counted(pfn, self.fs.refcount[pfn], args[0])
+            refcount = {**again.refcount, pfn: again.refcount[pfn] + 1}
+            self.fs = dataclasses.replace(again, refcount=refcount)
         return result
 
-    return frame_op
+    return frame_step
 
 
 def _skip_install(original: Callable[..., Any]) -> Callable[..., Any]:
-    def frame_op(self: Tables, port: Port, pfn: int, name: str, *args: int) -> Any:
+    def frame_step(self: Tables, port: Port, pfn: int, name: str, *args: Any) -> Any:
         if name == "install":  # BUG: the page is mapped but the frame stays marked busy
-            return self.frames[pfn]
+            return self.fs.frame(pfn)
         return original(self, port, pfn, name, *args)
 
-    return frame_op
+    return frame_step
 
 
 def _double_free_slot(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -336,7 +353,7 @@ def _writeback_to_image(original: Callable[..., None]) -> Callable[..., None]:
             original(t, port, pfn, page, *args, **kw)
             return
         # BUG: a modified page is written back to the program image it came from
-        t.frame_op(port, pfn, "start_writeback")
+        t.frame_step(port, pfn, "start_writeback")
         port.submit("write", image, pfn)
 
     return start_writeback
@@ -399,13 +416,13 @@ INSTALL_LEAVES_BUSY = Mutant(
     "install_leaves_frame_busy",
     "a paged-in frame is mapped but stays marked busy",
     "frame_table_agrees",
-    ((Tables, "frame_op", _skip_install),),
+    ((Tables, "frame_step", _skip_install),),
 )
 SHARER_COUNTED_TWICE = Mutant(
     "sharer_counted_twice",
     "mapping a resident shared page counts the sharer twice",
     "refcounts_exact",
-    ((Tables, "frame_op", _double_count_sharer),),
+    ((Tables, "frame_step", _double_count_sharer),),
 )
 SLOT_FREED_TWICE = Mutant(
     "slot_freed_twice",
@@ -470,14 +487,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "page_tables_well_formed",
         ((Tables, "map_user", _map_kernel_frame),),
     ),
+    Mutant(
+        "leak_frame_at_exit",
+        "an exiting process's last mapping of a private page goes, but its frame is never freed",
+        "no_leaks",
+        ((process, "drop_mapping", _leak_frame_at_exit),),
+    ),
     INSTALL_LEAVES_BUSY,
     SHARER_COUNTED_TWICE,
     SLOT_FREED_TWICE,
     _laundered(REUSE_BUSY_FRAME, "busy_frame_exclusive"),
     _laundered(FREE_SHARED_FRAME, "freed_at_last_reference"),
     _laundered(FREE_SHARED_SLOT, "freed_at_last_reference"),
-    _laundered(INSTALL_LEAVES_BUSY, "freed_at_last_reference"),
-    _laundered(SHARER_COUNTED_TWICE, "no_leaks"),
+    _laundered(INSTALL_LEAVES_BUSY, "frame_table_agrees"),
+    _laundered(SHARER_COUNTED_TWICE, "frame_table_agrees"),
     _laundered(SLOT_FREED_TWICE, "homes_agree"),
     Mutant(
         "writeback_to_image",

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -102,6 +103,8 @@ def _actual_json(command: str, folder: Path) -> dict[str, object]:
         args = ["simulate", "-p", "lru", "-n", "3", "--refs", "1,2,3"]
     elif command == "validate":
         args = ["validate", "--impl", "pagingcheck.impl.minimal:MinimalKernel", *common]
+    elif command == "prove":
+        args = ["prove"]
     elif command == "mutants":
         args = ["mutants", "--only", "reuse_busy_frame", *common]
     else:
@@ -120,12 +123,19 @@ def test_a_json_example_has_the_shape_the_command_prints(
     named = re.search(r"`(\w+) --json`", heading)
     command = named[1] if named else "simulate" if page == "simulate.md" else ""
     assert command, f"{page}: say which command a JSON example is of ({heading!r})"
-    actual = _actual_json(command, tmp_path)
+    actual: dict[str, Any] = _actual_json(command, tmp_path)
     assert set(documented) == set(actual)
-    for key in ("checks", "mutants"):
-        if key in documented:
-            for item in documented[key]:
-                assert set(item) <= set(actual[key][0]) | _CHECK_EXTRAS  # type: ignore[index]
+    for key in ("checks", "mutants", "obligations"):
+        for item in documented.get(key, []):
+            assert set(item) <= set(_counterpart(item, actual[key])) | _CHECK_EXTRAS
+
+
+def _counterpart(item: dict[str, Any], actual: list[dict[str, Any]]) -> dict[str, Any]:
+    """The actual entry of the kind a documented one shows: the check of the same name
+    (any ``stateful:`` check for a ``stateful:`` one), else the first."""
+    kind = str(item.get("name", "")).split(":")[0]
+    same = [a for a in actual if str(a.get("name", "")).split(":")[0] == kind]
+    return same[0] if same else actual[0]
 
 
 # Keys a verify check carries only when it has them (a violation; a coverage shortfall).

@@ -4,7 +4,9 @@ The frame-table and swap-slot protocols (:mod:`pagingcheck.impl.lib.frames`,
 :mod:`pagingcheck.impl.lib.swap`) are written once, over values whose fields
 may be Python ``int``/``bool`` (when the kernel runs them) or z3 terms (when
 a proof runs them). Python's ``and``, ``or``, ``not`` and ``x if c else y``
-do not work on z3 terms, so the protocol code uses these helpers instead.
+do not work on z3 terms, so the protocol code uses these helpers instead;
+tables are read and written with :func:`select` and :func:`store`, which
+work on dictionaries and on z3 arrays.
 
 Each helper looks at its arguments: if none is a z3 term it computes the
 plain Python answer; otherwise it imports z3 (only then) and builds the
@@ -74,6 +76,23 @@ def implies(premise: Cond, conclusion: Cond) -> Cond:
 def one_of(value: Term, *choices: int) -> Cond:
     """``value`` equals one of ``choices``."""
     return any_of(*(value == choice for choice in choices))
+
+
+def select(table: Any, key: Any, default: Any = None) -> Any:
+    """``table[key]``: of a dict (``default`` for a key it lacks) or of a z3 array."""
+    if is_symbolic(table):
+        return _z3().Select(table, key)
+    return table.get(key, default)
+
+
+def store(table: Any, key: Any, value: Any) -> Any:
+    """A new table equal to ``table`` but mapping ``key`` to ``value`` (a dict is copied,
+    not changed; a z3 array gets a ``Store`` term)."""
+    if is_symbolic(table):
+        return _z3().Store(table, key, value)
+    changed = dict(table)
+    changed[key] = value
+    return changed
 
 
 def concrete(cond: Cond) -> bool:

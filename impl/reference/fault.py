@@ -250,7 +250,7 @@ def choose_frame(
     in_use = [pfn for pfn, f in sorted(t.frames.items()) if f.status == fr.IN_USE]
     candidates = in_use
     if t.kconfig.allocation == "local":
-        own = [pfn for pfn in in_use if any(u[0] == proc.pid for u in t.rmap.get(pfn, ()))]
+        own = [pfn for pfn in in_use if any(u[0] == proc.pid for u in t.users(pfn))]
         if len(own) >= LOCAL_FLOOR:
             candidates = own
     rank, candidates = least_needed(t, candidates, proc, pins)
@@ -259,7 +259,7 @@ def choose_frame(
     pfn = t.policy.victim(candidates, t.clock, t.bits(port))
     if pfn not in candidates:
         raise InternalError(f"fault.choose_frame: policy chose frame {pfn}, not a candidate")
-    users = t.rmap.get(pfn, ())
+    users = t.users(pfn)
     return pfn, Victim(pfn, t.frame_page[pfn], users, t.frame_dirty(port, pfn))
 
 
@@ -285,7 +285,7 @@ def plan_fault(t: Tables, port: Port, proc: Process, record: FaultRecord) -> Fau
         frame = t.frames[rec.frame]
         if frame.status == fr.BUSY:
             return Wait(rec.frame, page, "write-back in flight")
-        mappers = t.rmap.get(rec.frame, ())
+        mappers = t.users(rec.frame)
         steal = mappers if t.editor.layout.kind == "inverted" else ()
         return Minor(page, rec.frame, steal)
     chosen = choose_frame(t, port, proc, instruction_pins(t, proc, record))
@@ -405,19 +405,20 @@ def return_to_user(t: Tables, port: Port, pid: int) -> None:
 
 def map_resident(t: Tables, port: Port, plan: Minor, user: User) -> None:
     """Map a resident page for one more user (moving the single mapping if ``steal``)."""
-    for other in plan.steal:
-        old = t.unmap_user(port, plan.pfn, other)
-        if bits.is_modified(old):
-            t.set_record(plan.page, dirty=True)
     if not plan.steal:
-        t.frame_op(port, plan.pfn, "map_user")
-    t.map_user(port, plan.pfn, user)
+        t.map_user(port, plan.pfn, user)
+        return
+    *others, moved = plan.steal
+    words = [t.unmap_user(port, plan.pfn, other) for other in others]
+    words.append(t.move(port, plan.pfn, moved, user))
+    if any(bits.is_modified(word) for word in words):
+        t.set_record(plan.page, dirty=True)
 
 
 def bring_in(t: Tables, port: Port, plan: Major) -> None:
     """Steps 5-6: free the chosen frame of its victim, then start reading the page in."""
     if plan.victim is None:
-        t.frame_op(port, plan.pfn, "reserve")
+        t.frame_step(port, plan.pfn, "reserve")
     else:
         evict(t, port, plan.victim)
         if plan.victim.dirty:
@@ -434,8 +435,7 @@ def evict(t: Tables, port: Port, victim: Victim) -> None:
     so its record forgets the frame; a dirty one keeps it until written back.
     """
     for user in victim.users:
-        t.unmap_user(port, victim.pfn, user)
-    t.frame_op(port, victim.pfn, "evict")
+        t.unmap_user(port, victim.pfn, user, "evict_user")
     t.policy.removed(victim.pfn)
     if victim.dirty:
         t.emit(
@@ -468,7 +468,7 @@ def start_writeback(
     if slot is None:
         raise InternalError(f"fault.start_writeback: dirty page {page} has no swap slot")
     t.slot_op(slot, "start_write")
-    t.frame_op(port, pfn, "start_writeback")
+    t.frame_step(port, pfn, "start_writeback")
     request = port.submit("write", slot, pfn)
     t.transfers[pfn] = Transfer(request, "write", slot, purpose, page, next_page, parked)  # type: ignore[arg-type]
     t.set_record(page, frame=pfn, dirty=False)
@@ -493,7 +493,7 @@ def start_pagein(
     block = source.index
     if source.where == "slot":
         t.slot_op(block, "start_read")
-    t.frame_op(port, pfn, "start_pagein")
+    t.frame_step(port, pfn, "start_pagein")
     request = port.submit("read", block, pfn)
     t.transfers[pfn] = Transfer(request, "read", block, "pagein", page, None, parked)
     t.set_record(page, incoming=pfn)
@@ -515,7 +515,7 @@ def complete_transfer(t: Tables, port: Port, request: Request) -> None:
         slot = t.slot_op(request.block, "finish_transfer")
         if not slot.allocated:
             t.emit("free_slot", detail=f"slot {request.block}")
-    frame = t.frame_op(port, pfn, "finish_transfer")
+    frame = t.frame_step(port, pfn, "finish_transfer")
     freed = frame.status == fr.FREE
     if freed:
         t.emit("free_frame", pfn=pfn, detail="orphaned transfer ended")
@@ -587,9 +587,8 @@ def finish_pagein(
 
 def install_page(t: Tables, port: Port, pfn: int, page: PageId, users: tuple[User, ...]) -> None:
     """Map ``page`` in ``pfn`` for ``users`` (R and M clear) and put the frame in use."""
-    for user in users:
-        t.map_user(port, pfn, user)
-    t.frame_op(port, pfn, "install", len(users))
+    for number, user in enumerate(users):
+        t.map_user(port, pfn, user, first=number == 0)
     t.frame_page[pfn] = page
     t.set_record(page, frame=pfn, incoming=None)
     t.policy.loaded(pfn, page, t.clock)
@@ -687,10 +686,9 @@ def clean_ahead(t: Tables, port: Port) -> None:
         return
     pfn = dirty[0]
     page = t.frame_page[pfn]
-    users = t.rmap.get(pfn, ())
+    users = t.users(pfn)
     for user in users:
-        t.unmap_user(port, pfn, user)
-    t.frame_op(port, pfn, "evict")
+        t.unmap_user(port, pfn, user, "evict_user")
     t.policy.removed(pfn)
     t.emit("clean", users[0][0] if users else None, pfn=pfn, detail=str(page))
     start_writeback(t, port, pfn, page, "clean", parked=users)
@@ -715,6 +713,6 @@ def settle_transfers(t: Tables, port: Port) -> None:
         needed = transfer_needed(t, pfn, xfer)
         orphaned = bool(t.frames[pfn].orphan)
         if not needed and not orphaned:
-            t.frame_op(port, pfn, "orphan")
+            t.frame_step(port, pfn, "orphan")
         elif needed and orphaned:
-            t.frame_op(port, pfn, "adopt")
+            t.frame_step(port, pfn, "adopt")

@@ -258,7 +258,7 @@ class ReferenceKernel:
                 pfn,
                 fr.status_name(frame),
                 int(frame.refcount),
-                t.rmap.get(pfn, ()),
+                t.users(pfn),
                 fr.transfer_name(frame.transfer),
             )
             for pfn, frame in sorted(t.frames.items())

@@ -344,7 +344,7 @@ def prepage(t: Tables, port: Port, proc: Process) -> None:
         if rec.frame is not None or rec.incoming is not None:
             continue
         pfn = t.take_free_frame()
-        t.frame_op(port, pfn, "reserve")
+        t.frame_step(port, pfn, "reserve")
         t.emit("prepage", proc.pid, vpn, pfn)
         faults.start_pagein(t, port, pfn, entry.page, parked=((proc.pid, vpn),))
 
@@ -368,7 +368,7 @@ def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> No
     for entry in proc.mappings:
         rec = t.record(entry.page)
         user = (pid, entry.vpn)
-        if rec.frame is not None and user in t.rmap.get(rec.frame, ()):
+        if rec.frame is not None and user in t.users(rec.frame):
             survives = entry.page.shared and entry.page.owner in survivors
             drop_mapping(t, port, rec.frame, user, entry.page, survives)
     for entry in proc.mappings:
@@ -418,18 +418,16 @@ def drop_mapping(t: Tables, port: Port, pfn: int, user: User, page: PageId, surv
     users) and is dirty is written back with the frame busy; any other
     page's frame is freed at once.
     """
-    old = t.unmap_user(port, pfn, user)
-    if t.frames[pfn].refcount > 1:
-        t.frame_op(port, pfn, "unmap_user")
-        if bits.is_modified(old):
+    if len(t.users(pfn)) > 1:
+        if bits.is_modified(t.unmap_user(port, pfn, user)):
             t.set_record(page, dirty=True)
         return
-    dirty = bits.is_modified(old) or t.record(page).dirty
+    dirty = bits.is_modified(t.pte_of(port, user)) or t.record(page).dirty
     t.policy.removed(pfn)
     if survives and dirty:
-        t.frame_op(port, pfn, "evict")
+        t.unmap_user(port, pfn, user, "evict_user")
         faults.start_writeback(t, port, pfn, page, "clean")
         return
-    t.frame_op(port, pfn, "release")
+    t.unmap_user(port, pfn, user, "release")
     t.set_record(page, frame=None, dirty=False)
     t.emit("free_frame", user[0], user[1], pfn)

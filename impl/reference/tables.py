@@ -2,10 +2,13 @@
 
 Everything the reference kernel knows is in one :class:`Tables` value built
 from dicts of frozen records, so copying is a few dict copies and the
-fingerprint is stable. The functions that *change* frames and slots do so
-only through the protocol operations of :mod:`pagingcheck.impl.lib.frames` and
-:mod:`pagingcheck.impl.lib.swap` (:meth:`Tables.frame_op`, :meth:`Tables.slot_op`),
-and PTEs only through :mod:`pagingcheck.impl.lib.vm`.
+fingerprint is stable. Frames, the free list, reference counts and the
+reverse map are one :class:`~pagingcheck.impl.lib.framestate.FrameState`,
+changed only by its transitions (:meth:`Tables.frame_step`), the same
+functions z3 proves things about (:mod:`pagingcheck.checks.proofs`); each
+mapping change pairs its PTE edit (through :mod:`pagingcheck.impl.lib.vm`)
+with the transition that records it. Swap slots change only through
+:mod:`pagingcheck.impl.lib.swap` (:meth:`Tables.slot_op`).
 
 Words used throughout:
 
@@ -27,7 +30,7 @@ from typing import Literal
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import KernelEvent, Location, ProcessState
 from pagingcheck.impl.lib import frames as fr
-from pagingcheck.impl.lib import identity, vm
+from pagingcheck.impl.lib import framestate, identity, vm
 from pagingcheck.impl.lib import swap as sw
 from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.impl.lib.logic import concrete
@@ -216,10 +219,8 @@ class Tables:
     processes: dict[int, Process] = field(default_factory=dict)
     next_pid: int = 1
     current: int | None = None
-    frames: dict[int, fr.Frame] = field(default_factory=dict)
+    fs: framestate.FrameState = field(default_factory=lambda: framestate.empty(range(0)))
     frame_page: dict[int, PageId] = field(default_factory=dict)
-    rmap: dict[int, tuple[User, ...]] = field(default_factory=dict)
-    free_frames: tuple[int, ...] = ()
     slots: dict[int, sw.Slot] = field(default_factory=dict)
     free_slots: tuple[int, ...] = ()
     pages: dict[PageId, PageRecord] = field(default_factory=dict)
@@ -241,8 +242,7 @@ class Tables:
             make_policy(kconfig.policy, seed=kconfig.seed, tau=kconfig.tau),
             make_editor(config),
         )
-        tables.frames = {pfn: fr.FREE_FRAME for pfn in config.user_pfns}
-        tables.free_frames = tuple(config.user_pfns)
+        tables.fs = framestate.empty(config.user_pfns)
         tables.slots = {slot: sw.FREE_SLOT for slot in range(config.swap_slots)}
         tables.free_slots = tuple(range(config.swap_slots))
         return tables
@@ -254,9 +254,7 @@ class Tables:
             kalloc=self.kalloc.copy(),
             policy=self.policy.copy(),
             processes=dict(self.processes),
-            frames=dict(self.frames),
             frame_page=dict(self.frame_page),
-            rmap=dict(self.rmap),
             slots=dict(self.slots),
             pages=dict(self.pages),
             objects=dict(self.objects),
@@ -274,10 +272,8 @@ class Tables:
             self.processes,
             self.next_pid,
             self.current,
-            self.frames,
+            self.fs,
             self.frame_page,
-            self.rmap,
-            self.free_frames,
             self.slots,
             self.free_slots,
             self.pages,
@@ -338,30 +334,44 @@ class Tables:
 
     # -- the frame and slot protocols --------------------------------------------------
 
-    def frame_op(self, port: Port, pfn: int, name: str, *args: int) -> fr.Frame:
-        """Apply protocol operation ``name`` to frame ``pfn``; keep the free list in step.
+    @property
+    def frames(self) -> dict[int, fr.Frame]:
+        """Each user frame's protocol record, by frame number."""
+        return {pfn: self.fs.frame(pfn) for pfn in sorted(self.fs.status)}
+
+    @property
+    def free_frames(self) -> tuple[int, ...]:
+        """The free list, in frame order."""
+        return self.fs.free_frames()
+
+    def users(self, pfn: int) -> tuple[User, ...]:
+        """The (pid, vpn) mappings of ``pfn``, in order (its reverse map)."""
+        return tuple(sorted(self.fs.users(pfn)))
+
+    def frame_step(self, port: Port, pfn: int, name: str, *args: User) -> fr.Frame:
+        """Apply transition ``name`` of :mod:`~pagingcheck.impl.lib.framestate` to frame
+        ``pfn`` (and the users ``args``); return the frame's new record.
 
         A frame that becomes free is filled with ``FREED_PATTERN`` so a use
         after free shows in the data. Raises InternalError naming the
-        operation, the frame and its state when the guard does not hold
+        transition, the frame and its state when the guard does not hold
         (unless ``guarded`` is off, as it is for the seeded-bug kernels: a
         kernel written without such checks).
         """
-        op, _ = fr.TRANSITIONS[name]
-        old = self.frames[pfn]
-        guard, new = op(old, *args)
+        op, _ = framestate.TRANSITIONS[name]
+        old = self.fs.frame(pfn)
+        guard, after = op(self.fs, pfn, *args)
         if self.guarded and not concrete(guard):
-            raise InternalError(f"frames.{name}{args}: not allowed on frame {pfn} in state {old}")
-        self.frames[pfn] = new
+            raise InternalError(
+                f"framestate.{name}{args}: not allowed on frame {pfn} in state {old}"
+            )
+        self.fs = after
+        new = after.frame(pfn)
         if old.status != fr.FREE and new.status == fr.FREE:
-            self.free_frames = tuple(sorted({*self.free_frames, pfn}))
             self.frame_page.pop(pfn, None)
-            self.rmap.pop(pfn, None)
             self.transfers.pop(pfn, None)
             self.memory_changed = True
             port.fill(pfn, FREED_PATTERN)
-        elif old.status == fr.FREE and new.status != fr.FREE:
-            self.free_frames = tuple(f for f in self.free_frames if f != pfn)
         return new
 
     def take_free_frame(self) -> int:
@@ -410,40 +420,60 @@ class Tables:
 
     # -- mappings (PTE edits go through vm, which does the TLB duty) -----------------------
 
-    def map_user(self, port: Port, pfn: int, user: User) -> None:
-        """Map ``user`` present to ``pfn`` and add it to the reverse map (no frame_op)."""
+    def map_user(self, port: Port, pfn: int, user: User, first: bool = False) -> None:
+        """Map ``user`` present to ``pfn``: the PTE, and the transition that counts it
+        (``install`` for a busy frame's first user, else ``map_user``)."""
+        self._map_pte(port, pfn, user)
+        self.frame_step(port, pfn, "install" if first else "map_user", user)
+
+    def move(self, port: Port, pfn: int, old: User, new: User) -> int:
+        """The single mapping of ``pfn`` passes from ``old`` to ``new``; returns the PTE
+        word ``old`` had (for its R and M bits)."""
+        word = self._unmap_pte(port, pfn, old)
+        self._map_pte(port, pfn, new)
+        self.frame_step(port, pfn, "move", old, new)
+        return word
+
+    def unmap_user(self, port: Port, pfn: int, user: User, how: str = "unmap_user") -> int:
+        """Make ``user``'s PTE not present and record it with transition ``how``:
+        ``unmap_user`` (others keep the frame), ``evict_user`` (the frame becomes the
+        kernel's when the last goes) or ``release`` (the last goes; the frame is free).
+        Returns the PTE word it replaced (for the R and M bits)."""
+        word = self._unmap_pte(port, pfn, user)
+        self.frame_step(port, pfn, how, user)
+        return word
+
+    def _map_pte(self, port: Port, pfn: int, user: User) -> None:
         pid, vpn = user
         proc = self.process(pid)
         entry = proc.mapping(vpn)
         if entry is None:
             raise InternalError(f"Tables.map_user: vpn {vpn} of {pid} is not valid")
         vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, entry.prot)
-        self.rmap[pfn] = tuple(sorted((*self.rmap.get(pfn, ()), user)))
 
-    def unmap_user(self, port: Port, pfn: int, user: User) -> int:
-        """Make ``user``'s PTE not present and drop it from the reverse map (no frame_op).
-
-        Returns the PTE word it replaced (for the R and M bits).
-        """
+    def _unmap_pte(self, port: Port, pfn: int, user: User) -> int:
         pid, vpn = user
         proc = self.processes[pid]
         entry = proc.mapping(vpn)
-        if entry is None or user not in self.rmap.get(pfn, ()):
+        if entry is None or (self.guarded and self.fs.maps(user) != pfn):
             raise InternalError(f"Tables.unmap_user: {user} does not map frame {pfn}")
         old = vm.unmap(port, self.editor, self.kalloc, proc.space, vpn, entry.prot)
-        if not bits.is_present(old) or bits.pfn(old) != pfn:
+        if self.guarded and (not bits.is_present(old) or bits.pfn(old) != pfn):
             raise InternalError(
                 f"Tables.unmap_user: PTE of vpn {vpn} (pid {pid}) is {old:#010x}, not frame {pfn}"
             )
-        self.rmap[pfn] = tuple(u for u in self.rmap[pfn] if u != user)
         return old
+
+    def pte_of(self, port: Port, user: User) -> int:
+        """The PTE word of ``user``'s mapping."""
+        pid, vpn = user
+        return vm.pte(port, self.editor, self.processes[pid].space, vpn)
 
     def user_ptes(self, port: Port, pfn: int) -> list[tuple[User, int]]:
         """Each user of ``pfn`` with its current PTE word."""
         result = []
-        for user in self.rmap.get(pfn, ()):
-            proc = self.processes[user[0]]
-            result.append((user, vm.pte(port, self.editor, proc.space, user[1])))
+        for user in self.users(pfn):
+            result.append((user, self.pte_of(port, user)))
         return result
 
     def frame_dirty(self, port: Port, pfn: int) -> bool:

@@ -48,6 +48,7 @@ def test_laundered_and_refinement_only_bugs_are_caught_as_pinned(matrix: list[Ki
     assert len(laundered) == 6
     assert set(laundered.values()) <= {
         "busy_frame_exclusive",
+        "frame_table_agrees",
         "freed_at_last_reference",
         "homes_agree",
         "no_leaks",

@@ -287,7 +287,7 @@ def test_cleaner_writes_dirty_pages_back_ahead_of_need() -> None:
     assert np.array_equal(
         system.machine.disk.read_block(write.block), system.machine.memory.frame(pfn)
     )
-    for pid, vpn in t.rmap[pfn]:
+    for pid, vpn in t.users(pfn):
         pte = system.machine.format.walk(system.machine.memory, t.processes[pid].root, pid, vpn)
         assert pte is not None and bits.is_present(pte.pte) and not bits.is_modified(pte.pte)
     with opened(system) as port:
@@ -296,7 +296,7 @@ def test_cleaner_writes_dirty_pages_back_ahead_of_need() -> None:
         system.apply(("timer",))
         drain(system)
     with opened(system) as port:
-        assert all(not t.frame_dirty(port, f) for f in t.rmap)
+        assert all(not t.frame_dirty(port, f) for f in t.fs.status if t.users(f))
     assert read_word(system, 1, 60 * PW) == fill_sum(6, 40, 2)
 
 

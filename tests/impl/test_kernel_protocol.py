@@ -18,7 +18,7 @@ import z3
 
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.lib import frames as fr
-from pagingcheck.impl.lib import logic
+from pagingcheck.impl.lib import framestate, logic
 from pagingcheck.impl.lib import swap as sw
 from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.config import HardwareConfig
@@ -167,12 +167,11 @@ def test_logic_helpers_build_z3_terms_from_symbolic_arguments() -> None:
 
 def check_tables(kernel: ReferenceKernel) -> None:
     t = kernel.t
+    assert framestate.violations(t.fs) == []
     for pfn, frame in t.frames.items():
-        assert fr.well_formed(frame), (pfn, frame)
-        assert frame.refcount == len(t.rmap.get(pfn, ())), (pfn, frame, t.rmap.get(pfn))
+        assert frame.refcount == len(t.users(pfn)), (pfn, frame, t.users(pfn))
         assert (frame.transfer != fr.NONE) == (pfn in t.transfers), pfn
     assert set(t.free_frames) == {p for p, f in t.frames.items() if f.status == fr.FREE}
-    assert list(t.free_frames) == sorted(set(t.free_frames))
     for number, slot in t.slots.items():
         assert sw.well_formed(slot), (number, slot)
     assert set(t.free_slots) == {n for n, s in t.slots.items() if not s.allocated}

@@ -255,7 +255,7 @@ def test_dirty_check_reads_every_users_modified_bit() -> None:
     run_until_spinning(system, {1: reader.addresses["done"], 2: writer.addresses["done"]})
     kernel = kernel_of(system)
     pfn = kernel.t.record(PageId("segment:results", 0)).frame
-    assert pfn is not None and set(kernel.t.rmap[pfn]) == {(1, 60), (2, 60)}
+    assert pfn is not None and set(kernel.t.users(pfn)) == {(1, 60), (2, 60)}
     reader_pte = system.machine.format.walk(
         system.machine.memory, kernel.t.processes[1].root, 1, 60
     )
