@@ -85,11 +85,6 @@ def as_arrays(state: fs.FrameState) -> fs.FrameState:
     )
 
 
-def holds(invariant: fs.Invariant, state: fs.FrameState, *elements: z3.ExprRef) -> Any:
-    """``invariant`` at the given elements (one Int per kind of key)."""
-    return invariant.holds(state, *elements)
-
-
 def for_all(invariant: fs.Invariant, state: fs.FrameState) -> Any:
     """``invariant`` quantified over every key: any number of frames, users, positions."""
     keys = [z3.Int(f"q_{kind}") for kind in invariant.kinds]

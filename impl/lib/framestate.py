@@ -43,7 +43,6 @@ from pagingcheck.impl.lib.logic import (
     all_of,
     implies,
     ite,
-    not_,
     select,
     store,
 )
@@ -367,8 +366,3 @@ def violations(s: FrameState) -> list[str]:
             if not invariant.holds(s, *case):
                 found.append(f"{invariant.name} at {case}")
     return found
-
-
-def not_free(s: FrameState, pfn: Term) -> Cond:
-    """Not on the free list (for derived statements)."""
-    return not_(select(s.free, pfn, False))
