@@ -282,7 +282,7 @@ def plan_fault(t: Tables, port: Port, proc: Process, record: FaultRecord) -> Fau
     if rec.incoming is not None:
         return Wait(rec.incoming, page, "page-in in flight")
     if rec.frame is not None:
-        frame = t.frames[rec.frame]
+        frame = t.fs.frame(rec.frame)
         if frame.status == fr.BUSY:
             return Wait(rec.frame, page, "write-back in flight")
         mappers = t.users(rec.frame)
@@ -711,7 +711,7 @@ def settle_transfers(t: Tables, port: Port) -> None:
     and adopt an orphaned one a process waits for again."""
     for pfn, xfer in sorted(t.transfers.items()):
         needed = transfer_needed(t, pfn, xfer)
-        orphaned = bool(t.frames[pfn].orphan)
+        orphaned = bool(t.fs.frame(pfn).orphan)
         if not needed and not orphaned:
             t.frame_step(port, pfn, "orphan")
         elif needed and orphaned:
