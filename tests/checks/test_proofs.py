@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pagingcheck.checks import proofs
 from pagingcheck.checks.cli import cli
+from pagingcheck.checks.proofs import frames
 from pagingcheck.impl.lib import framestate as fs
 
 
@@ -57,10 +58,10 @@ def test_every_transition_can_be_taken_from_a_reachable_state(
 def test_the_classic_bugs_are_refuted_with_a_state_that_shows_them(
     transition: str, bug: str
 ) -> None:
-    mutant = proofs.MUTATIONS["guard dropped"](fs.TRANSITIONS[transition][0])
+    mutant = frames.MUTATIONS["guard dropped"](fs.TRANSITIONS[transition][0])
     refuted = []
     for invariant in fs.INVARIANTS:
-        found = proofs.bounded_counterexample(transition, invariant, mutant)
+        found = frames.bounded_counterexample(transition, invariant, mutant)
         if found is None:
             continue
         before, _, after = found
@@ -73,12 +74,12 @@ def test_the_classic_bugs_are_refuted_with_a_state_that_shows_them(
 def test_a_transition_that_keeps_its_invariants_has_no_bounded_counterexample() -> None:
     for name in ("reserve", "release", "map_user", "evict_user"):
         for invariant in fs.INVARIANTS:
-            assert proofs.bounded_counterexample(name, invariant) is None
+            assert frames.bounded_counterexample(name, invariant) is None
 
 
 def test_an_unknown_verdict_is_not_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
-    outcome = proofs.step_obligation("reserve", fs.INVARIANTS[0])
+    outcome = frames.step_obligation("reserve", fs.INVARIANTS[0])
     assert outcome.verdict == "unknown" and outcome.detail.startswith("z3:")
     result = CliRunner().invoke(cli, ["prove", "--json"])
     assert result.exit_code == 1 and json.loads(result.stdout)["ok"] is False
@@ -107,7 +108,7 @@ def frame_states(draw: st.DrawFn) -> fs.FrameState:
 def test_the_runtime_and_z3_invariants_agree(state: fs.FrameState) -> None:
     solver = z3.Solver()
     solver.set("timeout", 10_000)
-    solver.add(z3.Not(proofs.all_invariants(proofs.as_arrays(state))))
+    solver.add(z3.Not(frames.all_invariants(frames.as_arrays(state))))
     verdict = solver.check()
     assert verdict != z3.unknown
     assert (verdict == z3.unsat) == (fs.violations(state) == []), fs.violations(state)

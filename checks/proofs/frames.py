@@ -1,4 +1,4 @@
-"""z3 proofs about the code the kernel runs: obligations, verdicts, mutants.
+"""z3 proofs of the kernel's frame bookkeeping (:mod:`~pagingcheck.impl.lib.framestate`).
 
 Each obligation runs a transition of :mod:`pagingcheck.impl.lib.framestate`,
 the very function the reference kernel calls, on a state of z3 arrays, and
@@ -25,17 +25,13 @@ import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import z3
 
+from pagingcheck.checks.proofs.core import TIMEOUT_MS, Outcome, solve
 from pagingcheck.impl.lib import framestate as fs
-
-Verdict = Literal["proved", "refuted", "unknown"]
-
-#: Milliseconds z3 may spend on one obligation before its verdict is unknown.
-TIMEOUT_MS = 20_000
 
 INT = z3.IntSort()
 BOOL = z3.BoolSort()
@@ -96,42 +92,6 @@ def all_invariants(state: fs.FrameState) -> Any:
     return z3.And(*(for_all(invariant, state) for invariant in fs.INVARIANTS))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What z3 said about one obligation."""
-
-    name: str
-    verdict: Verdict
-    seconds: float
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """The obligation as ``prove --json`` prints it."""
-        return {
-            "name": self.name,
-            "verdict": self.verdict,
-            "seconds": round(self.seconds, 3),
-            "detail": self.detail,
-        }
-
-
-def _solve(name: str, facts: list[Any], want_sat: bool) -> Outcome:
-    """Check ``facts``: proved when their satisfiability is what we want; refuted (with
-    z3's model) or unknown (with z3's reason) otherwise."""
-    solver = z3.Solver()
-    solver.set("timeout", TIMEOUT_MS)
-    solver.add(*facts)
-    began = time.perf_counter()
-    result = solver.check()
-    seconds = time.perf_counter() - began
-    if result == z3.unknown:
-        return Outcome(name, "unknown", seconds, f"z3: {solver.reason_unknown()}")
-    if (result == z3.sat) == want_sat:
-        return Outcome(name, "proved", seconds)
-    detail = str(solver.model()) if result == z3.sat else "no state satisfies it"
-    return Outcome(name, "refuted", seconds, " ".join(detail.split())[:2000])
-
-
 Transition = Callable[..., fs.Step]
 
 
@@ -151,7 +111,7 @@ def step_obligation(
     guard, after = op(before, *arguments(transition_name))
     witness = [z3.Int(f"w_{kind}") for kind in invariant.kinds]
     facts = [all_invariants(before), guard, z3.Not(invariant.holds(after, *witness))]
-    return _solve(f"{transition_name} keeps {invariant.name}", facts, want_sat=False)
+    return solve(f"{transition_name} keeps {invariant.name}", facts, want_sat=False)
 
 
 def enabled_obligation(transition_name: str) -> Outcome:
@@ -221,7 +181,7 @@ def initial_obligation(invariant: fs.Invariant) -> Outcome:
     )
     witness = [z3.Int(f"w_{kind}") for kind in invariant.kinds]
     facts = [z3.Not(invariant.holds(empty, *witness))]
-    return _solve(f"initial state satisfies {invariant.name}", facts, want_sat=False)
+    return solve(f"initial state satisfies {invariant.name}", facts, want_sat=False)
 
 
 # -- seeded mutants: each inductive obligation must be refutable ---------------------------
@@ -386,27 +346,10 @@ def step_verdict(transition_name: str, invariant: fs.Invariant) -> Outcome:
 
 
 def obligations() -> Iterator[Callable[[], Outcome]]:
-    """Every obligation, lazily (so progress can be shown as each is decided)."""
+    """Every frame-bookkeeping obligation, lazily (so progress shows as each is decided)."""
     for invariant in fs.INVARIANTS:
         yield functools.partial(initial_obligation, invariant)
     for name in fs.TRANSITIONS:
         yield functools.partial(enabled_obligation, name)
         for invariant in fs.INVARIANTS:
             yield functools.partial(step_verdict, name, invariant)
-
-
-def prove_all(progress: Callable[[Outcome], None] = lambda _: None) -> list[Outcome]:
-    """Decide every obligation, reporting each as it is decided."""
-    outcomes = []
-    for obligation in obligations():
-        outcome = obligation()
-        progress(outcome)
-        outcomes.append(outcome)
-    return outcomes
-
-
-@functools.cache
-def verdicts() -> tuple[Outcome, ...]:
-    """Every obligation's outcome, decided once per process: they depend on the code only,
-    so a process that runs several checks (the tests, a long session) proves them once."""
-    return tuple(prove_all())
