@@ -42,6 +42,7 @@ from pagingcheck.impl.lib import counted, framestate, slotstate
 from pagingcheck.impl.lib import frames as fr
 from pagingcheck.impl.lib import swap as sw
 from pagingcheck.impl.lib.counted import NO_USER, NOTHING, Counted, Invariant
+from pagingcheck.impl.lib.logic import select, store
 
 INT = z3.IntSort()
 BOOL = z3.BoolSort()
@@ -243,26 +244,27 @@ def _kept(*names: str) -> Edit:
     return lambda p, s, a, g, args: (g, replace(a, **{n: getattr(s, n) for n in names}))
 
 
-#: Seeded bugs a kernel's bookkeeping could have, each applicable to any transition:
+#: Seeded bugs a kernel's bookkeeping could have, each applicable to any transition and
+#: written with ``logic``'s helpers, so the kernel can run a mutant too:
 #: a check forgotten, the free list or reverse map not updated, a count off by one or
 #: not changed or reset, a state change forgotten, a holding freed while still in use.
 MUTATIONS: dict[str, Callable[[Part, Transition], Transition]] = {
-    "guard dropped": _mutation(lambda p, s, a, g, args: (z3.BoolVal(True), a)),
+    "guard dropped": _mutation(lambda p, s, a, g, args: (True, a)),
     "free list not updated": _mutation(_kept("free")),
     "reverse map not updated": _mutation(_kept("held", "index", "owner")),
     "count off by one": _mutation(
         lambda p, s, a, g, args: (
             g,
-            replace(a, refcount=z3.Store(a.refcount, args[0], a.refcount[args[0]] + 1)),
+            replace(a, refcount=store(a.refcount, args[0], select(a.refcount, args[0], 0) + 1)),
         )
     ),
     "status not updated": _mutation(lambda p, s, a, g, args: _kept(p.status)(p, s, a, g, args)),
     "count not updated": _mutation(_kept("refcount")),
     "count reset to zero": _mutation(
-        lambda p, s, a, g, args: (g, replace(a, refcount=z3.Store(a.refcount, args[0], 0)))
+        lambda p, s, a, g, args: (g, replace(a, refcount=store(a.refcount, args[0], 0)))
     ),
     "put on the free list": _mutation(
-        lambda p, s, a, g, args: (g, replace(a, free=z3.Store(a.free, args[0], True)))
+        lambda p, s, a, g, args: (g, replace(a, free=store(a.free, args[0], True)))
     ),
 }
 
