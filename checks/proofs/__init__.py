@@ -5,6 +5,9 @@ Each module proves one part and yields its obligations lazily:
 * :mod:`.frames`: the frame bookkeeping the reference kernel runs (frames,
   free list, reference counts, reverse map), inductively for any number of
   frames and users.
+* :mod:`.backup`: instruction backup, for every instruction form, fault point
+  and restart variant: the CPU's fault handling and the kernel's backup give
+  the start state back, and the re-run equals a fault-free run.
 
 :func:`prove_all` decides them all; ``pagingcheck prove`` prints the table.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 
-from pagingcheck.checks.proofs import frames
+from pagingcheck.checks.proofs import backup, frames
 from pagingcheck.checks.proofs.core import TIMEOUT_MS, Outcome, Verdict, solve
 
 __all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solve", "verdicts"]
@@ -23,6 +26,7 @@ __all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solv
 def obligations() -> Iterator[Callable[[], Outcome]]:
     """Every obligation of every part, lazily."""
     yield from frames.obligations()
+    yield from backup.obligations()
 
 
 def prove_all(progress: Callable[[Outcome], None] = lambda _: None) -> list[Outcome]:

@@ -29,7 +29,8 @@ def outcomes() -> list[proofs.Outcome]:
 
 def test_every_obligation_is_proved(outcomes: list[proofs.Outcome]) -> None:
     steps = len(fs.TRANSITIONS) * len(fs.INVARIANTS)
-    assert len(outcomes) == len(fs.INVARIANTS) + len(fs.TRANSITIONS) + steps
+    assert len(list(frames.obligations())) == len(fs.INVARIANTS) + len(fs.TRANSITIONS) + steps
+    assert len(outcomes) == len(list(proofs.obligations()))
     assert [o.name for o in outcomes if o.verdict != "proved"] == []
 
 
