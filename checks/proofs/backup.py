@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import z3
 
@@ -87,8 +87,27 @@ def _term(value: Any) -> Any:
     if isinstance(value, bool):
         return z3.BoolVal(value)
     if isinstance(value, int):
-        return z3.BitVecVal(value, WIDTH)
+        return _constant(value)
     raise TypeError(f"backup proofs: cannot make a z3 term of {value!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _constant(value: int) -> Any:
+    # The code uses a few constants (masks, shifts, deltas) over and over.
+    return z3.BitVecVal(value, WIDTH)
+
+
+#: Simplified forms of the terms met so far, by z3's structural id (each entry keeps its
+#: term alive, so no id is reused for another term); emptied before each exploration.
+_SIMPLIFIED: dict[int, tuple[Any, Any]] = {}
+
+
+def simplified(term: Any) -> Any:
+    """``z3.simplify(term)``, computed once per term."""
+    known = _SIMPLIFIED.get(term.get_id())
+    if known is None:
+        known = _SIMPLIFIED[term.get_id()] = (term, z3.simplify(term))
+    return known[1]
 
 
 class Sym:
@@ -167,16 +186,20 @@ class Sym:
         return decide(self.term if z3.is_bool(self.term) else self.term != 0)
 
     def __index__(self) -> int:
-        value = z3.simplify(self.term)
+        value = simplified(self.term)
         if not z3.is_bv_value(value):
             raise TypeError(f"backup proofs: {self.term} is not a constant, cannot index with it")
         return int(value.as_long())
 
     def __format__(self, spec: str) -> str:
-        return format(self.__index__(), spec)
+        # A constant prints as its number (the ISA names fault points f"fetch{k}"); any
+        # other term as itself, for messages.
+        value = simplified(self.term)
+        return format(value.as_long(), spec) if z3.is_bv_value(value) else str(self.term)
 
-    def __hash__(self) -> int:
-        return int(self.term.hash())
+    # Unhashable: a dict or cache lookup (an Enum's value table, say) would compare by
+    # hash and silently miss; failing loudly is the only safe answer.
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Sym({self.term})"
@@ -205,7 +228,7 @@ class _Exploration:
         self.taken.append(choice)
         self.conditions.append(condition if choice else z3.Not(condition))
         self.known[condition.get_id()] = choice
-        self.known[z3.simplify(z3.Not(condition)).get_id()] = not choice
+        self.known[simplified(z3.Not(condition)).get_id()] = not choice
         return choice
 
 
@@ -215,7 +238,7 @@ _ACTIVE: list[_Exploration] = []
 def decide(condition: Any) -> bool:
     """A plain bool for a z3 condition: its value if it simplifies to one, else the choice
     of the exploration under way (none under way: TypeError, as a leak must fail loudly)."""
-    simple = z3.simplify(condition)
+    simple = simplified(condition)
     if z3.is_true(simple):
         return True
     if z3.is_false(simple):
@@ -257,6 +280,40 @@ def explore(scenario: Callable[[], T]) -> list[tuple[Any, T]]:
 # -- the symbolic machine: registers, memory, and which accesses fault -------------------------
 
 
+class World(Protocol):
+    """An instruction's surroundings: its start state, memory, and which accesses fault.
+
+    :class:`Machine` is the symbolic one the proofs use; the tests run the same
+    scenario on concrete ones and compare.
+    """
+
+    @property
+    def start(self) -> ArchState:
+        """The state at the start of the instruction."""
+        ...
+
+    @property
+    def memory(self) -> Any:
+        """Every word of memory before the instruction runs."""
+        ...
+
+    def word(self, memory: Any, va: Any) -> Any:
+        """The word at ``va`` of ``memory``."""
+        ...
+
+    def store(self, memory: Any, va: Any, value: Any) -> Any:
+        """``memory`` with ``value`` at ``va``."""
+        ...
+
+    def faulting(self, va: Any, access: Access) -> bool:
+        """Whether this access faults."""
+        ...
+
+    def starts_instruction(self, pc: Any) -> bool:
+        """Whether a run from ``pc`` can be followed: it fetches a word 0 that decodes."""
+        ...
+
+
 @dataclass(frozen=True)
 class Machine:
     """One instruction placed at a symbolic pc over symbolic memory.
@@ -285,17 +342,31 @@ class Machine:
             for k, word in enumerate(self.words)
         ]
 
+    def offset(self, va: Any) -> int | None:
+        """Which of the instruction's words ``va`` is, when it is ``pc + k`` as a term."""
+        offset = simplified(_term(va) - _term(self.start.pc))
+        if z3.is_bv_value(offset) and offset.as_long() < len(self.words):
+            return int(offset.as_long())
+        return None
+
     def word(self, memory: Any, va: Any) -> Any:
         """The word at ``va`` of ``memory``: an instruction word where ``va`` is
         ``pc + k`` (so word 0 stays concrete for decoding), else a symbolic word."""
-        offset = z3.simplify(_term(va) - _term(self.start.pc))
-        if z3.is_bv_value(offset) and offset.as_long() < len(self.words):
-            return self.words[offset.as_long()]
-        return Sym(z3.Select(memory, _term(va)))
+        k = self.offset(va)
+        return Sym(z3.Select(memory, _term(va))) if k is None else self.words[k]
+
+    def store(self, memory: Any, va: Any, value: Any) -> Any:
+        """``memory`` with ``value`` at ``va``."""
+        return z3.Store(memory, _term(va), _term(value))
 
     def faulting(self, va: Any, access: Access) -> bool:
         """Whether this access faults (a symbolic branch)."""
         return decide(self.faults[access](_term(va)))
+
+    def starts_instruction(self, pc: Any) -> bool:
+        """Whether ``pc`` is the instruction's own (as a term): only its word 0 is
+        concrete, and the code decodes only a concrete word."""
+        return self.offset(pc) == 0
 
 
 def machine(instruction: Instruction) -> Machine:
@@ -312,30 +383,30 @@ def machine(instruction: Instruction) -> Machine:
 
 
 class Memory:
-    """Physical memory as the CPU sees it (read, write), over the machine's z3 array.
+    """Physical memory as the CPU sees it (read, write), over the world's memory.
 
     Virtual and physical addresses coincide: translation is the translator's fault
     or success, nothing more, so a write lands in the word the proof reads back.
     """
 
-    def __init__(self, world: Machine) -> None:
+    def __init__(self, world: World) -> None:
         self.world = world
-        self.array = world.memory
+        self.contents = world.memory
 
     def read(self, pa: Any) -> Any:
         """The word at ``pa``."""
-        return self.world.word(self.array, pa)
+        return self.world.word(self.contents, pa)
 
     def write(self, pa: Any, value: Any) -> None:
         """Store ``value`` at ``pa``."""
-        self.array = z3.Store(self.array, _term(pa), _term(value))
+        self.contents = self.world.store(self.contents, pa, value)
 
 
 class Translator:
     """The MMU: an access faults where the machine's fault predicate says (or never,
     once every page is present); otherwise its physical address is its virtual one."""
 
-    def __init__(self, world: Machine, present: bool = False) -> None:
+    def __init__(self, world: World, present: bool = False) -> None:
         self.world = world
         self.present = present
 
@@ -395,13 +466,37 @@ def same_step(a: StepResult, b: StepResult) -> Any:
 
 
 @dataclass(frozen=True)
+class Rerun:
+    """A run that does not fault (every page present): its step, then state and memory."""
+
+    step: StepResult
+    state: ArchState
+    memory: Any
+
+
+def run_present(cpu: CPU, world: World, memory: Memory) -> Rerun:
+    """Run ``cpu`` one instruction on ``memory`` with every page present."""
+    step = cpu.step(Translator(world, present=True), cast(Any, memory))
+    return Rerun(step, cpu.state, memory.contents)
+
+
+def fault_free(world: World, variant: str) -> Rerun:
+    """The start state run on the untouched memory, never faulting."""
+    cpu = CPU(config(variant))
+    cpu.resume(world.start)
+    return run_present(cpu, world, Memory(world))
+
+
+@dataclass(frozen=True)
 class Run:
     """What one path of the scenario computed, for the properties and for the tests.
 
     ``left`` is the state the CPU left at the fault, ``record`` what the kernel read
     from the trap (None when its decoder found no fault point, or several),
-    ``backed`` the state it backed up to; ``again`` and ``clean`` are the re-run and
-    the fault-free run, ``again_state``/``clean_state`` and the memories after them.
+    ``backed`` the state it backed up to; ``again`` is the re-run, ``clean`` the
+    fault-free run (None when :func:`run` was told the caller runs it).
+    ``followed`` are the properties whose runs the proof could follow to the end (not
+    a decoder or a re-run starting at another word than the instruction's).
     """
 
     start: ArchState
@@ -410,21 +505,19 @@ class Run:
     trap: TrapFrame
     record: FaultRecord | None
     backed: ArchState | None = None
-    again: StepResult | None = None
-    again_state: ArchState | None = None
-    again_memory: Any = None
-    clean: StepResult | None = None
-    clean_state: ArchState | None = None
-    clean_memory: Any = None
+    again: Rerun | None = None
+    clean: Rerun | None = None
+    followed: tuple[str, ...] = PROPERTIES
 
 
-def run(world: Machine, variant: str) -> Run | None:
+def run(world: World, variant: str, clean: bool = True) -> Run | None:
     """The scenario on the current path; None when the instruction did not fault.
 
     The CPU runs the instruction; on a fault the kernel's fault steps 2, 3 and 8
     (save registers, read the trap, back up) run on what the CPU left; then the
-    CPU runs the backed-up state with every page present, and a second CPU runs
-    the start state on the untouched memory, never faulting.
+    CPU runs the backed-up state with every page present, and (if ``clean``) a
+    second CPU runs the start state on the untouched memory, never faulting. The
+    proofs run that one once per form (:func:`explored`): it is the same on every path.
     """
     memory = Memory(world)
     cpu = CPU(config(variant))
@@ -433,6 +526,10 @@ def run(world: Machine, variant: str) -> Run | None:
     if result.fault is None or cpu.trap is None:
         return None
     left, trap = cpu.state, cpu.trap
+    if trap.va is None and not world.starts_instruction(trap.pc):
+        # A kernel decoding from another address than the instruction's parses some
+        # other word, which we cannot follow: counted as broken (see violation()).
+        return Run(world.start, result, left, trap, None, followed=())
     port = KernelPort(cpu, Translator(world), memory)
     context = kernel.save_registers(cast(Any, port))
     try:
@@ -442,43 +539,64 @@ def run(world: Machine, variant: str) -> Run | None:
     if record is None:
         return Run(world.start, result, left, trap, None)
     backed = kernel.backup(cast(Any, SimpleNamespace(config=cpu.config)), context, record)
+    if not world.starts_instruction(backed.pc):
+        # Only a broken backup resumes elsewhere; what runs there is not this instruction,
+        # which we cannot follow: counted as broken (see violation()).
+        return Run(world.start, result, left, trap, record, backed, followed=(RESTORES,))
     cpu.resume(backed)
-    again = cpu.step(Translator(world, present=True), cast(Any, memory))
-    fresh_memory = Memory(world)
-    fresh = CPU(config(variant))
-    fresh.resume(world.start)
-    clean = fresh.step(Translator(world, present=True), cast(Any, fresh_memory))
-    return Run(
-        world.start, result, left, trap, record, backed,
-        again, cpu.state, memory.array, clean, fresh.state, fresh_memory.array,
-    )  # fmt: skip
+    again = run_present(cpu, world, memory)
+    reference = fault_free(world, variant) if clean else None
+    return Run(world.start, result, left, trap, record, backed, again, reference)
 
 
-def violations(done: Run, variant: str) -> dict[str, Any]:
-    """Each property's violation on this path, as a z3 condition."""
+def restore_violation(done: Run, variant: str) -> Any:
+    """The backup did not give the start state, or the kernel did not learn the fault."""
     record, fault = done.record, done.result.fault
     if record is None or done.backed is None or fault is None:
-        return dict.fromkeys(PROPERTIES, z3.BoolVal(True))
+        return z3.BoolVal(True)
     learnt = [_same(record.va, fault.va), z3.BoolVal(record.access is fault.access)]
     if variant == "decode":
         learnt.append(z3.BoolVal(record.point == done.result.fault_point))
-    restored = z3.And(same_state(done.backed, done.start), *learnt)
-    assert done.again is not None and done.clean is not None
-    assert done.again_state is not None and done.clean_state is not None
-    rerun = z3.And(
-        same_state(done.again_state, done.clean_state),
-        same_step(done.again, done.clean),
-        done.again_memory == done.clean_memory,
+    return z3.Not(z3.And(same_state(done.backed, done.start), *learnt))
+
+
+def rerun_violation(done: Run, clean: Rerun) -> Any:
+    """The re-run differs from the fault-free run ``clean``: state, step or memory."""
+    if done.again is None:  # no backup, or it resumed elsewhere
+        return z3.BoolVal(True)
+    again = done.again
+    return z3.Not(
+        z3.And(
+            same_state(again.state, clean.state),
+            same_step(again.step, clean.step),
+            _same_memory(again.memory, clean.memory),
+        )
     )
-    return {RESTORES: z3.Not(restored), RERUNS: z3.Not(rerun)}
 
 
-def scenario(world: Machine, variant: str) -> tuple[str, dict[str, Any]] | None:
-    """The fault point and each property's violation on this path (None: no fault)."""
-    done = run(world, variant)
+def _same_memory(a: Any, b: Any) -> Any:
+    return z3.BoolVal(a == b) if isinstance(a, dict) else a == b
+
+
+def violations(done: Run, variant: str) -> dict[str, Any]:
+    """Each property's violation on this path, as a z3 condition (``done.clean`` is set)."""
+    assert done.clean is not None or done.again is None
+    rerun = z3.BoolVal(True) if done.clean is None else rerun_violation(done, done.clean)
+    return {RESTORES: restore_violation(done, variant), RERUNS: rerun}
+
+
+def scenario(
+    world: Machine, variant: str, clean: list[tuple[Any, Rerun]]
+) -> tuple[str, dict[str, Any], tuple[str, ...]] | None:
+    """The fault point, each property's violation, and the properties whose runs could
+    be followed to the end, on this path (None: no fault). ``clean`` is every path of
+    the fault-free run, with its condition."""
+    done = run(world, variant, clean=False)
     if done is None:
         return None
-    return str(done.result.fault_point), violations(done, variant)
+    rerun = z3.Or(*(z3.And(when, rerun_violation(done, ran)) for when, ran in clean))
+    broken = {RESTORES: restore_violation(done, variant), RERUNS: rerun}
+    return str(done.result.fault_point), broken, done.followed
 
 
 # -- forms: every opcode, mode pair and register pattern ---------------------------------------
@@ -787,12 +905,22 @@ MUTANTS: tuple[Mutant, ...] = (
 
 
 @dataclass(frozen=True)
-class Explored:
-    """Every path of every form of a class under one variant (with or without a mutant)."""
+class Path:
+    """One path of one form's scenario that faulted: where, when, and what broke."""
 
-    facts: list[Any]
-    paths: list[tuple[Any, dict[str, Any]]]
-    points: tuple[str, ...]
+    form: Instruction
+    point: str
+    condition: Any
+    broken: dict[str, Any]
+    followed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Explored:
+    """Every faulting path of every form of a class under one variant (and mutant)."""
+
+    forms: tuple[Instruction, ...]
+    paths: tuple[Path, ...]
 
 
 #: Explorations kept: enough for one form class and variant under every mutant, so its two
@@ -808,25 +936,66 @@ def explored(form_class: FormClass, variant: str, mutant: str | None = None) -> 
         if mutant
         else contextlib.nullcontext()
     )
-    facts: list[Any] = []
-    paths: list[tuple[Any, dict[str, Any]]] = []
-    points: set[str] = set()
+    forms = tuple(form_class.forms())
+    paths = []
+    _SIMPLIFIED.clear()
     with active:
-        for instruction in form_class.forms():
+        for instruction in forms:
             world = machine(instruction)
-            facts.append(z3.And(*world.facts()))
-            for condition, result in explore(functools.partial(scenario, world, variant)):
+            facts = world.facts()
+            clean = explore(functools.partial(fault_free, world, variant))
+            for condition, result in explore(functools.partial(scenario, world, variant, clean)):
                 if result is not None:
-                    point, broken = result
-                    paths.append((z3.And(facts[-1], condition), broken))
-                    points.add(point)
-    order = [p for p in isa.FAULT_POINTS if p in points]
-    return Explored(facts, paths, tuple(order))
+                    point, broken, followed = result
+                    condition = z3.And(*facts, condition)
+                    paths.append(Path(instruction, point, condition, broken, followed))
+    return Explored(forms, tuple(paths))
 
 
-def violation(found: Explored, prop: str) -> Any:
-    """Some path of some form on which ``prop`` fails."""
-    return z3.Or(*(z3.And(condition, result[prop]) for condition, result in found.paths))
+def violation(found: Explored, prop: str, refuting: bool = False) -> Any:
+    """Some path of some form on which ``prop`` fails.
+
+    A path the proof cannot follow to its end counts as failing in a proof, so the
+    proof never passes because of it; when looking for a mutant's counterexample it
+    is left out, so a refutation is always a run followed to the end.
+    """
+    return z3.Or(
+        *(
+            z3.And(path.condition, path.broken[prop])
+            for path in found.paths
+            if prop in path.followed or not refuting
+        )
+    )
+
+
+def fault_points(instruction: Instruction) -> tuple[str, ...]:
+    """Where the ISA says ``instruction`` can fault: the points of its accesses
+    (:func:`isa.accesses`, on every path through its symbolic branches)."""
+    start = machine(instruction).start
+    seen = {p for _, made in explore(lambda: isa.accesses(instruction, start)) for p, _, _ in made}
+    return tuple(p for p in isa.FAULT_POINTS if p in seen)
+
+
+def reached(found: Explored, instruction: Instruction) -> tuple[str, ...]:
+    """The fault points of ``instruction`` some satisfiable path of the exploration faults
+    at: a point whose paths are all impossible would be proved only vacuously."""
+    points = []
+    for point in isa.FAULT_POINTS:
+        conditions = [
+            p.condition for p in found.paths if p.form == instruction and p.point == point
+        ]
+        if conditions and solve("", [z3.Or(*conditions)], want_sat=True).verdict == "proved":
+            points.append(point)
+    return tuple(points)
+
+
+def unreached(found: Explored) -> list[str]:
+    """Each form's fault points (by the ISA) that no satisfiable path reaches."""
+    missing = []
+    for form in found.forms:
+        reachable = reached(found, form)
+        missing += [f"{spell(form)} at {p}" for p in fault_points(form) if p not in reachable]
+    return missing
 
 
 def obligation_name(form_class: FormClass, variant: str, prop: str) -> str:
@@ -840,25 +1009,30 @@ def refuting_mutant(form_class: FormClass, variant: str, prop: str) -> str | Non
         if variant not in mutant.variants:
             continue
         found = explored(form_class, variant, mutant.name)
-        if solve("", [violation(found, prop)], want_sat=True).verdict == "proved":
+        if solve("", [violation(found, prop, refuting=True)], want_sat=True).verdict == "proved":
             return mutant.name
     return None
 
 
 def backup_verdict(form_class: FormClass, variant: str, prop: str) -> Outcome:
-    """The property on every path of every form of the class, proved and shown refutable."""
+    """The property on every path of every form of the class, proved, shown to reach every
+    fault point the ISA has for it, and shown refutable."""
     began = time.perf_counter()
     name = obligation_name(form_class, variant, prop)
     found = explored(form_class, variant)
     outcome = solve(name, [violation(found, prop)], want_sat=False)
-    forms = "; ".join(spell(i) for i in form_class.forms())
-    covered = f"forms {forms}; fault points {', '.join(found.points)}"
+    forms = "; ".join(spell(i) for i in found.forms)
+    points = ", ".join(fault_points(found.forms[0]))
+    covered = f"forms {forms}; fault points {points}"
     if outcome.verdict != "proved":
         return dataclasses.replace(
             outcome, seconds=time.perf_counter() - began, detail=f"{covered}: {outcome.detail}"
         )
+    missing = unreached(found) if prop == RESTORES else []
     mutant = refuting_mutant(form_class, variant, prop)
     seconds = time.perf_counter() - began
+    if missing:
+        return Outcome(name, "unknown", seconds, f"{covered}; never reached: {', '.join(missing)}")
     if mutant is None:
         return Outcome(name, "unknown", seconds, f"{covered}; no seeded mutant refutes it")
     return Outcome(name, "proved", seconds, f"{covered}; refuted when {mutant}")
