@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from pagingcheck.checks.proofs import backup
 from pagingcheck.checks.proofs.backup import RERUNS, RESTORES, FormClass
 from pagingcheck.checks.proofs.core import Outcome
+from pagingcheck.impl.lib import restart
 from pagingcheck.model import isa
 from pagingcheck.model.config import RESTART_VARIANTS
 from pagingcheck.model.isa import WORD_MASK, ArchState, Instruction, Mode, Op, Operand
-from pagingcheck.model.traps import Access
+from pagingcheck.model.traps import Access, Fault
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +229,62 @@ def test_a_mutant_is_refuted_with_a_counterexample_that_breaks_the_concrete_run(
 def placed_words(instruction: Instruction, pc: int) -> dict[int, int]:
     """Memory words holding ``instruction`` at ``pc``."""
     return {(pc + k) & WORD_MASK: w for k, w in enumerate(isa.encode(instruction))}
+
+
+def _undo_reversed(real: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda state, effects: real(state, tuple(reversed(effects)))
+
+
+def _locate_dst_first(real: Callable[..., Any]) -> Callable[..., Any]:
+    """locate_fault trying dst before src and taking the first candidate that holds."""
+
+    def locate(fault_pc: Any, state: ArchState, probe: restart.Probe) -> Any:
+        found = real(fault_pc, state, probe)
+        if found is None or found.instruction is None:
+            return found
+        for point in ("dst", "src"):
+            effects = isa.replay_side_effects(found.instruction, point)
+            start = restart.back_up(state, fault_pc, effects)
+            for where, va, access in isa.accesses(found.instruction, start):
+                answer = probe(va, access)
+                if where == point and isinstance(answer, Fault):
+                    return restart.Located(point, answer, found.instruction, effects)
+                if where == point or isinstance(answer, Fault):
+                    break
+        return None
+
+    return locate
+
+
+#: Changes that look like bugs but are not: undoing register changes in another order
+#: (they commute), and searching the decoder's candidates in another order or stopping
+#: at the first (the MOV register rule of isa.illegal_reason leaves at most one).
+EQUIVALENT = (
+    backup.Mutant(
+        "undo in the wrong order", ("state_register", "decode"), restart,
+        "undo_side_effects", _undo_reversed,
+    ),
+    backup.Mutant(
+        "locate_fault tries dst first and takes the first candidate", ("decode",), restart,
+        "locate_fault", _locate_dst_first,
+    ),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("mutant", EQUIVALENT, ids=lambda m: m.name)
+def test_what_is_not_a_bug_is_proved_not_refuted(
+    mutant: backup.Mutant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backup, "MUTANTS", (*backup.MUTANTS, mutant))
+    stepping = [c for c in backup.form_classes() if {c.amode, c.bmode} & {Mode.INC, Mode.DEC}]
+    assert len(stepping) == 18
+    for form_class in stepping:
+        for variant in mutant.variants:
+            found = backup.explored(form_class, variant, mutant.name)
+            for prop in backup.PROPERTIES:
+                solver = z3.Solver()
+                solver.add(backup.violation(found, prop))
+                assert solver.check() == z3.unsat, (form_class.name, variant, prop)
 
 
 def test_a_mutant_is_undone_after_use() -> None:
