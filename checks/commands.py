@@ -374,7 +374,7 @@ def mutants_command(
 @click.command("prove")
 @json_option
 def prove_command(as_json: bool) -> None:
-    """Prove with z3 that the reference kernel's frame bookkeeping keeps its invariants.
+    """Prove with z3 the reference kernel's frame bookkeeping and instruction backup.
 
     Each obligation is proved, refuted (with z3's counterexample) or unknown
     (with the reason); unknown is not a pass. See docs/proofs.md.
