@@ -37,7 +37,15 @@ allows it) is covered, and every fault point arises from the paths.
 
 Each obligation is also shown to be *refutable*: some seeded mutant
 (:data:`MUTANTS`) of the ISA, the CPU or the kernel makes z3 find a
-counterexample; an obligation no mutant refutes is ``unknown``.
+counterexample; an obligation no mutant refutes is ``unknown``, and so is
+one whose form has a fault point (by :func:`isa.accesses`) that no
+satisfiable path reaches.
+
+A run the proof cannot follow (a kernel decoding at another address than
+the instruction's, a re-run from another word than the instruction's: the
+code decodes only a concrete word 0) counts as broken in a proof. A
+refutation leaves the first out and follows the second assuming a NOP where
+it resumes, so each counterexample is a run followed to its end.
 """
 
 from __future__ import annotations
@@ -71,6 +79,9 @@ WIDTH = WORD_MASK.bit_length()
 
 #: A form class explored into more paths than this is a bug in the exploration.
 MAX_PATHS = 4096
+
+#: The word a refutation assumes where a broken backup resumes outside the instruction.
+NOP_WORD = isa.encode(Instruction(Op.NOP))[0]
 
 RESTORES = "restores the start"
 RERUNS = "re-run equals a fault-free run"
@@ -313,6 +324,11 @@ class World(Protocol):
         """Whether a run from ``pc`` can be followed: it fetches a word 0 that decodes."""
         ...
 
+    def resuming(self, pc: Any) -> tuple[World, Any]:
+        """A world in which a run from ``pc`` can be followed, and what it assumes
+        (a z3 condition; true when this world already can)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -328,6 +344,7 @@ class Machine:
     start: ArchState
     memory: Any
     faults: dict[Access, Any]
+    pinned: tuple[tuple[Any, int], ...] = ()
 
     @property
     def words(self) -> tuple[Any, ...]:
@@ -351,7 +368,11 @@ class Machine:
 
     def word(self, memory: Any, va: Any) -> Any:
         """The word at ``va`` of ``memory``: an instruction word where ``va`` is
-        ``pc + k`` (so word 0 stays concrete for decoding), else a symbolic word."""
+        ``pc + k`` (so word 0 stays concrete for decoding), a pinned word where
+        :meth:`resuming` pinned one, else a symbolic word."""
+        for where, word in self.pinned:
+            if z3.is_true(simplified(_term(va) == where)):
+                return word
         k = self.offset(va)
         return Sym(z3.Select(memory, _term(va))) if k is None else self.words[k]
 
@@ -367,6 +388,16 @@ class Machine:
         """Whether ``pc`` is the instruction's own (as a term): only its word 0 is
         concrete, and the code decodes only a concrete word."""
         return self.offset(pc) == 0
+
+    def resuming(self, pc: Any) -> tuple[Machine, Any]:
+        """This machine if a run from ``pc`` is the instruction's; else one where the
+        word at ``pc`` is pinned to a NOP, assuming memory (or the extension word)
+        holds one there. Only a refutation uses such a run: assuming more can only
+        make its counterexample rarer, never wrong."""
+        if self.starts_instruction(pc):
+            return self, z3.BoolVal(True)
+        assumed = _term(self.word(self.memory, pc)) == _term(NOP_WORD)
+        return dataclasses.replace(self, pinned=((_term(pc), NOP_WORD),)), assumed
 
 
 def machine(instruction: Instruction) -> Machine:
@@ -474,8 +505,10 @@ class Rerun:
     memory: Any
 
 
-def run_present(cpu: CPU, world: World, memory: Memory) -> Rerun:
-    """Run ``cpu`` one instruction on ``memory`` with every page present."""
+def run_present(cpu: CPU, world: World, contents: Any) -> Rerun:
+    """Run ``cpu`` one instruction on memory ``contents`` with every page present."""
+    memory = Memory(world)
+    memory.contents = contents
     step = cpu.step(Translator(world, present=True), cast(Any, memory))
     return Rerun(step, cpu.state, memory.contents)
 
@@ -484,7 +517,7 @@ def fault_free(world: World, variant: str) -> Rerun:
     """The start state run on the untouched memory, never faulting."""
     cpu = CPU(config(variant))
     cpu.resume(world.start)
-    return run_present(cpu, world, Memory(world))
+    return run_present(cpu, world, world.memory)
 
 
 @dataclass(frozen=True)
@@ -495,8 +528,9 @@ class Run:
     from the trap (None when its decoder found no fault point, or several),
     ``backed`` the state it backed up to; ``again`` is the re-run, ``clean`` the
     fault-free run (None when :func:`run` was told the caller runs it).
-    ``followed`` are the properties whose runs the proof could follow to the end (not
-    a decoder or a re-run starting at another word than the instruction's).
+    ``followed`` are the properties whose runs the proof could follow to the end: not
+    a decoder starting at another word than the instruction's; nor a re-run, unless
+    run under ``assumed``, which :meth:`World.resuming` needed to follow it.
     """
 
     start: ArchState
@@ -508,6 +542,7 @@ class Run:
     again: Rerun | None = None
     clean: Rerun | None = None
     followed: tuple[str, ...] = PROPERTIES
+    assumed: Any = True
 
 
 def run(world: World, variant: str, clean: bool = True) -> Run | None:
@@ -539,14 +574,15 @@ def run(world: World, variant: str, clean: bool = True) -> Run | None:
     if record is None:
         return Run(world.start, result, left, trap, None)
     backed = kernel.backup(cast(Any, SimpleNamespace(config=cpu.config)), context, record)
-    if not world.starts_instruction(backed.pc):
-        # Only a broken backup resumes elsewhere; what runs there is not this instruction,
-        # which we cannot follow: counted as broken (see violation()).
-        return Run(world.start, result, left, trap, record, backed, followed=(RESTORES,))
+    # Only a broken backup resumes elsewhere; what runs there is not this instruction,
+    # so the re-run is followed only under an assumption, and counts as broken in a
+    # proof (see violation()).
+    resumed, assumed = world.resuming(backed.pc)
+    followed = PROPERTIES if resumed is world else (RESTORES,)
     cpu.resume(backed)
-    again = run_present(cpu, world, memory)
+    again = run_present(cpu, resumed, memory.contents)
     reference = fault_free(world, variant) if clean else None
-    return Run(world.start, result, left, trap, record, backed, again, reference)
+    return Run(world.start, result, left, trap, record, backed, again, reference, followed, assumed)
 
 
 def restore_violation(done: Run, variant: str) -> Any:
@@ -587,16 +623,23 @@ def violations(done: Run, variant: str) -> dict[str, Any]:
 
 def scenario(
     world: Machine, variant: str, clean: list[tuple[Any, Rerun]]
-) -> tuple[str, dict[str, Any], tuple[str, ...]] | None:
-    """The fault point, each property's violation, and the properties whose runs could
-    be followed to the end, on this path (None: no fault). ``clean`` is every path of
-    the fault-free run, with its condition."""
+) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """The fault point, and each property's violation for a proof and for a refutation,
+    on this path (None: no fault). ``clean`` is every path of the fault-free run, with
+    its condition.
+
+    They differ only where the proof could not follow the run: a proof counts such
+    a path as broken, a refutation needs the run followed (under its assumption)."""
     done = run(world, variant, clean=False)
     if done is None:
         return None
     rerun = z3.Or(*(z3.And(when, rerun_violation(done, ran)) for when, ran in clean))
-    broken = {RESTORES: restore_violation(done, variant), RERUNS: rerun}
-    return str(done.result.fault_point), broken, done.followed
+    found = {RESTORES: restore_violation(done, variant), RERUNS: rerun}
+    proof = {p: v if p in done.followed else z3.BoolVal(True) for p, v in found.items()}
+    refutation = {p: z3.BoolVal(False) for p in PROPERTIES}
+    if RESTORES in done.followed:
+        refutation = {RESTORES: found[RESTORES], RERUNS: z3.And(done.assumed, rerun)}
+    return str(done.result.fault_point), proof, refutation
 
 
 # -- forms: every opcode, mode pair and register pattern ---------------------------------------
@@ -912,7 +955,7 @@ class Path:
     point: str
     condition: Any
     broken: dict[str, Any]
-    followed: tuple[str, ...]
+    refuted: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -946,9 +989,9 @@ def explored(form_class: FormClass, variant: str, mutant: str | None = None) -> 
             clean = explore(functools.partial(fault_free, world, variant))
             for condition, result in explore(functools.partial(scenario, world, variant, clean)):
                 if result is not None:
-                    point, broken, followed = result
+                    point, broken, refuted = result
                     condition = z3.And(*facts, condition)
-                    paths.append(Path(instruction, point, condition, broken, followed))
+                    paths.append(Path(instruction, point, condition, broken, refuted))
     return Explored(forms, tuple(paths))
 
 
@@ -956,14 +999,13 @@ def violation(found: Explored, prop: str, refuting: bool = False) -> Any:
     """Some path of some form on which ``prop`` fails.
 
     A path the proof cannot follow to its end counts as failing in a proof, so the
-    proof never passes because of it; when looking for a mutant's counterexample it
-    is left out, so a refutation is always a run followed to the end.
+    proof never passes because of it; a mutant's counterexample (``refuting``) must
+    be a run followed to its end, under the assumption that made it possible.
     """
     return z3.Or(
         *(
-            z3.And(path.condition, path.broken[prop])
+            z3.And(path.condition, (path.refuted if refuting else path.broken)[prop])
             for path in found.paths
-            if prop in path.followed or not refuting
         )
     )
 
