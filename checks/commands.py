@@ -27,7 +27,7 @@ from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.inputs import read_text
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
-from pagingcheck.checks.verify import VerifyReport, verify
+from pagingcheck.checks.verify import VerifyReport, reproduce, verify
 from pagingcheck.model.errors import UserError, shorten
 
 EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -373,25 +373,38 @@ def mutants_command(
 
 @click.command("prove")
 @json_option
-def prove_command(as_json: bool) -> None:
-    """Prove with z3 the reference kernel's frame bookkeeping and instruction backup.
+@traces_option("Where the trace of a refuted proof's bug found on the whole system goes.")
+def prove_command(as_json: bool, trace_dir: Path) -> None:
+    """Prove with z3 that the reference kernel's bookkeeping and TLB duties keep their
+    invariants, and that it backs a faulting instruction up exactly.
 
-    Each obligation is proved, refuted (with z3's counterexample) or unknown
-    (with the reason); unknown is not a pass. See docs/proofs.md.
+    Each obligation is proved, refuted (with a concrete counterexample) or
+    unknown (with the reason); unknown is not a pass. When a step is refuted,
+    the stateful checks of the default configuration (dev profile) look for the
+    bug on the whole system and write a trace that replay runs. See docs/proofs.md.
     """
     from pagingcheck.checks import proofs
 
     show = progress_printer(not as_json and sys.stderr.isatty())
     outcomes = proofs.prove_all(lambda o: show(f"{o.verdict:<8} {o.name}"))
     ok = all(o.verdict == "proved" for o in outcomes)
+    found = None
+    if any(o.verdict == "refuted" and " keeps " in o.name for o in outcomes):
+        show("looking for the refuted step's bug on the whole system")
+        config = load_config(None, "dev")
+        with released(kernel_factory(REFERENCE_KERNEL, config.limits, None)) as factory:
+            found = reproduce(config, factory, REFERENCE_KERNEL, trace_dir)
     if as_json:
-        emit_json({"ok": ok, "obligations": [o.to_json() for o in outcomes]})
+        system = None if found is None else found.to_json()
+        emit_json({"ok": ok, "obligations": [o.to_json() for o in outcomes], "system": system})
     else:
         for o in outcomes:
             mark = {"proved": "PROVED", "refuted": "REFUTED", "unknown": "UNKNOWN"}[o.verdict]
             click.echo(f"{mark:<8} {o.name:<50} {o.seconds:6.2f}s  {o.detail[:200]}")
         proved = sum(o.verdict == "proved" for o in outcomes)
         click.echo(f"\nprove: {proved} of {len(outcomes)} obligations proved")
+        if found is not None:
+            click.echo(f"on the whole system: {found.detail}")
     sys.exit(EXIT_OK if ok else EXIT_VIOLATED)
 
 

@@ -92,6 +92,41 @@ def _proofs() -> CheckResult:
     )
 
 
+def reproduce(
+    config: CheckConfig, factory: KernelFactory, implementation: str, trace_dir: Path
+) -> CheckResult:
+    """Look for a refuted proof's bug on the whole system: the stateful checks of
+    ``config``, variant after variant, on the kernel as its code now is, stopping at the
+    first violation (its trace written to ``trace_dir``, so ``pagingcheck replay`` runs
+    it). ``ok`` is true when one was found."""
+    began = time.perf_counter()
+    runs = steps = 0
+    for name, run in config.expand():
+        campaign, failure = run_campaign(
+            run,
+            factory,
+            implementation,
+            examples=run.budget.examples,
+            steps=run.budget.steps,
+            shrink_seconds=run.budget.shrink_seconds,
+        )
+        runs, steps = runs + campaign.runs, steps + campaign.steps
+        if failure is not None and failure.violation is not None:
+            path = traces.write(failure, trace_dir, f"proof-{name}-{failure.violation.property}")
+            return CheckResult(
+                "reproduced",
+                True,
+                f"on {name}: {failure.violation.explain()} (trace: {path})",
+                time.perf_counter() - began,
+                {"property": failure.violation.property, "trace": str(path)},
+            )
+    detail = (
+        f"not reproduced in {runs} runs ({steps} steps) of the {config.profile} profile: "
+        "the counterexample's state may be one the kernel never drives its tables into"
+    )
+    return CheckResult("reproduced", False, detail, time.perf_counter() - began)
+
+
 def verify(
     config: CheckConfig,
     factory: KernelFactory,

@@ -243,11 +243,10 @@ def _dirty_as_clean(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _free_shared_slot_early(original: Callable[..., None]) -> Callable[..., None]:
-    def drop_slot_user(self: Tables, slot: int) -> None:
-        original(self, slot)
-        state = self.slots[slot]
-        if state.refcount:  # BUG: the slot is freed at the first user's exit
-            self.free_slots = tuple(sorted({*self.free_slots, slot}))
+    def drop_slot_user(self: Tables, slot: int, user: tuple[int, int]) -> None:
+        original(self, slot, user)
+        if self.ss.refcount[slot]:  # BUG: the slot is freed at the first user's exit
+            self.ss = dataclasses.replace(self.ss, free={**self.ss.free, slot: True})
 
     return drop_slot_user
 
@@ -299,14 +298,24 @@ def _skip_install(original: Callable[..., Any]) -> Callable[..., Any]:
     return frame_step
 
 
-def _double_free_slot(original: Callable[..., Any]) -> Callable[..., Any]:
-    def slot_op(self: Tables, slot: int, name: str, *args: int) -> Any:
+def _release_slot_left_taken(original: Callable[..., Any]) -> Callable[..., Any]:
+    def slot_op(self: Tables, slot: int, name: str, *args: Any) -> Any:
         result = original(self, slot, name, *args)
-        if name == "release":  # BUG: a released slot is pushed on the free list twice
-            self.free_slots = (*self.free_slots, slot)
+        if name == "release":  # BUG: the slot goes on the free list but stays marked taken
+            self.ss = dataclasses.replace(self.ss, allocated={**self.ss.allocated, slot: True})
         return result
 
     return slot_op
+
+
+def _one_slot_for_all(original: Callable[..., Any]) -> Callable[..., Any]:
+    def plan_swap(t: Tables, sizing: Any) -> Any:
+        planned = original(t, sizing)
+        if isinstance(planned, tuple) and planned:  # BUG: the allocator never advances
+            return (planned[0],) * len(planned)
+        return planned
+
+    return plan_swap
 
 
 def _zero_fill_swapped_page(original: Callable[..., None]) -> Callable[..., None]:
@@ -424,11 +433,17 @@ SHARER_COUNTED_TWICE = Mutant(
     "refcounts_exact",
     ((Tables, "frame_step", _double_count_sharer),),
 )
-SLOT_FREED_TWICE = Mutant(
-    "slot_freed_twice",
-    "a released swap slot appears twice on the free list",
+RELEASED_SLOT_LEFT_TAKEN = Mutant(
+    "released_slot_left_taken",
+    "a released swap slot goes on the free list but stays marked taken",
     "free_lists_clean",
-    ((Tables, "slot_op", _double_free_slot),),
+    ((Tables, "slot_op", _release_slot_left_taken),),
+)
+SLOT_GIVEN_TWICE = Mutant(
+    "slot_given_twice",
+    "process creation gives every new page the same free swap slot",
+    "refcounts_exact",
+    ((process, "plan_swap", _one_slot_for_all),),
 )
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -495,13 +510,14 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     INSTALL_LEAVES_BUSY,
     SHARER_COUNTED_TWICE,
-    SLOT_FREED_TWICE,
+    RELEASED_SLOT_LEFT_TAKEN,
     _laundered(REUSE_BUSY_FRAME, "busy_frame_exclusive"),
     _laundered(FREE_SHARED_FRAME, "freed_at_last_reference"),
     _laundered(FREE_SHARED_SLOT, "freed_at_last_reference"),
     _laundered(INSTALL_LEAVES_BUSY, "frame_table_agrees"),
     _laundered(SHARER_COUNTED_TWICE, "frame_table_agrees"),
-    _laundered(SLOT_FREED_TWICE, "homes_agree"),
+    SLOT_GIVEN_TWICE,
+    _laundered(SLOT_GIVEN_TWICE, "homes_agree"),
     Mutant(
         "writeback_to_image",
         "a modified data page is written back to the program image instead of swap",

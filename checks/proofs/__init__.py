@@ -2,9 +2,12 @@
 
 Each module proves one part and yields its obligations lazily:
 
-* :mod:`.frames`: the frame bookkeeping the reference kernel runs (frames,
-  free list, reference counts, reverse map), inductively for any number of
-  frames and users.
+* :mod:`.bookkeeping`: the frame and swap-slot bookkeeping the reference
+  kernel runs (protocol states, free lists, exact reference counts, who
+  holds what), inductively for any number of frames, slots and users.
+* :mod:`.mappings`: PTE words, TLB entries and dirty pages under the kernel's
+  edits and the MMU's fills, accesses and drops: the TLB agrees with the page
+  tables and no dirty page is dropped, for any number of mappings.
 * :mod:`.backup`: instruction backup, for every instruction form, fault point
   and restart variant: the CPU's fault handling and the kernel's backup give
   the start state back, and the re-run equals a fault-free run.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 
-from pagingcheck.checks.proofs import backup, frames
+from pagingcheck.checks.proofs import backup, bookkeeping, mappings
 from pagingcheck.checks.proofs.core import TIMEOUT_MS, Outcome, Verdict, solve
 
 __all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solve", "verdicts"]
@@ -25,7 +28,8 @@ __all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solv
 
 def obligations() -> Iterator[Callable[[], Outcome]]:
     """Every obligation of every part, lazily."""
-    yield from frames.obligations()
+    yield from bookkeeping.obligations()
+    yield from mappings.obligations()
     yield from backup.obligations()
 
 

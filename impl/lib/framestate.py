@@ -11,16 +11,15 @@ refcount    ``orphan``: the per-frame fields of :class:`~.frames.Frame`)
 transfer
 orphan
 free        frame -> on the free list
-mapped      user -> the frame its present PTE maps, or :data:`UNMAPPED`
+held        user -> the frame its present PTE maps, or :data:`NOTHING`
 index       user -> its position among the frame's counted references
 owner       (frame, position) -> the user counted there
 ==========  =======================================================================
 
-A *user* is one (process, vpn) mapping. ``owner`` and ``index`` are a ghost
-bijection between a frame's counted references ``0 .. refcount-1`` and the
-users that map it, as Hyperkernel keeps its reference counts: it makes "the
-count is exact" a statement about each position and each user, which z3
-proves for any number of frames and users without counting.
+A *user* is one (process, vpn) mapping. ``refcount``, ``held``, ``index``
+and ``owner`` are the counted references of :mod:`~.counted`, a ghost
+bijection that makes "the count is exact" provable for any number of frames
+and users.
 
 Each transition has the shape ``op(state, args) -> (guard, new_state)`` and
 is written once over :mod:`~.logic`'s ``select``/``store``: the reference
@@ -36,45 +35,28 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pagingcheck.impl.lib import counted
 from pagingcheck.impl.lib import frames as fr
-from pagingcheck.impl.lib.logic import (
-    Cond,
-    Term,
-    all_of,
-    implies,
-    ite,
-    select,
-    store,
-)
+from pagingcheck.impl.lib.counted import NOTHING, Counted, Invariant, Table
+from pagingcheck.impl.lib.logic import Cond, Term, all_of, ite, select, store
 
-#: ``mapped[user]`` of a user whose PTE maps no frame present.
-UNMAPPED = -1
 #: The status read for a frame a concrete state does not have: no transition allows it.
 MISSING = -1
-#: The user read at a reference position nobody holds (no real user is negative).
-NO_USER = -7
-
-Table = Any
-"""A dictionary when the kernel runs, a z3 array when a proof runs."""
 
 
 @dataclass(frozen=True)
-class FrameState:
+class FrameState(Counted):
     """Every user frame's bookkeeping (see the module docstring for each table).
 
     Concretely each table is a ``dict``; a key it lacks holds the default (a
-    user not in ``mapped`` is :data:`UNMAPPED`). Treat it as a value: the
+    user not in ``held`` holds :data:`NOTHING`). Treat it as a value: the
     transitions return a new one.
     """
 
     status: Table
-    refcount: Table
     transfer: Table
     orphan: Table
     free: Table
-    mapped: Table
-    index: Table
-    owner: Table
 
     # -- reading --------------------------------------------------------------------------
 
@@ -88,16 +70,8 @@ class FrameState:
         )
 
     def maps(self, user: Hashable) -> Term:
-        """The frame ``user`` maps present, or :data:`UNMAPPED`."""
-        return select(self.mapped, user, UNMAPPED)
-
-    def holder(self, pfn: Term, position: Term) -> Any:
-        """The user counted at ``position`` of ``pfn``'s references."""
-        return select(select(self.owner, pfn, {}), position, NO_USER)
-
-    def users(self, pfn: int) -> tuple[Any, ...]:
-        """The users mapping ``pfn``, in counted order (concrete states only)."""
-        return tuple(self.holder(pfn, i) for i in range(int(self.refcount[pfn])))
+        """The frame ``user`` maps present, or :data:`NOTHING`."""
+        return self.holding(user)
 
     def free_frames(self) -> tuple[int, ...]:
         """The free list, in frame order (concrete states only)."""
@@ -116,30 +90,6 @@ class FrameState:
             free=store(self.free, pfn, free),
         )
 
-    def counted(self, pfn: Term, position: Term, user: Any) -> FrameState:
-        """``user`` maps ``pfn`` and is counted at ``position``."""
-        row = store(select(self.owner, pfn, {}), position, user)
-        return replace(
-            self,
-            mapped=store(self.mapped, user, pfn),
-            index=store(self.index, user, position),
-            owner=store(self.owner, pfn, row),
-        )
-
-    def uncounted(self, pfn: Term, user: Any) -> FrameState:
-        """``user`` stops mapping ``pfn``: the last counted user takes its position."""
-        last = self.holder(pfn, select(self.refcount, pfn, 0) - 1)
-        position = select(self.index, user, -1)
-        row = store(select(self.owner, pfn, {}), position, last)
-        return replace(
-            self,
-            mapped=store(
-                store(self.mapped, user, UNMAPPED), last, ite(last == user, UNMAPPED, pfn)
-            ),
-            index=store(self.index, last, position),
-            owner=store(self.owner, pfn, row),
-        )
-
 
 def empty(pfns: range) -> FrameState:
     """Every frame in ``pfns`` free; nothing mapped (concrete)."""
@@ -149,7 +99,7 @@ def empty(pfns: range) -> FrameState:
         transfer={pfn: fr.NONE for pfn in pfns},
         orphan={pfn: False for pfn in pfns},
         free={pfn: True for pfn in pfns},
-        mapped={},
+        held={},
         index={},
         owner={},
     )
@@ -207,7 +157,7 @@ def install(s: FrameState, pfn: Term, user: Any) -> Step:
     """A busy frame's page is in place and ``user`` maps it: the frame is in use."""
     guard, frame = fr.install(s.frame(pfn), 1)
     after = s.with_frame(pfn, frame, False).counted(pfn, 0, user)
-    return all_of(guard, pfn >= 0, s.maps(user) == UNMAPPED), after
+    return all_of(guard, pfn >= 0, s.maps(user) == NOTHING), after
 
 
 def map_user(s: FrameState, pfn: Term, user: Any) -> Step:
@@ -215,18 +165,18 @@ def map_user(s: FrameState, pfn: Term, user: Any) -> Step:
     guard, frame = fr.map_user(s.frame(pfn))
     position = select(s.refcount, pfn, 0)
     after = s.with_frame(pfn, frame, False).counted(pfn, position, user)
-    return all_of(guard, pfn >= 0, s.maps(user) == UNMAPPED), after
+    return all_of(guard, pfn >= 0, s.maps(user) == NOTHING), after
 
 
 def move(s: FrameState, pfn: Term, old: Any, new: Any) -> Step:
     """The mapping of ``pfn`` passes from ``old`` to ``new`` (one mapping per frame)."""
     position = select(s.index, old, -1)
-    after = replace(s, mapped=store(s.mapped, old, UNMAPPED)).counted(pfn, position, new)
+    after = replace(s, held=store(s.held, old, NOTHING)).counted(pfn, position, new)
     guard = all_of(
         select(s.status, pfn, MISSING) == fr.IN_USE,
         pfn >= 0,
         s.maps(old) == pfn,
-        s.maps(new) == UNMAPPED,
+        s.maps(new) == NOTHING,
     )
     return guard, after
 
@@ -289,37 +239,12 @@ def frame_consistent(s: FrameState, pfn: Term) -> Cond:
 
 def user_counted(s: FrameState, user: Any) -> Cond:
     """A user that maps a frame maps one in use, and is counted there at its index."""
-    pfn = s.maps(user)
-    position = select(s.index, user, -1)
-    return implies(
-        pfn != UNMAPPED,
-        all_of(
-            select(s.status, pfn, MISSING) == fr.IN_USE,
-            position >= 0,
-            position < select(s.refcount, pfn, 0),
-            s.holder(pfn, position) == user,
-        ),
-    )
+    return counted.user_counted(s, user, select(s.status, s.maps(user), MISSING) == fr.IN_USE)
 
 
 def reference_held(s: FrameState, pfn: Term, position: Term) -> Cond:
     """Each counted reference of a frame is a user that maps it, indexed there."""
-    holder = s.holder(pfn, position)
-    return implies(
-        all_of(pfn >= 0, position >= 0, position < select(s.refcount, pfn, 0)),
-        all_of(s.maps(holder) == pfn, select(s.index, holder, -1) == position),
-    )
-
-
-@dataclass(frozen=True)
-class Invariant:
-    """One invariant: its name, what it says, and its per-element predicate over
-    ``kinds`` of keys ("frame", "user", "position")."""
-
-    name: str
-    statement: str
-    kinds: tuple[str, ...]
-    holds: Callable[..., Cond]
+    return counted.reference_held(s, pfn, position)
 
 
 INVARIANTS: tuple[Invariant, ...] = (
@@ -327,7 +252,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "frames_consistent",
         "Each frame's fields agree with its status, and it is on the free list exactly "
         "when it is free.",
-        ("frame",),
+        ("key",),
         frame_consistent,
     ),
     Invariant(
@@ -341,7 +266,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "references_held",
         "Each of a frame's refcount references is a distinct user that maps it: the count "
         "is exact.",
-        ("frame", "position"),
+        ("key", "position"),
         reference_held,
     ),
 )
@@ -349,20 +274,4 @@ INVARIANTS: tuple[Invariant, ...] = (
 
 def violations(s: FrameState) -> list[str]:
     """Each invariant broken by the concrete state ``s``, with the element that breaks it."""
-    found = []
-    frames = list(s.status)
-    users = list(s.mapped)
-    positions = [(pfn, i) for pfn in frames for i in range(max(int(s.refcount[pfn]), 0))] + [
-        (pfn, i) for pfn, row in s.owner.items() for i in row
-    ]
-    for invariant in INVARIANTS:
-        if invariant.kinds == ("frame",):
-            cases: list[tuple[Any, ...]] = [(pfn,) for pfn in frames]
-        elif invariant.kinds == ("user",):
-            cases = [(user,) for user in users]
-        else:
-            cases = list(dict.fromkeys(positions))
-        for case in cases:
-            if not invariant.holds(s, *case):
-                found.append(f"{invariant.name} at {case}")
-    return found
+    return counted.violations(s, INVARIANTS, s.status)

@@ -6,6 +6,13 @@ translation, stale rights or stale frame survives an edit. The MMU ORs R/M
 bits into the word at a cached entry's ``pte_addr``; invalidating also
 stops those late writes from landing on a PTE that moved.
 
+The word each edit writes, and whether it must invalidate, come from the
+transitions of :mod:`~pagingcheck.impl.lib.mapping` that z3 proves keep the
+TLB in agreement and no dirty page dropped; each function applies one to the
+entry as the hardware may hold it (the TLB may cache the old word). Callers
+establish the transition's guard (the reference kernel's frame bookkeeping
+checks the same facts).
+
 Layouts differ in what a non-present page looks like:
 
 * linear, multi-level, hashed: creation writes a non-present PTE carrying the
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pagingcheck.impl.lib import mapping
 from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.impl.lib.memory import Memory
 from pagingcheck.impl.lib.pagetable import TableEditor
@@ -67,11 +75,24 @@ def forget(port: Port, space: Space) -> None:
     port.tlb_flush_asid(space.asid)
 
 
+def _held(word: int) -> mapping.Entry:
+    """The mapping entry of a PTE word as the kernel must assume it: maybe cached."""
+    return mapping.Entry(word, True, word, False, False, False)
+
+
 def _write(
-    port: Port, editor: TableEditor, kalloc: KernelAllocator, space: Space, vpn: int, word: int
+    port: Port,
+    editor: TableEditor,
+    kalloc: KernelAllocator,
+    space: Space,
+    vpn: int,
+    step: mapping.EntryStep,
 ) -> bool:
-    done = editor.set_pte(port, kalloc, space.root, space.asid, vpn, word)
-    invalidate(port, space, vpn)
+    """Write the PTE word a mapping transition computed, and do its TLB duty."""
+    _, entry = step
+    done = editor.set_pte(port, kalloc, space.root, space.asid, vpn, int(entry.pte))
+    if not entry.cached:
+        invalidate(port, space, vpn)
     return done
 
 
@@ -107,7 +128,8 @@ def map_page(
     prot: int,
 ) -> None:
     """Map ``vpn`` present to frame ``pfn`` with ``prot``, R and M clear; invalidate the TLB."""
-    if not _write(port, editor, kalloc, space, vpn, bits.make_pte(pfn, prot)):
+    step = mapping.map_page(_held(pte(port, editor, space, vpn)), bits.make_pte(pfn, prot))
+    if not _write(port, editor, kalloc, space, vpn, step):
         raise InternalError(
             f"vm.map_page: the {editor.layout.kind} table refused vpn {vpn} "
             f"(asid {space.asid}) -> frame {pfn}; entries are prepared at creation"
@@ -123,14 +145,17 @@ def unmap(
     """
     old = pte(port, editor, space, vpn)
     if holds_absent_entries(editor):
-        if not _write(port, editor, kalloc, space, vpn, bits.make_pte(0, prot, present=False)):
+        step = mapping.unmap(_held(old), bits.make_pte(0, prot, present=False))
+        if not _write(port, editor, kalloc, space, vpn, step):
             raise InternalError(
                 f"vm.unmap: the {editor.layout.kind} table refused to overwrite vpn {vpn} "
                 f"(asid {space.asid})"
             )
     else:
+        _, entry = mapping.unmap(_held(old), 0)
         editor.clear(port, kalloc, space.root, space.asid, vpn)
-        invalidate(port, space, vpn)
+        if not entry.cached:
+            invalidate(port, space, vpn)
     return old
 
 
@@ -143,7 +168,7 @@ def clear_referenced(
     so a cached entry would hide every later reference from the policy.
     """
     word = pte(port, editor, space, vpn)
-    if bits.is_present(word) and bits.is_referenced(word):
-        cleared = bits.with_flags(word, clear_bits=bits.REFERENCED)
-        if not _write(port, editor, kalloc, space, vpn, cleared):
-            raise InternalError(f"vm.clear_referenced: table refused vpn {vpn}")
+    if not (bits.is_present(word) and bits.is_referenced(word)):
+        return
+    if not _write(port, editor, kalloc, space, vpn, mapping.clear_referenced(_held(word))):
+        raise InternalError(f"vm.clear_referenced: table refused vpn {vpn}")

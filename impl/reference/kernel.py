@@ -270,8 +270,7 @@ class ReferenceKernel:
                 tuple(sorted(slot_users.get(slot, ()))),
                 fr.transfer_name(state.transfer),
             )
-            for slot, state in sorted(t.slots.items())
-            if state.allocated
+            for slot, state in t.taken_slots()
         )
         return KernelView(
             tuple(processes), frame_views, t.free_frames, slot_views, t.free_slots, t.current

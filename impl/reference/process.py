@@ -197,16 +197,17 @@ def perform_creation(t: Tables, port: Port, plan: CreationPlan) -> int:
     plan.table.commit()
     t.kalloc = plan.table_kalloc
     free = iter(plan.slots)
+    vpn = {entry.page: entry.vpn for entry in sizing.mappings}
     for new in sizing.new_pages:
         slot = None
         if new.needs_slot:
             slot = next(free)
-            t.slot_op(slot, "allocate", 1)
+            t.slot_op(slot, "allocate", (plan.pid, vpn[new.page]))
         t.pages[new.page] = PageRecord(slot=slot, image=new.image)
     for page in sizing.joined_pages:
         slot = t.record(page).slot
         if slot is not None:
-            t.slot_op(slot, "add_user")
+            t.slot_op(slot, "add_user", (plan.pid, vpn[page]))
     for obj in sizing.new_objects:
         t.objects[obj.key] = obj
     for key in sizing.joined:
@@ -374,7 +375,7 @@ def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> No
     for entry in proc.mappings:
         rec = t.record(entry.page)
         if rec.slot is not None:
-            t.drop_slot_user(rec.slot)
+            t.drop_slot_user(rec.slot, (pid, entry.vpn))
     for entry in proc.mappings:
         if not entry.page.shared:
             del t.pages[entry.page]

@@ -7,8 +7,9 @@ reverse map are one :class:`~pagingcheck.impl.lib.framestate.FrameState`,
 changed only by its transitions (:meth:`Tables.frame_step`), the same
 functions z3 proves things about (:mod:`pagingcheck.checks.proofs`); each
 mapping change pairs its PTE edit (through :mod:`pagingcheck.impl.lib.vm`)
-with the transition that records it. Swap slots change only through
-:mod:`pagingcheck.impl.lib.swap` (:meth:`Tables.slot_op`).
+with the transition that records it. Swap slots, their free list and the
+pages whose home each is are one :class:`~pagingcheck.impl.lib.slotstate.SlotState`,
+changed only by its transitions (:meth:`Tables.slot_op`), proved the same way.
 
 Words used throughout:
 
@@ -30,7 +31,7 @@ from typing import Literal
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import KernelEvent, Location, ProcessState
 from pagingcheck.impl.lib import frames as fr
-from pagingcheck.impl.lib import framestate, identity, vm
+from pagingcheck.impl.lib import framestate, identity, slotstate, vm
 from pagingcheck.impl.lib import swap as sw
 from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.impl.lib.logic import concrete
@@ -221,8 +222,7 @@ class Tables:
     current: int | None = None
     fs: framestate.FrameState = field(default_factory=lambda: framestate.empty(range(0)))
     frame_page: dict[int, PageId] = field(default_factory=dict)
-    slots: dict[int, sw.Slot] = field(default_factory=dict)
-    free_slots: tuple[int, ...] = ()
+    ss: slotstate.SlotState = field(default_factory=lambda: slotstate.empty(range(0)))
     pages: dict[PageId, PageRecord] = field(default_factory=dict)
     objects: dict[str, SharedObject] = field(default_factory=dict)
     loaded: tuple[int, int] | None = None  # the (root, asid) last loaded into the MMU
@@ -243,8 +243,7 @@ class Tables:
             make_editor(config),
         )
         tables.fs = framestate.empty(config.user_pfns)
-        tables.slots = {slot: sw.FREE_SLOT for slot in range(config.swap_slots)}
-        tables.free_slots = tuple(range(config.swap_slots))
+        tables.ss = slotstate.empty(range(config.swap_slots))
         return tables
 
     def copy(self) -> Tables:
@@ -255,7 +254,6 @@ class Tables:
             policy=self.policy.copy(),
             processes=dict(self.processes),
             frame_page=dict(self.frame_page),
-            slots=dict(self.slots),
             pages=dict(self.pages),
             objects=dict(self.objects),
             transfers=dict(self.transfers),
@@ -274,8 +272,7 @@ class Tables:
             self.current,
             self.fs,
             self.frame_page,
-            self.slots,
-            self.free_slots,
+            self.ss,
             self.pages,
             self.objects,
             self.loaded,
@@ -378,29 +375,51 @@ class Tables:
         """The free frame to take next (the free list is not empty)."""
         return identity.free_frame(self.free_frames)
 
-    def slot_op(self, slot: int, name: str, *args: int) -> sw.Slot:
-        """Apply protocol operation ``name`` to swap slot ``slot``; keep the free list in step."""
-        op, _ = sw.TRANSITIONS[name]
-        old = self.slots[slot]
-        guard, new = op(old, *args)
-        if self.guarded and not concrete(guard):
-            raise InternalError(f"swap.{name}{args}: not allowed on slot {slot} in state {old}")
-        self.slots[slot] = new
-        if old.allocated and not new.allocated:
-            self.free_slots = tuple(sorted({*self.free_slots, slot}))
-        elif not old.allocated and new.allocated:
-            self.free_slots = tuple(s for s in self.free_slots if s != slot)
-        return new
+    @property
+    def slots(self) -> dict[int, sw.Slot]:
+        """Each swap slot's protocol record, by slot number."""
+        return {slot: self.ss.slot(slot) for slot in sorted(self.ss.allocated)}
 
-    def drop_slot_user(self, slot: int) -> None:
-        """One page stops using ``slot``: drop, release at the last user, or orphan mid-transfer."""
-        state = self.slots[slot]
+    def taken_slots(self) -> list[tuple[int, sw.Slot]]:
+        """The allocated slots and their records, in slot order (what a view lists)."""
+        ss = self.ss
+        return [
+            (slot, sw.Slot(True, ss.refcount[slot], ss.transfer[slot], ss.orphan[slot]))
+            for slot, taken in sorted(ss.allocated.items())
+            if taken
+        ]
+
+    @property
+    def free_slots(self) -> tuple[int, ...]:
+        """The free swap slots, in slot order."""
+        return self.ss.free_slots()
+
+    def slot_op(self, slot: int, name: str, *args: User) -> sw.Slot:
+        """Apply transition ``name`` of :mod:`~pagingcheck.impl.lib.slotstate` to swap slot
+        ``slot`` (and the users ``args``); return the slot's new record.
+
+        Raises InternalError naming the transition, the slot and its state when
+        the guard does not hold (unless ``guarded`` is off, as for the seeded bugs).
+        """
+        op, _ = slotstate.TRANSITIONS[name]
+        guard, after = op(self.ss, slot, *args)
+        if self.guarded and not concrete(guard):
+            raise InternalError(
+                f"slotstate.{name}{args}: not allowed on slot {slot} in state {self.ss.slot(slot)}"
+            )
+        self.ss = after
+        return after.slot(slot)
+
+    def drop_slot_user(self, slot: int, user: User) -> None:
+        """``user``'s page stops using ``slot``: drop, release at the last user, or orphan
+        it mid-transfer."""
+        state = self.ss.slot(slot)
         if state.refcount >= 2:
-            self.slot_op(slot, "drop_user")
+            self.slot_op(slot, "drop_user", user)
         elif state.transfer != sw.NONE:
-            self.slot_op(slot, "orphan")
+            self.slot_op(slot, "orphan", user)
         else:
-            self.slot_op(slot, "release")
+            self.slot_op(slot, "release", user)
             self.emit("free_slot", detail=f"slot {slot}")
 
     # -- page records ------------------------------------------------------------------

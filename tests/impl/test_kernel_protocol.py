@@ -17,8 +17,8 @@ import pytest
 import z3
 
 from pagingcheck.impl.config import KernelConfig
+from pagingcheck.impl.lib import counted, framestate, logic, slotstate
 from pagingcheck.impl.lib import frames as fr
-from pagingcheck.impl.lib import framestate, logic
 from pagingcheck.impl.lib import swap as sw
 from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.config import HardwareConfig
@@ -175,6 +175,12 @@ def check_tables(kernel: ReferenceKernel) -> None:
     for number, slot in t.slots.items():
         assert sw.well_formed(slot), (number, slot)
     assert set(t.free_slots) == {n for n, s in t.slots.items() if not s.allocated}
+    assert slotstate.violations(t.ss) == []
+    for proc in t.live():
+        for entry in proc.mappings:
+            home = t.record(entry.page).slot
+            held = t.ss.holding((proc.pid, entry.vpn))
+            assert held == (counted.NOTHING if home is None else home), (proc.pid, entry)
 
 
 @pytest.mark.parametrize("seed", range(4))
