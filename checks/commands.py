@@ -376,7 +376,7 @@ def mutants_command(
 @traces_option("Where the trace of a refuted proof's bug found on the whole system goes.")
 def prove_command(as_json: bool, trace_dir: Path) -> None:
     """Prove with z3 that the reference kernel's bookkeeping and TLB duties keep their
-    invariants.
+    invariants, and that it backs a faulting instruction up exactly.
 
     Each obligation is proved, refuted (with a concrete counterexample) or
     unknown (with the reason); unknown is not a pass. When a step is refuted,

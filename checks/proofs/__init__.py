@@ -8,6 +8,9 @@ Each module proves one part and yields its obligations lazily:
 * :mod:`.mappings`: PTE words, TLB entries and dirty pages under the kernel's
   edits and the MMU's fills, accesses and drops: the TLB agrees with the page
   tables and no dirty page is dropped, for any number of mappings.
+* :mod:`.backup`: instruction backup, for every instruction form, fault point
+  and restart variant: the CPU's fault handling and the kernel's backup give
+  the start state back, and the re-run equals a fault-free run.
 
 :func:`prove_all` decides them all; ``pagingcheck prove`` prints the table.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 
-from pagingcheck.checks.proofs import bookkeeping, mappings
+from pagingcheck.checks.proofs import backup, bookkeeping, mappings
 from pagingcheck.checks.proofs.core import TIMEOUT_MS, Outcome, Verdict, solve
 
 __all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solve", "verdicts"]
@@ -27,6 +30,7 @@ def obligations() -> Iterator[Callable[[], Outcome]]:
     """Every obligation of every part, lazily."""
     yield from bookkeeping.obligations()
     yield from mappings.obligations()
+    yield from backup.obligations()
 
 
 def prove_all(progress: Callable[[Outcome], None] = lambda _: None) -> list[Outcome]:

@@ -167,6 +167,7 @@ def test_prove_prints_a_table_and_json() -> None:
     data = json.loads(CliRunner().invoke(cli, ["prove", "--json"]).stdout)
     assert data["ok"] is True
     assert {"name", "verdict", "seconds"} <= set(data["obligations"][0])
+    assert any(o["name"].startswith("backup: ") for o in data["obligations"])
 
 
 def test_the_slot_predicates_catch_a_shared_slot_freed_early() -> None:
