@@ -379,7 +379,7 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
     invariants, and that it backs a faulting instruction up exactly.
 
     Each obligation is proved, refuted (with a concrete counterexample) or
-    unknown (with the reason); unknown is not a pass. When a step is refuted,
+    unknown (with the reason); unknown is not a pass. When an obligation is refuted,
     the stateful checks of the default configuration (dev profile) look for the
     bug on the whole system and write a trace that replay runs. See docs/proofs.md.
     """
@@ -389,8 +389,8 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
     outcomes = proofs.prove_all(lambda o: show(f"{o.verdict:<8} {o.name}"))
     ok = all(o.verdict == "proved" for o in outcomes)
     found = None
-    if any(o.verdict == "refuted" and " keeps " in o.name for o in outcomes):
-        show("looking for the refuted step's bug on the whole system")
+    if any(o.verdict == "refuted" for o in outcomes):
+        show("looking for the refuted obligation's bug on the whole system")
         config = load_config(None, "dev")
         with released(kernel_factory(REFERENCE_KERNEL, config.limits, None)) as factory:
             found = reproduce(config, factory, REFERENCE_KERNEL, trace_dir)
