@@ -29,7 +29,8 @@ def outcomes() -> list[proofs.Outcome]:
 
 def test_every_obligation_is_proved(outcomes: list[proofs.Outcome]) -> None:
     steps = len(fs.TRANSITIONS) * len(fs.INVARIANTS)
-    assert len(outcomes) == len(fs.INVARIANTS) + len(fs.TRANSITIONS) + steps
+    framed = [o for o in outcomes if not o.name.startswith("translation: ")]
+    assert len(framed) == len(fs.INVARIANTS) + len(fs.TRANSITIONS) + steps
     assert [o.name for o in outcomes if o.verdict != "proved"] == []
 
 
