@@ -42,8 +42,6 @@ WORD_BITS = 32
 ADDRESS = z3.BitVecSort(WIDTH)
 WORD = z3.BitVecSort(WORD_BITS)
 
-#: Whether a read decides, path by path, which earlier write (if any) it reads.
-ALIAS_SPLIT = True
 #: Paths one exploration may take before its verdict is unknown.
 MAX_PATHS = 20_000
 #: Decisions one path may take (every loop of the formats is bounded; this is a guard).
@@ -228,10 +226,6 @@ class Engine:
     def flag(self, name: str) -> SymBool:
         """A fresh, unconstrained condition."""
         return SymBool(z3.Bool(self._name(name)), self)
-
-    def value(self, number: int) -> Any:
-        """A concrete integer as a symbolic one."""
-        return Sym(z3.BitVecVal(number, WIDTH), self)
 
     def case_split(self, value: Sym, cases: range) -> int:
         """The case of ``cases`` that ``value`` equals on this path (a branch per feasible
@@ -457,23 +451,16 @@ class SymbolicMemory:
     def read(self, pa: Any) -> Any:
         """The word at ``pa`` (a :class:`Sym`, standing for an ``int``)."""
         address = lift(pa)
-        candidates = []
-        word = None
         for write in reversed(self.writes):
             same = address == write.address
             decided = z3.simplify(same)
             if z3.is_false(decided):
                 continue
-            if z3.is_true(decided) or (ALIAS_SPLIT and self.engine.decide(same)):
-                word = write.value
-                break
-            if not ALIAS_SPLIT:
-                candidates.append((same, write.value))
-        if word is None:
-            word = z3.Select(self.base, address)
-        for same, value in reversed(candidates):
-            word = z3.If(same, value, word)
-        return Sym(z3.ZeroExt(WIDTH - WORD_BITS, word), self.engine)
+            # Which write a read sees is decided per path (most aliasing is infeasible
+            # and z3 says so at once), so no term carries a chain of if-then-elses.
+            if z3.is_true(decided) or self.engine.decide(same):
+                return Sym(z3.ZeroExt(WIDTH - WORD_BITS, write.value), self.engine)
+        return Sym(z3.ZeroExt(WIDTH - WORD_BITS, z3.Select(self.base, address)), self.engine)
 
     def write(self, pa: Any, value: Any) -> None:
         """Store the low 32 bits of ``value`` at ``pa``."""

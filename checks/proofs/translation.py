@@ -371,9 +371,7 @@ def sequence_goals(kind: str, harness: Harness, engine: Engine) -> dict[str, Any
     root: Any = editor.create(memory, kalloc, first, 0 if system_root is None else system_root)
     abstract = z3.K(ADDRESS, z3.BitVecVal(0, WIDTH))
     for _ in range(SEQUENCE_STEPS):
-        asid, vpn, pte, _, _ = (
-            _inputs(engine, kind) if kind == "inverted" else (first, *_page(engine, kind))
-        )
+        asid, vpn, pte = _page(engine, kind, first)
         start = len(memory.writes)
         if engine.flag("map"):
             is_present = (lift(pte) & bits.PRESENT) != 0
@@ -387,19 +385,20 @@ def sequence_goals(kind: str, harness: Harness, engine: Engine) -> dict[str, Any
             abstract = z3.Store(abstract, page_key(kind, asid, vpn), z3.BitVecVal(0, WIDTH))
         memory.rewrite(start, harness.writes)
         harness.after_edit(layout, memory, root, asid, vpn)
-    asid, vpn, _, _, _ = (
-        _inputs(engine, kind) if kind == "inverted" else (first, *_page(engine, kind))
-    )
+    asid, vpn, _ = _page(engine, kind, first)
     found = translation(harness.walk(layout, memory, root, asid, vpn))
     wanted = z3.Select(abstract, page_key(kind, asid, vpn))
     return {AGREES: present(found) == present(wanted)}
 
 
-def _page(engine: Engine, kind: str) -> tuple[Any, Any, Any, Any]:
-    """vpn and PTE of one page of the one address space (and two unused slots)."""
+def _page(engine: Engine, kind: str, asid: Any) -> tuple[Any, Any, Any]:
+    """asid, vpn and PTE of one edit of the sequence: any page of ``asid``'s address space,
+    or for the inverted table of any address space."""
+    if kind == "inverted":
+        asid = engine.word("asid")
     vpn, pte = engine.word("vpn"), engine.word("pte")
-    engine.assume(vpn < CONFIGS[kind].va_pages)
-    return vpn, pte, None, None
+    engine.assume(vpn < CONFIGS[kind].va_pages, asid < ASIDS)
+    return asid, vpn, pte
 
 
 def page_key(kind: str, asid: Any, vpn: Any) -> Any:
@@ -595,6 +594,8 @@ def split_verdict() -> Outcome:
 def obligations() -> Iterator[Callable[[], Outcome]]:
     """Every translation obligation, lazily: per format, each edit's goals, then agreement
     with the abstract page map; then the multi-level split."""
+    # The goals of one exploration share it; a new run of the suite explores afresh.
+    exploration.cache_clear()
     for kind in CONFIGS:
         for what in ("set_pte", "clear", "sequence"):
             for goal in goals_of(kind, what):
