@@ -11,6 +11,10 @@ Each module proves one part and yields its obligations lazily:
 * :mod:`.backup`: instruction backup, for every instruction form, fault point
   and restart variant: the CPU's fault handling and the kernel's backup give
   the start state back, and the re-run equals a fault-free run.
+* :mod:`.translation`: each page-table format's walk after the kernel
+  library's ``set_pte`` and ``clear`` (the real code, run on symbolic memory
+  by :mod:`.symbolic`), per format for a small fixed table shape, and
+  agreement with an abstract page map.
 
 :func:`prove_all` decides them all; ``pagingcheck prove`` prints the table.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 
-from pagingcheck.checks.proofs import backup, bookkeeping, mappings
+from pagingcheck.checks.proofs import backup, bookkeeping, mappings, translation
 from pagingcheck.checks.proofs.core import TIMEOUT_MS, Outcome, Verdict, solve
 
 __all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solve", "verdicts"]
@@ -31,6 +35,7 @@ def obligations() -> Iterator[Callable[[], Outcome]]:
     yield from bookkeeping.obligations()
     yield from mappings.obligations()
     yield from backup.obligations()
+    yield from translation.obligations()
 
 
 def prove_all(progress: Callable[[Outcome], None] = lambda _: None) -> list[Outcome]:
