@@ -20,7 +20,7 @@ from typing import Any
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES, CheckConfig
 from pagingcheck.checks.coverage import Coverage
-from pagingcheck.checks.machines import run_campaign
+from pagingcheck.checks.machines import Campaign, run_campaign
 from pagingcheck.checks.runner import KernelFactory
 
 
@@ -92,6 +92,20 @@ def _proofs() -> CheckResult:
     )
 
 
+def _campaign(
+    run: CheckConfig, factory: KernelFactory, implementation: str
+) -> tuple[Campaign, traces.Trace | None]:
+    """One variant's stateful campaign, within its budget."""
+    return run_campaign(
+        run,
+        factory,
+        implementation,
+        examples=run.budget.examples,
+        steps=run.budget.steps,
+        shrink_seconds=run.budget.shrink_seconds,
+    )
+
+
 def reproduce(
     config: CheckConfig, factory: KernelFactory, implementation: str, trace_dir: Path
 ) -> CheckResult:
@@ -102,14 +116,7 @@ def reproduce(
     began = time.perf_counter()
     runs = steps = 0
     for name, run in config.expand():
-        campaign, failure = run_campaign(
-            run,
-            factory,
-            implementation,
-            examples=run.budget.examples,
-            steps=run.budget.steps,
-            shrink_seconds=run.budget.shrink_seconds,
-        )
+        campaign, failure = _campaign(run, factory, implementation)
         runs, steps = runs + campaign.runs, steps + campaign.steps
         if failure is not None and failure.violation is not None:
             path = traces.write(failure, trace_dir, f"proof-{name}-{failure.violation.property}")
@@ -146,14 +153,7 @@ def verify(
     for index, (name, run) in enumerate(runs, start=1):
         progress(f"[{index}/{len(runs)}] {name}")
         began = time.perf_counter()
-        campaign, failure = run_campaign(
-            run,
-            factory,
-            implementation,
-            examples=run.budget.examples,
-            steps=run.budget.steps,
-            shrink_seconds=run.budget.shrink_seconds,
-        )
+        campaign, failure = _campaign(run, factory, implementation)
         report.coverage.merge(campaign.coverage)
         if missing_here := campaign.coverage.unreached(config.coverage_each):
             short[name] = missing_here
