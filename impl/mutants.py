@@ -343,7 +343,7 @@ def _writeback_wrong_slot(original: Callable[..., None]) -> Callable[..., None]:
         t: Tables, port: Port, pfn: int, page: PageId, *args: Any, **kw: Any
     ) -> None:
         own = t.record(page).slot
-        others = [slot for slot, state in sorted(t.slots.items()) if state.allocated]
+        others = [slot for slot, _ in t.taken_slots()]
         wrong = next((slot for slot in others if slot != own), own)
         # BUG: the write goes to the first allocated slot, not the page's own
         t.set_record(page, slot=wrong)

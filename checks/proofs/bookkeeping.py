@@ -189,8 +189,12 @@ def initial_obligation(part: Part, invariant: Invariant) -> Outcome:
 
 # -- non-vacuity: each transition can be taken ---------------------------------------------
 
-#: Holdings, users and depth of the search for a state enabling each transition.
-WITNESS_KEYS, WITNESS_USERS, WITNESS_DEPTH = range(2), range(3), 8
+#: The bounded domain in which enabling states and counterexamples are searched: holdings,
+#: users (and as many reference positions as users).
+BOUND_KEYS, BOUND_USERS = 2, 3
+#: How many steps the search for a state enabling each transition may take (over the
+#: bounded domain of :data:`BOUND_KEYS` keys and :data:`BOUND_USERS` users).
+WITNESS_DEPTH = 8
 
 
 def enabled_obligation(part: Part, transition_name: str) -> Outcome:
@@ -205,8 +209,9 @@ def enabled_obligation(part: Part, transition_name: str) -> Outcome:
 def reachable_witness(part: Part, transition_name: str) -> Path | None:
     """The shortest path of transitions from the empty state to one where
     ``transition_name`` is enabled, over a few holdings and users; None if none is found."""
-    steps = functools.partial(_steps, part, WITNESS_KEYS, WITNESS_USERS)
-    return enabling_path(part.empty(WITNESS_KEYS), steps, transition_name, WITNESS_DEPTH)
+    keys = range(BOUND_KEYS)
+    steps = functools.partial(_steps, part, keys, range(BOUND_USERS))
+    return enabling_path(part.empty(keys), steps, transition_name, WITNESS_DEPTH)
 
 
 def _steps(
@@ -267,10 +272,6 @@ MUTATIONS: dict[str, Callable[[Part, Transition], Transition]] = {
         lambda p, s, a, g, args: (g, replace(a, free=store(a.free, args[0], True)))
     ),
 }
-
-
-#: The bounded domain counterexamples are searched in: holdings, users (and positions).
-BOUND_KEYS, BOUND_USERS = 2, 3
 
 
 def bounded_counterexample(

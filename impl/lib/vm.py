@@ -128,7 +128,9 @@ def map_page(
     prot: int,
 ) -> None:
     """Map ``vpn`` present to frame ``pfn`` with ``prot``, R and M clear; invalidate the TLB."""
-    step = mapping.map_page(_held(pte(port, editor, space, vpn)), bits.make_pte(pfn, prot))
+    # The old word decides only the guard (not present), the caller's to establish, so
+    # it is not read: the edit and its TLB duty do not depend on it.
+    step = mapping.map_page(_held(0), bits.make_pte(pfn, prot))
     if not _write(port, editor, kalloc, space, vpn, step):
         raise InternalError(
             f"vm.map_page: the {editor.layout.kind} table refused vpn {vpn} "

@@ -375,11 +375,6 @@ class Tables:
         """The free frame to take next (the free list is not empty)."""
         return identity.free_frame(self.free_frames)
 
-    @property
-    def slots(self) -> dict[int, sw.Slot]:
-        """Each swap slot's protocol record, by slot number."""
-        return {slot: self.ss.slot(slot) for slot in sorted(self.ss.allocated)}
-
     def taken_slots(self) -> list[tuple[int, sw.Slot]]:
         """The allocated slots and their records, in slot order (what a view lists)."""
         ss = self.ss

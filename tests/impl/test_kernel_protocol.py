@@ -172,9 +172,10 @@ def check_tables(kernel: ReferenceKernel) -> None:
         assert frame.refcount == len(t.users(pfn)), (pfn, frame, t.users(pfn))
         assert (frame.transfer != fr.NONE) == (pfn in t.transfers), pfn
     assert set(t.free_frames) == {p for p, f in t.frames.items() if f.status == fr.FREE}
-    for number, slot in t.slots.items():
+    slots = {number: t.ss.slot(number) for number in t.ss.allocated}
+    for number, slot in slots.items():
         assert sw.well_formed(slot), (number, slot)
-    assert set(t.free_slots) == {n for n, s in t.slots.items() if not s.allocated}
+    assert set(t.free_slots) == {n for n, s in slots.items() if not s.allocated}
     assert slotstate.violations(t.ss) == []
     for proc in t.live():
         for entry in proc.mappings:
