@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from importlib.metadata import version
@@ -13,6 +15,7 @@ from typing import Any, NoReturn, TextIO
 
 import click
 
+from pagingcheck.checks import traces
 from pagingcheck.checks.commands import (
     COMMANDS,
     EXIT_INTERRUPTED,
@@ -24,6 +27,11 @@ from pagingcheck.checks.commands import (
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
 from pagingcheck.model.errors import UserError
+
+INTERRUPT_GRACE = 10.0
+"""Seconds a run has, after Ctrl-C, to unwind before the process ends without it."""
+
+INTERRUPTED = "pagingcheck: interrupted; traces already written are complete"
 
 MAX_FRAMES = 1 << 24
 """The most frames simulate models: as many as the hardware's frame numbers can name."""
@@ -45,6 +53,7 @@ class Pagingcheck(click.Group):
         """Run the command line; never returns, always exits with the contract's code."""
         kwargs["standalone_mode"] = False
         _quiet_pipes()
+        _catch_interrupts()
         try:
             code = super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as error:
@@ -57,11 +66,62 @@ class Pagingcheck(click.Group):
         except UserError as error:
             fail_usage(str(error))
         except (click.Abort, KeyboardInterrupt):
-            click.echo("pagingcheck: interrupted; traces already written are complete", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _end_interrupted()
         except Exception as error:
             fail_internal(error)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+_interrupted = threading.Event()
+_ending = threading.Lock()
+
+
+def _catch_interrupts() -> None:
+    """Make Ctrl-C end the run with 130 whatever the code it lands in does with it.
+
+    The first Ctrl-C raises KeyboardInterrupt so the run unwinds; a library that
+    swallows it (or a kernel that catches everything) cannot keep the run going,
+    because the process ends anyway after INTERRUPT_GRACE seconds. A second Ctrl-C
+    ends it at once.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    if _interrupted.is_set():
+        _end_interrupted()
+    _interrupted.set()
+    timer = threading.Timer(INTERRUPT_GRACE, _end_interrupted)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
+def _end_interrupted() -> NoReturn:
+    """Say the run was interrupted and exit 130, from whichever thread gets here first.
+
+    ``os._exit``, not ``sys.exit``: interpreter shutdown would run the very
+    code that was interrupted (finalizers, library exit hooks), and CPython ends a
+    process whose KeyboardInterrupt resurfaces there by killing it with SIGINT, not
+    with the documented status. A trace being written is finished first.
+    """
+    _ending.acquire()
+    traces.WRITING.acquire(timeout=1.0)  # this very thread may hold it, if interrupted mid-write
+    # The real streams: a kernel call may have redirected sys.stderr when the timer fires.
+    for stream in (sys.stdout, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(f"{INTERRUPTED}\n")
+            sys.__stderr__.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _usage_line(error: click.UsageError) -> str:

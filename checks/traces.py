@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -353,6 +354,10 @@ def _choice(data: Any, index: int) -> Choice:
     return (kind, *data[1:])
 
 
+WRITING = threading.Lock()
+"""Held while a trace file is written, so that an interrupted run never ends in the middle."""
+
+
 def write(trace: Trace, directory: Path, stem: str) -> Path:
     """Write ``trace`` under ``directory`` as ``stem.yaml``, or ``stem-2.yaml`` and so on if
     that name is taken: a trace never overwrites another run's. Return the path."""
@@ -361,7 +366,7 @@ def write(trace: Trace, directory: Path, stem: str) -> Path:
     for number in itertools.count(1):
         path = directory / (f"{stem}.yaml" if number == 1 else f"{stem}-{number}.yaml")
         try:
-            with path.open("x") as stream:
+            with WRITING, path.open("x") as stream:
                 stream.write(text)
         except FileExistsError:
             continue

@@ -284,3 +284,40 @@ def test_ctrl_c_exits_130_and_says_so(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert b"interrupted" in err and b"Traceback" not in err
+
+
+SWALLOWER = """
+import sys, time
+from pagingcheck.checks import cli
+cli.INTERRUPT_GRACE = {grace}
+
+@cli.cli.command("swallow")
+def swallow() -> None:
+    print("ready", file=sys.stderr, flush=True)
+    while True:
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:  # as a careless library or kernel would
+            pass
+
+cli.cli.main(["swallow"])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is how Ctrl-C arrives on POSIX")
+@pytest.mark.parametrize(("grace", "presses"), [(0.5, 1), (600, 2)])
+def test_ctrl_c_ends_the_run_even_when_code_swallows_it(grace: float, presses: int) -> None:
+    """One Ctrl-C ends the process after the grace period; a second one at once."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWER.format(grace=grace)],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline() == b"ready\n"
+    for _ in range(presses):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert err.count(b"interrupted") == 1
