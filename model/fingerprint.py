@@ -16,6 +16,13 @@ Encoded types:
 
 Anything else raises :class:`InternalError`: its ``repr`` might hold a memory
 address, which would make the digest differ from run to run.
+
+A frozen dataclass instance is a value, so its encoding is computed once and
+kept on the instance: states that share records (copies share every record
+they did not change) encode only what changed. That holds when nothing in it
+can change: it is kept only if no list, dict, set or array was met inside,
+or if its class declares ``FINGERPRINT_VALUE = True`` (its containers are
+never changed after it is built, as the kernel library's whole-state tables).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from pagingcheck.model.errors import InternalError
 
 DIGEST_BYTES = 16
 
+_MEMO = "_fingerprint_encoding"
+_mutable_met = 0  # containers met so far that could change after encoding
+
 
 def fingerprint(*parts: object) -> bytes:
     """A 16-byte digest of ``parts``; equal values give equal digests in every run."""
@@ -43,29 +53,53 @@ def _frame(tag: bytes, payload: bytes) -> bytes:
 
 
 def _encode(part: object) -> bytes:
+    global _mutable_met
     if isinstance(part, np.ndarray):
+        _mutable_met += 1
         header = f"{part.dtype.str}{part.shape!r}".encode()
         return _frame(b"A", _frame(b"h", header) + np.ascontiguousarray(part).tobytes())
     if isinstance(part, np.generic):
         return _encode(part.item())
     if isinstance(part, bytes | bytearray):
+        if isinstance(part, bytearray):
+            _mutable_met += 1
         return _frame(b"B", bytes(part))
     if isinstance(part, Enum):
         return _frame(b"E", f"{type(part).__qualname__}.{part.name}".encode())
     if part is None or isinstance(part, bool | int | float | str):
         return _frame(b"S", repr(part).encode())
     if isinstance(part, tuple | list):
-        tag = b"T" if isinstance(part, tuple) else b"L"
-        return _frame(tag, b"".join(_encode(item) for item in part))
+        if isinstance(part, tuple):
+            return _frame(b"T", b"".join(_encode(item) for item in part))
+        _mutable_met += 1
+        return _frame(b"L", b"".join(_encode(item) for item in part))
     if isinstance(part, set | frozenset):
+        if isinstance(part, set):
+            _mutable_met += 1
         return _frame(b"F", b"".join(sorted(_encode(item) for item in part)))
     if isinstance(part, dict):
+        _mutable_met += 1
         items = sorted(_encode(key) + _encode(value) for key, value in part.items())
         return _frame(b"D", b"".join(items))
     if dataclasses.is_dataclass(part) and not isinstance(part, type):
-        fields = [getattr(part, field.name) for field in dataclasses.fields(part)]
-        return _frame(b"C", _encode(type(part).__qualname__) + _encode(tuple(fields)))
+        return _encode_dataclass(part)
     raise InternalError(
         f"fingerprint: cannot encode a {type(part).__name__} stably; "
         "pass a snapshot made of tuples, ints, strings, enums, bytes and numpy arrays"
     )
+
+
+def _encode_dataclass(part: object) -> bytes:
+    global _mutable_met
+    kept = getattr(part, "__dict__", {}).get(_MEMO)
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
+    before = _mutable_met
+    fields = [getattr(part, field.name) for field in dataclasses.fields(part)]  # type: ignore[arg-type]
+    encoding = _frame(b"C", _encode(type(part).__qualname__) + _encode(tuple(fields)))
+    params = getattr(type(part), "__dataclass_params__", None)
+    frozen = params is not None and params.frozen and hasattr(part, "__dict__")
+    if frozen and (_mutable_met == before or getattr(part, "FINGERPRINT_VALUE", False)):
+        object.__setattr__(part, _MEMO, encoding)
+        _mutable_met = before  # what is inside is a value: it cannot change
+    return encoding

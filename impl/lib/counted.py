@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pagingcheck.impl.lib.logic import Cond, Term, all_of, implies, ite, select, store
 
@@ -46,6 +46,9 @@ class Counted:
     (a user not in ``held`` holds :data:`NOTHING`). A value: changes return a
     new one.
     """
+
+    # Its dictionaries are never changed once built, so a fingerprint may keep its encoding.
+    FINGERPRINT_VALUE: ClassVar[bool] = True
 
     refcount: Table
     held: Table

@@ -189,7 +189,27 @@ UNPINNED, YOUNGER_NEEDS, OWN_NEEDS, OLDER_NEEDS = 0, 1, 2, 3
 
 def ticket_of(t: Tables, proc: Process) -> int:
     """The faulting instruction's ticket: its own if it is already unfinished, else the next."""
-    return proc.ticket if proc.ticket is not None else t.next_ticket
+    return proc.ticket if proc.ticket is not None else _next_ticket(t)
+
+
+def _next_ticket(t: Tables) -> int:
+    """A ticket later than every unfinished instruction's."""
+    return 1 + max((p.ticket for p in t.live() if p.ticket is not None), default=-1)
+
+
+def take_ticket(t: Tables, proc: Process) -> Process:
+    """Give ``proc``'s faulting instruction the next ticket.
+
+    Only the order of tickets matters, so the unfinished ones are renumbered
+    0, 1, ... first, keeping their order: tickets stay below the number of
+    processes instead of counting faults for ever, and two states that differ
+    only in how many faults came before are one state to the explorer.
+    """
+    unfinished = {p.pid: p.ticket for p in t.live() if p.ticket is not None and p.pid != proc.pid}
+    for rank, pid in enumerate(identity.first_served(unfinished)):
+        if unfinished[pid] != rank:
+            t.update(t.processes[pid], ticket=rank)
+    return t.update(proc, ticket=len(unfinished))
 
 
 def least_needed(
@@ -360,8 +380,7 @@ def perform_fault(
     vpn = record.va // t.config.page_words
     pins = instruction_pins(t, proc, record)
     if proc.ticket is None:
-        proc = t.update(proc, ticket=t.next_ticket)
-        t.next_ticket += 1
+        proc = take_ticket(t, proc)
     proc = t.update(proc, pinned=pins, rerunning=False)
     proc = block(t, proc, saved, record)
     if isinstance(plan, Refill):

@@ -226,7 +226,6 @@ class Tables:
     pages: dict[PageId, PageRecord] = field(default_factory=dict)
     objects: dict[str, SharedObject] = field(default_factory=dict)
     loaded: tuple[int, int] | None = None  # the (root, asid) last loaded into the MMU
-    next_ticket: int = 0
     memory_changed: bool = False  # a frame may be takeable now: wake memory waiters
     transfers: dict[int, Transfer] = field(default_factory=dict)
     clock: int = 0  # the kernel's time, kept only for policies that read it
@@ -276,7 +275,6 @@ class Tables:
             self.pages,
             self.objects,
             self.loaded,
-            self.next_ticket,
             self.transfers,
             self.clock,
         )
