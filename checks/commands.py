@@ -25,6 +25,7 @@ import click
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES
+from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
 from pagingcheck.checks.inputs import read_text
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, reproduce, verify
@@ -409,4 +410,181 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
 
 
 #: The checking commands, registered on the ``pagingcheck`` group by ``checks.cli``.
-COMMANDS = (verify_command, replay_command, validate_command, mutants_command, prove_command)
+@click.command("explore")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration to explore (each of its variants in turn).",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="NAME",
+    help="A reference configuration shipped with pagingcheck "
+    f"({', '.join(checkconfig.references())}); the default is tiny.",
+)
+@click.option(
+    "--impl",
+    "implementation",
+    default=REFERENCE_KERNEL,
+    show_default=True,
+    help="Kernel to check, as MODULE:ATTR building a kernel.",
+)
+@click.option(
+    "--max-states",
+    type=click.IntRange(1, None),
+    default=None,
+    help="Stop after this many distinct states (the result is then incomplete).",
+)
+@click.option(
+    "--least-frames",
+    is_flag=True,
+    help="When progress fails, explore with more user frames until it holds, and say "
+    "how many the workload needs.",
+)
+@traces_option("Where counterexample traces are written.")
+@json_option
+@containment_options
+def explore_command(
+    config_path: Path | None,
+    reference: str | None,
+    implementation: str,
+    max_states: int | None,
+    least_frames: bool,
+    trace_dir: Path,
+    as_json: bool,
+    in_process: bool,
+    call_seconds: float | None,
+    memory_mb: int | None,
+) -> None:
+    """Visit every reachable state of a small configuration, breadth first.
+
+    Every property is checked on every transition; deadlocks and fair cycles
+    without progress are looked for once the state graph is complete. The
+    first violation is one of the fewest steps; its trace is written for
+    ``pagingcheck replay``. Exit 1 when a property was violated; an exploration
+    stopped by --max-states says it is incomplete (and exits 0 if nothing was
+    violated in the states it visited).
+    """
+    if config_path is not None and reference is not None:
+        fail_usage("give at most one of --config FILE and --reference NAME")
+    config = (
+        checkconfig.load(config_path)
+        if config_path is not None
+        else checkconfig.load_reference(reference or "tiny")
+    )
+    config = with_limits(config, call_seconds, memory_mb)
+    show = progress_printer(not as_json or sys.stderr.isatty())
+    results: list[tuple[str, Exploration]] = []
+    needs: dict[str, int | None] = {}
+    with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
+        for name, run in config.expand():
+            show(f"[explore] {name}")
+            result = explore(
+                run,
+                factory,
+                implementation,
+                trace_dir,
+                max_states=max_states,
+                tick=lambda t: show(_tick_line(t)),
+                name=f"explore-{name}",
+            )
+            results.append((name, result))
+            needs[name] = (
+                _frames_needed(run, factory, max_states, show)
+                if least_frames and _livelocked(result)
+                else None
+            )
+    ok = all(result.ok for _, result in results)
+    if as_json:
+        data = _exploration_json(results)
+        if least_frames:
+            data["least_frames"] = needs
+        emit_json(data)
+    else:
+        for name, result in results:
+            _print_exploration(name, result, needs.get(name), least_frames)
+    sys.exit(EXIT_OK if ok else EXIT_VIOLATED)
+
+
+def _livelocked(result: Exploration) -> bool:
+    return any(f.violation.property == "progress" for f in result.violations)
+
+
+def _frames_needed(
+    run: checkconfig.CheckConfig, factory: Any, max_states: int | None, show: Any
+) -> int | None:
+    """The fewest user frames on which ``run`` explores with no violation (None: none)."""
+    found, _ = least_frames(
+        run,
+        factory,
+        max_states=max_states,
+        tick=lambda frames: show(f"[explore] with {frames} user frames"),
+    )
+    return found
+
+
+def _tick_line(tick: Tick) -> str:
+    rate = tick.distinct_states / tick.seconds if tick.seconds > 0 else 0.0
+    return (
+        f"  {tick.distinct_states} states, {tick.transitions} transitions, depth {tick.depth}, "
+        f"queue {tick.queue}, {rate:.0f} states/s"
+    )
+
+
+def _exploration_json(results: list[tuple[str, Exploration]]) -> dict[str, Any]:
+    """One JSON object for every variant explored: totals, then each variant's own."""
+    return {
+        "ok": all(r.ok for _, r in results),
+        "distinct_states": sum(r.distinct_states for _, r in results),
+        "transitions": sum(r.transitions for _, r in results),
+        "max_depth": max(r.max_depth for _, r in results),
+        "seconds": round(sum(r.seconds for _, r in results), 3),
+        "violations": [{"variant": n, **f.to_json()} for n, r in results for f in r.violations],
+        "variants": [{"name": n, **r.to_json()} for n, r in results],
+    }
+
+
+def _print_exploration(name: str, result: Exploration, needs: int | None, asked: bool) -> None:
+    rate = result.distinct_states / result.seconds if result.seconds > 0 else 0.0
+    if result.complete:
+        extent = "complete"
+    elif result.violations:
+        extent = "stopped at the first violation"
+    else:
+        extent = "INCOMPLETE (stopped at --max-states)"
+    click.echo(
+        f"{name}: {result.distinct_states} distinct states, {result.transitions} transitions, "
+        f"depth {result.max_depth}, {result.seconds:.1f}s ({rate:.0f} states/s); {extent}; "
+        f"symmetry reduction {result.reduction}"
+    )
+    for finding in result.violations:
+        kind = f", loop from step {finding.loop_from}" if finding.loop_from is not None else ""
+        click.echo(
+            f"FAIL  {finding.violation.explain()} after {len(finding.choices)} steps{kind} "
+            f"(trace: {finding.trace})"
+        )
+    if result.ok and result.complete:
+        click.echo("explore: every reachable state checked, all properties held")
+    elif not result.violations:
+        click.echo("explore: no violation in the states visited, but not every state was visited")
+    if asked and _livelocked(result):
+        click.echo(
+            "explore: no progress with the configured user frames; "
+            + (
+                f"progress, and every other property, from {needs} user frames"
+                if needs is not None
+                else "no frame count up to 16 more makes every property hold"
+            )
+        )
+
+
+COMMANDS = (
+    verify_command,
+    replay_command,
+    validate_command,
+    mutants_command,
+    prove_command,
+    explore_command,
+)

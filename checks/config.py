@@ -420,6 +420,25 @@ def load(path: Path | None) -> CheckConfig:
     return load_text(read_text(path, "the configuration"), str(path))
 
 
+def references() -> list[str]:
+    """The names of the reference configurations shipped for ``pagingcheck explore``."""
+    folder = files("pagingcheck.checks").joinpath("configs")
+    return sorted(
+        f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml")
+    )
+
+
+def load_reference(name: str) -> CheckConfig:
+    """The shipped reference configuration ``name`` (UserError naming the choices if none)."""
+    if name not in references():
+        raise UserError(
+            f"--reference {name!r}: no such reference configuration; choose one of: "
+            f"{', '.join(references())}"
+        )
+    text = files("pagingcheck.checks").joinpath("configs", f"{name}.yaml").read_text()
+    return load_text(text, f"reference configuration {name}")
+
+
 def default_text() -> str:
     """The built-in default configuration's YAML text."""
     return files("pagingcheck.checks").joinpath("default.yaml").read_text()

@@ -320,6 +320,30 @@ def check_spawned(outcome: object) -> int | SpawnRefused:
     return _int(outcome, "spawn() result (a pid or SpawnRefused)", 0, 1 << 31)
 
 
+def check_fingerprint(digest: object) -> bytes:
+    """What ``fingerprint`` returned, if it is bytes (at most 1 MB)."""
+    if not isinstance(digest, bytes) or len(digest) > 1 << 20:
+        raise InterfaceError(f"fingerprint(): expected bytes, got {quote(digest)}")
+    return digest
+
+
+def copy_check(original: object) -> Callable[[object], Any]:
+    """A check of what ``original.copy()`` returned: another object with the same hooks.
+    A kernel returning itself would let two explored states share one kernel."""
+
+    def check(clone: object) -> Any:
+        if clone is original:
+            raise InterfaceError("copy(): returned the kernel itself, not an independent copy")
+        missing = [
+            name for name in ("dispatch", "on_trap", "view", "copy") if not hasattr(clone, name)
+        ]
+        if missing:
+            raise InterfaceError(f"copy(): returned {quote(clone)}, which has no {missing[0]}()")
+        return clone
+
+    return check
+
+
 def check_runnable(pids: object) -> tuple[int, ...]:
     """What ``runnable`` returned, if it is a sequence of distinct pids."""
     items = tuple(_int(pid, "runnable()", 0, 1 << 31) for pid in _seq(pids, "runnable()", 10_000))

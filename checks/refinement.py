@@ -29,6 +29,7 @@ from pagingcheck.checks.progress import STATEMENT as PROGRESS_STATEMENT
 from pagingcheck.checks.progress import Watchdog
 from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRecord, System
 from pagingcheck.model import bits
+from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import ArchState
 from pagingcheck.spec import machine as spec
 from pagingcheck.spec.state import SpecState
@@ -88,6 +89,23 @@ class Checker:
     def __post_init__(self) -> None:
         self.observed = self._observe()
         self.spec_state = abstract(self.observed, self.fault_starts)
+
+    def copy(self) -> Checker:
+        """An independent checker in the same state (the observation and the spec state are
+        values no step changes, so they are shared)."""
+        clone = Checker.__new__(Checker)
+        clone.system = self.system.copy()
+        clone.spec_state = self.spec_state
+        clone.fault_starts = dict(self.fault_starts)
+        clone.observed = self.observed
+        clone.last_difference = []
+        clone.watchdog = None
+        return clone
+
+    def fingerprint(self) -> bytes:
+        """A digest of what the future of this run depends on: the system, and the start of
+        each outstanding fault (which restart exactness will compare against)."""
+        return fingerprint(self.system.fingerprint(), sorted(self.fault_starts.items()))
 
     def _observe(self) -> Observed:
         # A copy, so the facts about this state stay true after the next step.

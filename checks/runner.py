@@ -244,6 +244,9 @@ def run_choices(
     else:
         if fair_from is not None and run.result.fair_from is None:
             run.result.fair_from = fair_from
+        if fair_from is not None and run.checker.watchdog is None:
+            # The continuation starts after the last choice (a deadlock's trace): watch it.
+            run.checker.watch_progress(config.workload.progress_bound)
         if not run.failed:
             run.enabled()  # the last state's choices are asked for, as a campaign asks
     if (

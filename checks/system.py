@@ -394,10 +394,12 @@ class System:
     # -- values -------------------------------------------------------------------
 
     def copy(self) -> System:
-        """An independent copy (history included)."""
+        """An independent copy (history included). Raises KernelFailed when the kernel's
+        copy fails or is not one."""
+        kernel = self.query("copy()", self.kernel.copy, protocol.copy_check(self.kernel))
         return System(
             machine=self.machine.copy(),
-            kernel=self.kernel.copy(),
+            kernel=kernel,
             programs=self.programs,
             images=self.images,
             max_spawns=self.max_spawns,
@@ -409,8 +411,10 @@ class System:
         )
 
     def fingerprint(self) -> bytes:
-        """A stable digest of the state (not of the history that reached it)."""
-        return fingerprint(self.machine.fingerprint(), self.kernel.fingerprint(), self.spawns)
+        """A stable digest of the state (not of the history that reached it). Raises
+        KernelFailed when the kernel's fingerprint fails or is not bytes."""
+        kernel = self.query("fingerprint()", self.kernel.fingerprint, protocol.check_fingerprint)
+        return fingerprint(self.machine.fingerprint(), kernel, self.spawns)
 
 
 def spawn(kernel: Kernel, port: Port, image: Image) -> int | SpawnRefused:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pagingcheck.checks import traces
-from pagingcheck.checks.config import PROFILES, CheckConfig
+from pagingcheck.checks.config import PROFILES, CheckConfig, load_reference
 from pagingcheck.checks.coverage import Coverage
+from pagingcheck.checks.explore import explore
 from pagingcheck.checks.machines import Campaign, run_campaign
 from pagingcheck.checks.runner import KernelFactory
 
@@ -106,6 +107,35 @@ def _campaign(
     )
 
 
+#: The reference configuration every verify explores completely (a few hundred states).
+SMALL_EXPLORATION = "pair"
+
+
+def _exploration(
+    limits: CheckConfig, factory: KernelFactory, implementation: str, trace_dir: Path
+) -> CheckResult:
+    """Every reachable state of the small reference configuration, under ``limits``'s
+    containment limits, as one check."""
+    config = replace(load_reference(SMALL_EXPLORATION), limits=limits.limits)
+    result = explore(
+        config, factory, implementation, trace_dir, name=f"explore-{SMALL_EXPLORATION}"
+    )
+    name = f"explore:{SMALL_EXPLORATION}"
+    if result.violations:
+        finding = result.violations[0]
+        detail = f"{finding.violation.explain()} (trace: {finding.trace})"
+        extra = {"violation": {"property": finding.violation.property, "trace": finding.trace}}
+        return CheckResult(name, False, detail, result.seconds, extra)
+    return CheckResult(
+        name,
+        result.complete,
+        f"all {result.distinct_states} reachable states and {result.transitions} transitions "
+        "checked, all properties held",
+        result.seconds,
+        {"distinct_states": result.distinct_states, "transitions": result.transitions},
+    )
+
+
 def reproduce(
     config: CheckConfig, factory: KernelFactory, implementation: str, trace_dir: Path
 ) -> CheckResult:
@@ -143,7 +173,8 @@ def verify(
     prove: bool = False,
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
-    when ``prove``, the z3 proofs about the reference kernel's transitions first."""
+    when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
+    campaigns, a complete exploration of a small reference configuration."""
     report = VerifyReport(required=config.coverage)
     if prove:
         progress("[proofs] z3")
@@ -170,6 +201,8 @@ def verify(
         else:
             result.detail = f"{campaign.runs} runs, {campaign.steps} steps, all properties held"
         report.checks.append(result)
+    progress(f"[explore] {SMALL_EXPLORATION}")
+    report.checks.append(_exploration(config, factory, implementation, trace_dir))
     # Coverage is required of the configured budget; a smaller one may miss it.
     smaller = (
         f" (the {config.profile} profile runs a fraction of the configured budget)"

@@ -1,0 +1,341 @@
+"""The exhaustive explorer: pinned state counts, shortest counterexamples that replay,
+progress as a property of the state graph, and the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pagingcheck.checks import config as checkconfig
+from pagingcheck.checks import traces
+from pagingcheck.checks.explore import (
+    Explorer,
+    Graph,
+    explore,
+    least_frames,
+    non_progress_lasso,
+    strongly_connected,
+)
+from pagingcheck.checks.machines import run_campaign
+from pagingcheck.checks.mutants import mutant_config
+from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, run_choices, start
+from pagingcheck.checks.system import Choice
+from pagingcheck.impl.mutants import BY_NAME, factory
+from pagingcheck.impl.reference.kernel import ReferenceKernel
+from pagingcheck.model.fingerprint import fingerprint
+
+#: (distinct states, transitions, depth) of each reference configuration with the reference
+#: kernel. A change here is a change of semantics (or of what a state is): say which in the
+#: commit that changes it.
+PINNED = {
+    "pair": (289, 386, 14),
+    "shared": (221, 290, 18),
+    "software": (6580, 8232, 38),
+    "tiny": (19315, 26913, 32),
+    "trio": (32764, 61749, 28),
+}
+
+#: Every seeded mutant, the smallest reference configuration that shows it, and the
+#: property the explorer finds it by (always the one the mutant is expected to break).
+KILLS = {
+    "reuse_busy_frame": ("pair", "busy_frame_exclusive"),
+    "free_shared_frame_at_first_exit": ("pair", "freed_at_last_reference"),
+    "free_shared_slot_early": ("shared", "freed_at_last_reference"),
+    "skip_autoincrement_undo": ("software", "restart_exact"),
+    "decode_misses_destination": ("tiny", "restart_exact"),
+    "precise_pc_stepped_back": ("pair", "restart_exact"),
+    "no_flush_on_untagged_switch": ("pair", "tlb_agrees"),
+    "stale_tlb_after_pte_edit": ("pair", "busy_frame_exclusive"),
+    "drop_dirty_page": ("pair", "no_dirty_dropped"),
+    "evict_shared_keeps_other_ptes": ("software", "busy_frame_exclusive"),
+    "pte_maps_kernel_frame": ("pair", "page_tables_well_formed"),
+    "leak_frame_at_exit": ("pair", "no_leaks"),
+    "install_leaves_frame_busy": ("pair", "frame_table_agrees"),
+    "sharer_counted_twice": ("pair", "refcounts_exact"),
+    "released_slot_left_taken": ("pair", "free_lists_clean"),
+    "reuse_busy_frame_laundered": ("pair", "busy_frame_exclusive"),
+    "free_shared_frame_at_first_exit_laundered": ("pair", "freed_at_last_reference"),
+    "free_shared_slot_early_laundered": ("shared", "freed_at_last_reference"),
+    "install_leaves_frame_busy_laundered": ("pair", "frame_table_agrees"),
+    "sharer_counted_twice_laundered": ("pair", "frame_table_agrees"),
+    "slot_given_twice": ("tiny", "refcounts_exact"),
+    "slot_given_twice_laundered": ("tiny", "homes_agree"),
+    "writeback_to_image": ("pair", "port_rules"),
+    "asid_reused": ("trio", "spaces_agree"),
+    "mmu_not_reloaded_on_switch": ("pair", "dispatch_correct"),
+    "rob_unfinished_instruction": ("pair", "progress"),
+    "zero_fill_swapped_page": ("software", "refinement"),
+    "pagein_from_image": ("software", "refinement"),
+    "writeback_to_wrong_slot": ("software", "refinement"),
+}
+
+
+def reference(name: str) -> checkconfig.CheckConfig:
+    return checkconfig.load_reference(name)
+
+
+def counts(name: str) -> tuple[int, int, int]:
+    result = Explorer(reference(name), resolve_factory(REFERENCE_KERNEL)).run()
+    assert result.complete and result.ok, [f.violation.explain() for f in result.violations]
+    return result.distinct_states, result.transitions, result.max_depth
+
+
+@pytest.mark.parametrize("name", ["pair", "shared", "software"])
+def test_small_references_explore_completely_to_their_pinned_counts(name: str) -> None:
+    assert counts(name) == PINNED[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny", "trio"])
+def test_larger_references_explore_completely_to_their_pinned_counts(name: str) -> None:
+    assert counts(name) == PINNED[name]
+
+
+def test_every_reference_configuration_has_a_pinned_count() -> None:
+    assert set(checkconfig.references()) == set(PINNED)
+
+
+def test_every_mutant_is_shown_by_a_reference_configuration() -> None:
+    assert set(KILLS) == set(BY_NAME)
+    assert all(BY_NAME[name].expected == found for name, (_, found) in KILLS.items())
+
+
+@pytest.mark.parametrize("name", sorted(KILLS))
+def test_each_mutant_is_found_with_a_trace_that_replays(name: str, tmp_path: Path) -> None:
+    mutant = BY_NAME[name]
+    where, expected = KILLS[name]
+    run = mutant_config(reference(where), mutant)
+    implementation = f"pagingcheck.impl.mutants:{name}"
+    result = explore(run, factory(mutant), implementation, tmp_path)
+    assert [f.violation.property for f in result.violations] == [expected]
+    path = Path(str(result.violations[0].trace))
+    written = traces.load(path.read_text(), str(path))
+    again = run_choices(
+        written.config(), factory(mutant), written.choices, fair_from=written.fair_from
+    )
+    assert again.violation is not None and again.violation.property == expected
+
+
+def test_a_safety_counterexample_is_a_shortest_one() -> None:
+    """Breadth first: no run of fewer steps shows the bug. Checked by brute force, every
+    choice sequence one step shorter, without the explorer's merging of equal states."""
+    mutant = BY_NAME["drop_dirty_page"]
+    run = mutant_config(reference("pair"), mutant)
+    found = Explorer(run, factory(mutant)).run().violations[0]
+    frontier = [start(run, factory(mutant))]
+    for _ in range(len(found.choices) - 1):
+        following = []
+        for checker in frontier:
+            for choice in checker.choices():
+                child = checker.copy()
+                _, violation = child.step(choice)
+                assert violation is None
+                following.append(child)
+        frontier = following
+    assert frontier  # the shorter runs exist, and none of them failed
+
+
+def test_no_longer_than_the_trace_hypothesis_shrinks_to() -> None:
+    for name in ("drop_dirty_page", "leak_frame_at_exit"):
+        mutant = BY_NAME[name]
+        run = mutant_config(reference("pair"), mutant)
+        found = Explorer(run, factory(mutant)).run().violations[0]
+        _, failure = run_campaign(
+            run, factory(mutant), name, examples=60, steps=30, shrink_seconds=10
+        )
+        assert failure is not None
+        assert len(found.choices) <= len(failure.choices)
+
+
+def test_a_livelock_is_a_lasso_whose_loop_retires_nothing() -> None:
+    mutant = BY_NAME["rob_unfinished_instruction"]
+    run = mutant_config(reference("pair"), mutant)
+    result = Explorer(run, factory(mutant)).run()
+    assert result.complete
+    (finding,) = result.violations
+    assert finding.loop_from is not None and finding.loop_from < len(finding.choices)
+    loop = finding.choices[finding.loop_from :]
+    assert {c[0] for c in loop} <= {"run", "disk"}
+    # The reference kernel never livelocks on the same configuration.
+    assert not Explorer(run, resolve_factory(REFERENCE_KERNEL)).run().violations
+
+
+# -- the graph algorithms, on hand-made graphs ------------------------------------------------
+
+
+def graph_of(
+    edges: list[tuple[int, int, Choice, bool]], enabled: dict[int, list[Choice]], states: int
+) -> Graph:
+    graph = Graph()
+    for state in range(states):
+        graph.add_state(fingerprint(state), -1 if state == 0 else 0, 0, min(state, 1), True)
+        graph.set_enabled(state, enabled.get(state, []))
+    for source, target, choice, retired in edges:
+        graph.add_edge(source, target, graph.choice_id(choice), retired)
+    return graph
+
+
+def test_strongly_connected_components() -> None:
+    successors = {0: [(0, 1)], 1: [(0, 2)], 2: [(0, 0), (0, 3)], 3: [(0, 3)]}
+    found = sorted(sorted(c) for c in strongly_connected(successors))
+    assert found == [[0, 1, 2], [3]]
+
+
+def test_an_unfair_timer_loop_is_not_a_livelock() -> None:
+    """The timer ticking for ever while a process could run is the scheduler's unfairness,
+    not the kernel's: the run choice is enabled throughout and never taken in the loop."""
+    run: Choice = ("run", 1)
+    timer: Choice = ("timer",)
+    graph = graph_of([(0, 0, timer, False), (0, 1, run, True)], {0: [run, timer]}, 2)
+    assert non_progress_lasso(graph) is None
+
+
+def test_a_fair_loop_without_retirement_is_a_livelock() -> None:
+    run1: Choice = ("run", 1)
+    run2: Choice = ("run", 2)
+    disk: Choice = ("disk", 0)
+    edges = [(0, 1, run1, False), (1, 2, disk, False), (2, 0, run2, False)]
+    enabled = {0: [run1], 1: [disk], 2: [run2]}
+    assert non_progress_lasso(graph_of(edges, enabled, 3)) == ([], [run1, disk, run2])
+    # The same loop where the disk choice retires an instruction is progress.
+    edges[1] = (1, 2, disk, True)
+    assert non_progress_lasso(graph_of(edges, enabled, 3)) is None
+
+
+# -- state values ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    items: list[int]
+
+
+def test_a_frozen_record_holding_a_list_is_encoded_afresh() -> None:
+    """Only values are remembered by the fingerprint: a list inside may still change."""
+    record = Holder([1])
+    before = fingerprint(record)
+    record.items.append(2)
+    assert fingerprint(record) != before
+
+
+def test_copies_of_a_checker_are_independent() -> None:
+    checker = start(reference("pair"), resolve_factory(REFERENCE_KERNEL))
+    clone = checker.copy()
+    assert clone.fingerprint() == checker.fingerprint()
+    clone.step(clone.choices()[0])
+    assert clone.fingerprint() != checker.fingerprint()
+    assert (
+        checker.fingerprint()
+        == start(reference("pair"), resolve_factory(REFERENCE_KERNEL)).fingerprint()
+    )
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def pagingcheck(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pagingcheck.checks.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_explore_json_summary(tmp_path: Path) -> None:
+    done = pagingcheck("explore", "--reference", "pair", "--json", "--traces", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["distinct_states"], data["transitions"], data["max_depth"]) == PINNED["pair"]
+    assert data["ok"] is True and data["violations"] == [] and data["variants"][0]["complete"]
+
+
+def test_explore_reports_a_violation_with_exit_1(tmp_path: Path) -> None:
+    done = pagingcheck(
+        "explore",
+        "--reference",
+        "pair",
+        "--impl",
+        "pagingcheck.impl.mutants:drop_dirty_page",
+        "--traces",
+        str(tmp_path),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "FAIL  no_dirty_dropped" in done.stdout
+    assert "stopped at the first violation" in done.stdout
+    assert len(list(tmp_path.glob("explore-base-no_dirty_dropped*.yaml"))) == 1
+
+
+def test_explore_says_when_it_is_incomplete(tmp_path: Path) -> None:
+    done = pagingcheck(
+        "explore", "--reference", "pair", "--max-states", "20", "--traces", str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "INCOMPLETE" in done.stdout and "every reachable state" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--reference", "nonesuch"], "no such reference configuration"),
+        (["--reference", "pair", "--config", "x.yaml"], "at most one of"),
+        (["--max-states", "0"], "--max-states"),
+    ],
+)
+def test_explore_bad_usage_exits_2(args: list[str], says: str, tmp_path: Path) -> None:
+    done = pagingcheck("explore", *args, "--traces", str(tmp_path))
+    assert done.returncode == 2 and says in done.stderr
+
+
+# -- a kernel failing the explorer's own calls ----------------------------------------------
+
+
+class SelfCopy(ReferenceKernel):
+    """A kernel whose copy is itself: two explored states would share one kernel."""
+
+    def copy(self) -> ReferenceKernel:
+        return self
+
+
+class BadPrint(ReferenceKernel):
+    """A kernel whose fingerprint is not bytes."""
+
+    def fingerprint(self) -> bytes:
+        return "state"  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("kernel", "says"), [(SelfCopy, "copy()"), (BadPrint, "fingerprint()")])
+def test_a_kernel_failing_copy_or_fingerprint_is_reported_not_trusted(
+    kernel: type[ReferenceKernel], says: str, tmp_path: Path
+) -> None:
+    result = explore(reference("pair"), kernel, "test", tmp_path)
+    (finding,) = result.violations
+    assert finding.violation.property == "interface_error" and says in finding.violation.message
+    assert finding.trace is None and not result.complete
+
+
+def test_a_thrashing_configuration_is_told_how_many_frames_it_needs(tmp_path: Path) -> None:
+    mutant = BY_NAME["rob_unfinished_instruction"]
+    run = mutant_config(reference("pair"), mutant)  # livelocks on its two user frames
+    frames, result = least_frames(run, factory(mutant))
+    assert frames == 3 and result is not None and result.complete and result.ok
+    done = pagingcheck(
+        "explore",
+        "--reference",
+        "pair",
+        "--impl",
+        "pagingcheck.impl.mutants:rob_unfinished_instruction",
+        "--least-frames",
+        "--json",
+        "--traces",
+        str(tmp_path),
+    )
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    assert data["least_frames"] == {"base": 3}
+    assert [v["property"] for v in data["violations"]] == ["progress"]
