@@ -42,6 +42,7 @@ from typing import Any
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.frontier import KEEP_IN_MEMORY, Frontier
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.runner import KernelFactory, RunResult, run_choices, start
@@ -87,6 +88,7 @@ class Exploration:
     seconds: float = 0.0
     complete: bool = False  # every reachable state was visited
     violations: list[Finding] = field(default_factory=list)
+    spilled: int = 0  # states the queue wrote to disk
     reduction: str = "off (not implemented: every process, frame and slot is told apart)"
 
     @property
@@ -104,6 +106,7 @@ class Exploration:
             "max_depth": self.max_depth,
             "seconds": round(self.seconds, 3),
             "reduction": self.reduction,
+            "spilled_states": self.spilled,
             "violations": [f.to_json() for f in self.violations],
         }
 
@@ -203,8 +206,11 @@ class Explorer:
         max_states: int | None = None,
         tick: Callable[[Tick], None] = lambda _: None,
         tick_seconds: float = 0.5,
+        keep: int = KEEP_IN_MEMORY,
     ) -> None:
         self.config = config
+        self.keep = keep
+        self.depth = 0
         self.factory = factory
         self.max_states = max_states
         self.tick = tick
@@ -220,7 +226,7 @@ class Explorer:
         if safety is not None:
             self.result.violations.append(safety)
         elif self.result.complete:
-            self.result.violations += self._progress()
+            self.result.violations += progress_findings(self.graph)
         self.result.seconds = time.perf_counter() - began
         self.result.distinct_states = len(self.graph.parent)
         self.result.max_depth = max(self.graph.depth, default=0)
@@ -242,10 +248,20 @@ class Explorer:
         except KernelFailed as failure:
             return Finding(failure.violation(), [], replays=False)
         root = graph.add_state(key, NO_PARENT, -1, 0, bool(first.observed.live))
-        frontier: deque[tuple[int, Checker]] = deque([(root, first)])
+        frontier: Frontier[tuple[int, Checker]] = Frontier(self.keep)
+        frontier.append((root, first))
+        try:
+            return self._drain(frontier, began)
+        finally:
+            self.result.spilled = frontier.spilled
+            frontier.close()
+
+    def _drain(self, frontier: Frontier[tuple[int, Checker]], began: float) -> Finding | None:
+        graph = self.graph
         last_tick = began
         while frontier:
             number, checker = frontier.popleft()
+            self.depth = graph.depth[number]
             found = self._expand(number, checker, frontier)
             if found is not None:
                 return found
@@ -259,12 +275,13 @@ class Explorer:
         self.tick(self._tick(frontier, time.perf_counter() - began))
         return None
 
-    def _tick(self, frontier: deque[tuple[int, Checker]], seconds: float) -> Tick:
-        depth = self.graph.depth[frontier[0][0]] if frontier else max(self.graph.depth)
-        return Tick(len(self.graph.parent), self.result.transitions, depth, len(frontier), seconds)
+    def _tick(self, frontier: Frontier[tuple[int, Checker]], seconds: float) -> Tick:
+        return Tick(
+            len(self.graph.parent), self.result.transitions, self.depth, len(frontier), seconds
+        )
 
     def _expand(
-        self, number: int, checker: Checker, frontier: deque[tuple[int, Checker]]
+        self, number: int, checker: Checker, frontier: Frontier[tuple[int, Checker]]
     ) -> Finding | None:
         graph = self.graph
         try:
@@ -298,27 +315,29 @@ class Explorer:
 
     # -- progress on the whole graph ------------------------------------------------------
 
-    def _progress(self) -> list[Finding]:
-        graph = self.graph
-        for state in range(len(graph.parent)):
-            enabled = graph.choice_sets[graph.enabled[state]]
-            if graph.live[state] and not any(graph.choices[c][0] in FAIR_KINDS for c in enabled):
-                violation = Violation(
-                    "progress",
-                    "processes are live but nothing can happen (deadlock)",
-                    (("state", state),),
-                )
-                return [Finding(violation, graph.path(state), deadlock=True)]
-        lasso = non_progress_lasso(graph)
-        if lasso is None:
-            return []
-        prefix, loop = lasso
-        violation = Violation(
-            "progress",
-            f"a fair cycle of {len(loop)} steps in which no instruction retires",
-            (("loop_steps", len(loop)),),
-        )
-        return [Finding(violation, prefix + loop, loop_from=len(prefix))]
+
+def progress_findings(graph: Graph) -> list[Finding]:
+    """The progress violations of a complete state graph: the first deadlock, else the
+    shortest fair cycle that retires nothing (as a lasso); none if progress holds."""
+    for state in range(len(graph.parent)):
+        enabled = graph.choice_sets[graph.enabled[state]]
+        if graph.live[state] and not any(graph.choices[c][0] in FAIR_KINDS for c in enabled):
+            violation = Violation(
+                "progress",
+                "processes are live but nothing can happen (deadlock)",
+                (("state", state),),
+            )
+            return [Finding(violation, graph.path(state), deadlock=True)]
+    lasso = non_progress_lasso(graph)
+    if lasso is None:
+        return []
+    prefix, loop = lasso
+    violation = Violation(
+        "progress",
+        f"a fair cycle of {len(loop)} steps in which no instruction retires",
+        (("loop_steps", len(loop)),),
+    )
+    return [Finding(violation, prefix + loop, loop_from=len(prefix))]
 
 
 def explore(
@@ -330,11 +349,18 @@ def explore(
     max_states: int | None = None,
     tick: Callable[[Tick], None] = lambda _: None,
     name: str = "explore",
+    workers: int = 1,
+    keep: int = KEEP_IN_MEMORY,
 ) -> Exploration:
-    """Explore ``config`` with the kernel ``factory`` builds; write each violation's trace
-    under ``trace_dir`` (when given), confirmed by re-running it first."""
-    explorer = Explorer(config, factory, max_states=max_states, tick=tick)
-    result = explorer.run()
+    """Explore ``config`` with the kernel ``factory`` builds, in ``workers`` processes;
+    write each violation's trace under ``trace_dir`` (when given), confirmed by re-running
+    it first."""
+    if workers > 1:
+        from pagingcheck.checks.sharded import explore_sharded
+
+        result, _ = explore_sharded(config, factory, workers, max_states=max_states, tick=tick)
+    else:
+        result = Explorer(config, factory, max_states=max_states, tick=tick, keep=keep).run()
     for finding in result.violations:
         if not finding.replays:
             continue  # a replay never copies or fingerprints: there is no trace to write

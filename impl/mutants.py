@@ -94,6 +94,13 @@ class MutantKernel(ReferenceKernel):
         seen = super().view()
         return launder(seen) if self.mutant.laundered else seen
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The mutant by name: its patches hold modules, which do not pickle.
+        return {**self.__dict__, "mutant": self.mutant.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "mutant": BY_NAME[state["mutant"]]})
+
     def copy(self) -> MutantKernel:
         """An independent copy that keeps the bug."""
         clone = MutantKernel.__new__(MutantKernel)

@@ -24,6 +24,7 @@ from pagingcheck.checks.explore import (
 from pagingcheck.checks.machines import run_campaign
 from pagingcheck.checks.mutants import mutant_config
 from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, run_choices, start
+from pagingcheck.checks.sharded import explore_sharded
 from pagingcheck.checks.system import Choice
 from pagingcheck.impl.mutants import BY_NAME, factory
 from pagingcheck.impl.reference.kernel import ReferenceKernel
@@ -339,3 +340,38 @@ def test_a_thrashing_configuration_is_told_how_many_frames_it_needs(tmp_path: Pa
     data = json.loads(done.stdout)
     assert data["least_frames"] == {"base": 3}
     assert [v["property"] for v in data["violations"]] == ["progress"]
+
+
+# -- two workers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pair", "shared"])
+def test_two_workers_count_the_same_states(name: str) -> None:
+    result, graph = explore_sharded(reference(name), resolve_factory(REFERENCE_KERNEL), 2)
+    assert result.complete and result.ok and graph is not None
+    assert (result.distinct_states, result.transitions, result.max_depth) == PINNED[name]
+
+
+@pytest.mark.parametrize(
+    "name", ["drop_dirty_page", "rob_unfinished_instruction", "free_shared_slot_early"]
+)
+def test_two_workers_find_the_same_shortest_counterexample(name: str, tmp_path: Path) -> None:
+    mutant = BY_NAME[name]
+    where, expected = KILLS[name]
+    run = mutant_config(reference(where), mutant)
+    one = Explorer(run, factory(mutant)).run().violations[0]
+    two = explore(run, factory(mutant), f"pagingcheck.impl.mutants:{name}", tmp_path, workers=2)
+    (found,) = two.violations
+    assert found.violation.property == expected == one.violation.property
+    assert len(found.choices) == len(one.choices) and found.loop_from == one.loop_from
+    assert found.trace is not None  # it replayed before it was written
+
+
+def test_a_contained_kernel_is_explored_by_one_process() -> None:
+    from pagingcheck.checks.config import Limits
+    from pagingcheck.checks.runner import kernel_factory, released
+    from pagingcheck.model.errors import UserError
+
+    factory = kernel_factory(REFERENCE_KERNEL, Limits(), in_process=False)
+    with released(factory) as contained, pytest.raises(UserError, match="--workers 1"):
+        explore_sharded(reference("pair"), contained, 2)
