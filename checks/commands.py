@@ -26,9 +26,11 @@ from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
+from pagingcheck.checks.frontier import KEEP_IN_MEMORY
 from pagingcheck.checks.inputs import read_text
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, reproduce, verify
+from pagingcheck.impl.reference.tables import TIMED_POLICIES
 from pagingcheck.model.errors import UserError, shorten
 
 EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -45,6 +47,13 @@ config_option = click.option(
     help="YAML configuration (default: the built-in one).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+impl_option = click.option(
+    "--impl",
+    "implementation",
+    default=REFERENCE_KERNEL,
+    show_default=True,
+    help="Kernel to check, as MODULE:ATTR building a kernel.",
+)
 profile_option = click.option(
     "--profile",
     type=click.Choice(sorted(PROFILES)),
@@ -175,13 +184,7 @@ def _print_coverage(report: VerifyReport) -> None:
 
 @click.command("verify")
 @config_option
-@click.option(
-    "--impl",
-    "implementation",
-    default=REFERENCE_KERNEL,
-    show_default=True,
-    help="Kernel to check, as MODULE:ATTR building a kernel.",
-)
+@impl_option
 @traces_option("Where counterexample traces are written.")
 @json_option
 @profile_option
@@ -424,18 +427,27 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
     help="A reference configuration shipped with pagingcheck "
     f"({', '.join(checkconfig.references())}); the default is tiny.",
 )
-@click.option(
-    "--impl",
-    "implementation",
-    default=REFERENCE_KERNEL,
-    show_default=True,
-    help="Kernel to check, as MODULE:ATTR building a kernel.",
-)
+@impl_option
 @click.option(
     "--max-states",
     type=click.IntRange(1, None),
     default=None,
     help="Stop after this many distinct states (the result is then incomplete).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes to explore with (the states are sharded among them by fingerprint).",
+)
+@click.option(
+    "--keep-in-memory",
+    "keep",
+    type=click.IntRange(1, None),
+    default=KEEP_IN_MEMORY,
+    show_default=True,
+    help="States the queue holds in memory before it spills the rest to disk (one worker).",
 )
 @click.option(
     "--least-frames",
@@ -451,6 +463,8 @@ def explore_command(
     reference: str | None,
     implementation: str,
     max_states: int | None,
+    workers: int,
+    keep: int,
     least_frames: bool,
     trace_dir: Path,
     as_json: bool,
@@ -463,7 +477,7 @@ def explore_command(
     Every property is checked on every transition; deadlocks and fair cycles
     without progress are looked for once the state graph is complete. The
     first violation is one of the fewest steps; its trace is written for
-    ``pagingcheck replay``. Exit 1 when a property was violated; an exploration
+    pagingcheck replay. Exit 1 when a property was violated; an exploration
     stopped by --max-states says it is incomplete (and exits 0 if nothing was
     violated in the states it visited).
     """
@@ -481,6 +495,11 @@ def explore_command(
     with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
         for name, run in config.expand():
             show(f"[explore] {name}")
+            if run.kernel.policy in TIMED_POLICIES and max_states is None:
+                show(
+                    f"  note: policy {run.kernel.policy} keeps a clock that grows without "
+                    "bound, so this state space may be infinite; give --max-states"
+                )
             result = explore(
                 run,
                 factory,
@@ -489,6 +508,8 @@ def explore_command(
                 max_states=max_states,
                 tick=lambda t: show(_tick_line(t)),
                 name=f"explore-{name}",
+                workers=workers,
+                keep=keep,
             )
             results.append((name, result))
             needs[name] = (

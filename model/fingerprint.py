@@ -54,6 +54,15 @@ def _frame(tag: bytes, payload: bytes) -> bytes:
 
 def _encode(part: object) -> bytes:
     global _mutable_met
+    # The commonest kinds first, by exact type: the same bytes as the general cases below.
+    kind = type(part)
+    if kind is int or kind is str:
+        return _frame(b"S", repr(part).encode())
+    if kind is tuple:
+        return _frame(b"T", b"".join([_encode(item) for item in part]))  # type: ignore[attr-defined]
+    kept = getattr(part, "__dict__", None)
+    if kept is not None and _MEMO in kept:
+        return kept[_MEMO]  # type: ignore[no-any-return]
     if isinstance(part, np.ndarray):
         _mutable_met += 1
         header = f"{part.dtype.str}{part.shape!r}".encode()
