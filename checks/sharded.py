@@ -1,7 +1,10 @@
 """The explorer on several cores: the visited set and the frontier sharded by fingerprint.
 
 Each worker process owns the states whose digest falls in its shard: it
-keeps their digests, parents and transitions, and expands them. The search
+keeps their digests, parents and transitions, and expands them. Workers
+leave each other the states they find in files of a private temporary folder
+(one pickle per level and pair of workers), so states travel once and the
+master passes only file names and counts. The search
 goes level by level (all states of one depth, then the next), so the first
 violation found is still one of the fewest steps: at the end of a level every
 worker has expanded all of its states of that depth. A successor owned by
@@ -21,10 +24,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import pickle
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from pagingcheck.checks.config import CheckConfig
@@ -42,7 +48,7 @@ from pagingcheck.checks.system import Choice, KernelFailed
 from pagingcheck.model.errors import InternalError, UserError
 
 #: One state offered to its owner: digest, parent digest, choice, depth, live, the checker.
-Offer = tuple[bytes, bytes | None, Choice | None, int, bool, bytes]
+Offer = tuple[bytes, bytes | None, Choice | None, int, bool, Checker]
 
 
 def owner(digest: bytes, workers: int) -> int:
@@ -56,22 +62,44 @@ class Shard:
 
     index: int
     workers: int
+    folder: Path  # where workers leave each other the states they found
     seen: dict[bytes, tuple[bytes | None, Choice | None, int, bool]] = field(default_factory=dict)
     enabled: dict[bytes, list[Choice]] = field(default_factory=dict)
     edges: list[tuple[bytes, bytes, Choice, bool]] = field(default_factory=list)
     frontier: list[tuple[bytes, Checker]] = field(default_factory=list)
     kept: int = 0  # new states of its own found by the last expansion
+    level: int = 0
 
     def offer(self, offers: list[Offer]) -> int:
         """Keep the offered states not seen before; how many were new."""
         new = 0
-        for digest, parent, choice, depth, live, blob in offers:
+        for digest, parent, choice, depth, live, checker in offers:
             if digest in self.seen:
                 continue
             self.seen[digest] = (parent, choice, depth, live)
-            self.frontier.append((digest, pickle.loads(blob)))
+            self.frontier.append((digest, checker))
             new += 1
         return new
+
+    def take(self, paths: list[str]) -> int:
+        """Offer the states other workers left in ``paths`` (deleting the files)."""
+        new = 0
+        for path in map(Path, paths):
+            new += self.offer(pickle.loads(path.read_bytes()))
+            path.unlink()
+        return new
+
+    def leave(self, outgoing: dict[int, list[Offer]]) -> dict[int, str]:
+        """Write each other worker's states to a file of its own; the files, by worker.
+        One pickle per file, so what the states share (programs, configuration) is
+        written once."""
+        self.level += 1
+        paths: dict[int, str] = {}
+        for target, items in outgoing.items():
+            path = self.folder / f"{self.level}-{self.index}-{target}.pickle"
+            path.write_bytes(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+            paths[target] = str(path)
+        return paths
 
     def expand(self) -> tuple[dict[int, list[Offer]], Any, int]:
         """Expand every state of the frontier: the successors for other workers, the first
@@ -109,8 +137,7 @@ class Shard:
                         self.frontier.append((key, child))
                         self.kept += 1
                     continue
-                offer = (key, digest, choice, depth, live, pickle.dumps(child, protocol=5))
-                outgoing.setdefault(target, []).append(offer)
+                outgoing.setdefault(target, []).append((key, digest, choice, depth, live, child))
         return outgoing, None, transitions
 
 
@@ -122,7 +149,10 @@ def _serve(connection: Connection, shard: Shard) -> None:
             if request == "offer":
                 connection.send(("ok", shard.offer(argument)))
             elif request == "expand":
-                connection.send(("ok", (*shard.expand(), shard.kept)))
+                outgoing, violation, transitions = shard.expand()
+                connection.send(("ok", (shard.leave(outgoing), violation, transitions, shard.kept)))
+            elif request == "take":
+                connection.send(("ok", shard.take(argument)))
             elif request == "parent":
                 connection.send(("ok", shard.seen[argument][:2]))
             elif request == "graph":
@@ -142,11 +172,13 @@ class Pool:
             context = multiprocessing.get_context("fork")
         except ValueError:
             raise UserError("--workers above 1 needs fork(), which this platform lacks") from None
+        self.folder = Path(tempfile.mkdtemp(prefix="pagingcheck-workers-"))
         self.connections: list[Connection] = []
         self.processes = []
         for index in range(workers):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(theirs, Shard(index, workers)))
+            shard = Shard(index, workers, self.folder)
+            process = context.Process(target=_serve, args=(theirs, shard))
             process.daemon = True
             process.start()
             theirs.close()
@@ -183,6 +215,7 @@ class Pool:
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def explore_sharded(
@@ -215,9 +248,7 @@ def explore_sharded(
     pool = Pool(workers)
     try:
         offers: list[list[Offer]] = [[] for _ in range(workers)]
-        offers[owner(key, workers)].append(
-            (key, None, None, 0, bool(root.observed.live), pickle.dumps(root, protocol=5))
-        )
+        offers[owner(key, workers)].append((key, None, None, 0, bool(root.observed.live), root))
         queued = distinct = sum(pool.everyone("offer", offers))
         depth = 0
         while queued:
@@ -232,11 +263,11 @@ def explore_sharded(
                 result.violations.append(Finding(violation, path, replays=replays))
                 result.max_depth = depth + 1
                 return _finished(result, began, distinct), None
-            routed: list[list[Offer]] = [[] for _ in range(workers)]
-            for outgoing, _, _, _ in expanded:
-                for target, items in outgoing.items():
-                    routed[target] += items
-            queued = sum(pool.everyone("offer", routed)) + sum(k for _, _, _, k in expanded)
+            routed: list[list[str]] = [[] for _ in range(workers)]
+            for paths, _, _, _ in expanded:
+                for target, path in paths.items():
+                    routed[target].append(path)
+            queued = sum(pool.everyone("take", routed)) + sum(k for _, _, _, k in expanded)
             distinct += queued
             depth += 1 if queued else 0
             tick(Tick(distinct, result.transitions, depth, queued, time.perf_counter() - began))
