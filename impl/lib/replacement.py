@@ -175,6 +175,15 @@ def _nonempty(candidates: Sequence[int], who: str) -> None:
         raise InternalError(f"{who}.victim: called with no candidate frames")
 
 
+def abstract_snapshot(policy: Policy, now: int) -> tuple[object, ...]:
+    """``policy``'s state and the clock ``now``, as much of them as its future choices
+    depend on: LRU's use times only by their order (:meth:`Lru.ranked`); every other
+    policy as its snapshot and the clock as they are."""
+    if isinstance(policy, Lru):
+        return policy.ranked(now)
+    return (policy.snapshot(), now)
+
+
 def _unknown(who: str, what: str, frame: int) -> InternalError:
     return InternalError(f"{who}.{what}: frame {frame} holds no page this policy was told about")
 
@@ -532,6 +541,18 @@ class Lru:
 
     def snapshot(self) -> tuple[object, ...]:
         return (self.name, tuple(self._recent.items()))
+
+    def ranked(self, now: int) -> tuple[object, ...]:
+        """The snapshot with use times and ``now`` replaced by their ranks among each other.
+
+        Victims depend only on the order of use times (ties included), and a new
+        use time is ``now``, never below any kept one; so two states whose times
+        are ordered alike, ``now`` among them, choose alike for ever. This keeps a
+        running clock from making every state new to the explorer.
+        """
+        times = sorted({*self._recent.values(), now})
+        rank = {time: index for index, time in enumerate(times)}
+        return (self.name, tuple((f, rank[t]) for f, t in self._recent.items()), rank[now])
 
 
 class WorkingSet(_Resident):

@@ -37,7 +37,7 @@ from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.impl.lib.logic import concrete
 from pagingcheck.impl.lib.memory import FREED_PATTERN
 from pagingcheck.impl.lib.pagetable import TableEditor, make_editor
-from pagingcheck.impl.lib.replacement import Policy, make_policy
+from pagingcheck.impl.lib.replacement import Policy, abstract_snapshot, make_policy
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import InternalError
@@ -263,7 +263,7 @@ class Tables:
         """Every field that decides future behaviour, as a fingerprintable value."""
         return (
             self.kalloc.free_extents,
-            self.policy.snapshot(),
+            abstract_snapshot(self.policy, self.clock),
             self.system_root,
             self.booted,
             self.processes,
@@ -276,7 +276,6 @@ class Tables:
             self.objects,
             self.loaded,
             self.transfers,
-            self.clock,
         )
 
     def advance_clock(self) -> None:

@@ -26,6 +26,7 @@ from pagingcheck.checks.mutants import mutant_config
 from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, run_choices, start
 from pagingcheck.checks.sharded import explore_sharded
 from pagingcheck.checks.system import Choice
+from pagingcheck.impl.lib.replacement import Lru
 from pagingcheck.impl.mutants import BY_NAME, factory
 from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.fingerprint import fingerprint
@@ -375,3 +376,36 @@ def test_a_contained_kernel_is_explored_by_one_process() -> None:
     factory = kernel_factory(REFERENCE_KERNEL, Limits(), in_process=False)
     with released(factory) as contained, pytest.raises(UserError, match="--workers 1"):
         explore_sharded(reference("pair"), contained, 2)
+
+
+# -- a running clock -------------------------------------------------------------------------
+
+SPIN = """
+hardware: {page_words: 4, va_pages: 4, kernel_frames: 8, user_frames: 2, swap_slots: 4,
+           image_blocks: 2, tlb_entries: 2, disk_order: fifo}
+kernel: {policy: lru}
+workload:
+  initial: [0]
+  timer: true
+  programs:
+    - name: spin
+      text: "loop:   MOV @4, r1\\n        BNE @loop"
+      data: [5]
+      stack_pages: 0
+"""
+
+
+def test_a_program_that_loops_for_ever_under_lru_has_finitely_many_states() -> None:
+    """The kernel's clock runs for ever here; LRU's use times count only by their order."""
+    config = checkconfig.load_text(SPIN)
+    result = Explorer(config, resolve_factory(REFERENCE_KERNEL), max_states=1000).run()
+    assert result.complete and result.ok and result.distinct_states == 40
+
+
+def test_lru_states_ordered_alike_are_one_state() -> None:
+    early, late = Lru(), Lru()
+    for frame, (a, b) in enumerate([(1, 20), (5, 30), (5, 30)]):
+        early.loaded(frame, frame, a)
+        late.loaded(frame, frame, b)
+    assert early.ranked(9) == late.ranked(31)
+    assert early.ranked(5) != late.ranked(31)  # now ties the latest use in one, not the other
