@@ -30,12 +30,7 @@ from pagingcheck.checks.frontier import KEEP_IN_MEMORY
 from pagingcheck.checks.inputs import read_text
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, reproduce, verify
-from pagingcheck.impl.reference.tables import TIMED_POLICIES
 from pagingcheck.model.errors import UserError, shorten
-
-#: Policies under which the explorer's states keep the kernel's running clock (LRU's is
-#: abstracted to the order of its use times; see docs/explorer.md).
-UNBOUNDED_CLOCKS = TIMED_POLICIES - {"lru"}
 
 EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -499,11 +494,6 @@ def explore_command(
     with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
         for name, run in config.expand():
             show(f"[explore] {name}")
-            if run.kernel.policy in UNBOUNDED_CLOCKS and max_states is None:
-                show(
-                    f"  note: policy {run.kernel.policy} keeps a clock that grows without "
-                    "bound, so this state space may be infinite; give --max-states"
-                )
             result = explore(
                 run,
                 factory,

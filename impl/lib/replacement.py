@@ -41,7 +41,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Protocol
 
 from pagingcheck.model.errors import InternalError, UserError
@@ -177,9 +177,10 @@ def _nonempty(candidates: Sequence[int], who: str) -> None:
 
 def abstract_snapshot(policy: Policy, now: int) -> tuple[object, ...]:
     """``policy``'s state and the clock ``now``, as much of them as its future choices
-    depend on: LRU's use times only by their order (:meth:`Lru.ranked`); every other
-    policy as its snapshot and the clock as they are."""
-    if isinstance(policy, Lru):
+    depend on: LRU's use times only by their order (:meth:`Lru.ranked`), the working-set
+    policies' by their ages within the window (:func:`_ages`); every other policy (whose
+    clock stays 0 in the kernel) as its snapshot and the clock as they are."""
+    if isinstance(policy, Lru | WorkingSet | WsClock):
         return policy.ranked(now)
     return (policy.snapshot(), now)
 
@@ -607,6 +608,12 @@ class WorkingSet(_Resident):
     def snapshot(self) -> tuple[object, ...]:
         return (self.name, self._tau, self._last_tick, tuple(sorted(self._value.items())))
 
+    def ranked(self, now: int) -> tuple[object, ...]:
+        """The snapshot with times as :func:`_ages` gives them (the last tick among them)."""
+        age = _ages([*self._value.values(), self._last_tick], now, self._tau)
+        uses = tuple((frame, age(used)) for frame, used in sorted(self._value.items()))
+        return (self.name, self._tau, age(self._last_tick), uses)
+
 
 class WsClock(_Resident):
     """WSClock: the clock hand over the working-set rule, preferring clean pages.
@@ -672,6 +679,26 @@ class WsClock(_Resident):
 
     def snapshot(self) -> tuple[object, ...]:
         return (self.name, self._tau, self._hand, tuple(sorted(self._value.items())))
+
+    def ranked(self, now: int) -> tuple[object, ...]:
+        """The snapshot with times as :func:`_ages` gives them."""
+        age = _ages(self._value.values(), now, self._tau)
+        uses = tuple((frame, age(used)) for frame, used in sorted(self._value.items()))
+        return (self.name, self._tau, self._hand, uses)
+
+
+def _ages(times: Iterable[int], now: int, tau: int) -> Callable[[int], tuple[int, int]]:
+    """How much of a time ``t`` the working-set policies' futures depend on: its exact age
+    while within the window (``now - t <= tau``), else only its place among the older ones.
+
+    Their choices compare ages with ``tau``, order times within the window, and order
+    a last use against the last tick; ages only grow, so a time that leaves the window is
+    younger than every time already out of it. Two states whose times match so stay
+    alike for ever, and the clock need not be kept.
+    """
+    old = sorted({t for t in times if now - t > tau})
+    place = {t: index for index, t in enumerate(old)}
+    return lambda t: (0, now - t) if now - t <= tau else (1, place[t])
 
 
 def _next_uses(future: Sequence[Hashable]) -> array[int]:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from pagingcheck.impl.lib.replacement import POLICY_NAMES, Policy, make_policy, needs_tick
+from pagingcheck.impl.lib.replacement import (
+    POLICY_NAMES,
+    Policy,
+    abstract_snapshot,
+    make_policy,
+    needs_tick,
+)
 from pagingcheck.impl.simulate import Ref, parse_refs, run
 from pagingcheck.model.errors import InternalError, UserError
 from pagingcheck.model.fingerprint import fingerprint
@@ -448,3 +454,92 @@ def test_clock_is_second_chance_on_a_circle(refs: list[Ref], frames: int) -> Non
     # The simulator fills frames 0, 1, ... in order and the hand starts at 0, so
     # the circle read from the hand is the second-chance queue read from its head.
     assert _faults("clock", refs, frames) == _faults("second-chance", refs, frames)
+
+
+# -- the explorer's abstraction of time ------------------------------------------------------
+
+WINDOW = 3
+SLOTS = 4
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.integers(1, 5)),
+        st.tuples(st.just("access"), st.integers(0, SLOTS - 1)),
+        st.tuples(st.just("tick"), st.frozensets(st.integers(0, SLOTS - 1))),
+        st.tuples(
+            st.just("evict"),
+            st.frozensets(st.integers(0, SLOTS - 1)),
+            st.frozensets(st.integers(0, SLOTS - 1)),
+        ),
+    ),
+    max_size=25,
+)
+
+
+def perform(target: Policy, step: tuple[object, ...], now: int) -> tuple[int, int | None]:
+    """Apply one operation; the clock after it and the victim chosen, if any."""
+    kind = step[0]
+    if kind == "advance":
+        return now + int(step[1]), None  # type: ignore[call-overload]
+    if kind == "access":
+        target.accessed(int(step[1]), now, False)  # type: ignore[call-overload]
+    elif kind == "tick":
+        target.tick(now, Bits(r=sorted(step[1])))  # type: ignore[call-overload]
+    else:
+        chosen = target.victim(range(SLOTS), now, Bits(sorted(step[1]), sorted(step[2])))  # type: ignore[call-overload]
+        target.removed(chosen)
+        target.loaded(chosen, 200 + chosen, now)
+        return now, chosen
+    return now, None
+
+
+def distorted(target: Policy, now: int, ages: list[int]) -> Policy:
+    """A copy whose times differ where the abstraction looks only at their order (LRU's
+    below ``now``, the working-set policies' outside the window): each such time is moved
+    to one of ``ages`` further back, in any order. The test keeps only the copies the
+    abstraction merges with the original, so a too coarse abstraction is caught."""
+    twin = target.copy()
+    times: dict[int, int] = getattr(twin, "_recent", None) or twin._value  # type: ignore[attr-defined]
+    window = None if target.name == "lru" else WINDOW
+    base = now - 1 if window is None else now - window - 1
+    last = getattr(twin, "_last_tick", None)
+    kept = [*times.values(), *([last] if isinstance(last, int) else [])]
+    movable = sorted({t for t in kept if (now - t > window if window else t < now)})
+    moved = {t: base - ages[index % len(ages)] for index, t in enumerate(movable)}
+    for frame, used in times.items():
+        times[frame] = moved.get(used, used)
+    if isinstance(last, int):
+        twin._last_tick = moved.get(last, last)  # type: ignore[attr-defined]
+    return twin
+
+
+# A last use and the last tick both out of the window, in an order that decides whether
+# a tick brings the page back into the working set: a coarser abstraction merges them.
+@example(
+    "working-set",
+    [("tick", frozenset()), ("advance", 1), ("access", 0), ("advance", 5)],
+    [("tick", frozenset({0})), ("evict", frozenset(), frozenset())],
+    [4, 4, 4, 0, 1],
+)
+@settings(max_examples=400)
+@given(
+    st.sampled_from(["lru", "working-set", "wsclock"]),
+    operations,
+    operations,
+    st.lists(st.integers(0, 6), min_size=1, max_size=8),
+)
+def test_states_the_explorer_merges_choose_alike_for_ever(
+    name: str, history: list[tuple[object, ...]], future: list[tuple[object, ...]], ages: list[int]
+) -> None:
+    first = policy(name, tau=WINDOW)
+    load(first, range(SLOTS))
+    now = SLOTS
+    for step in history:
+        now, _ = perform(first, step, now)
+    second = distorted(first, now, ages)
+    assume(abstract_snapshot(first, now) == abstract_snapshot(second, now))
+    for step in future:
+        later, chosen = perform(first, step, now)
+        _, twin_chosen = perform(second, step, now)
+        now = later
+        assert chosen == twin_chosen
+        assert abstract_snapshot(first, now) == abstract_snapshot(second, now)
