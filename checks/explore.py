@@ -364,7 +364,19 @@ def explore(
     for finding in result.violations:
         if not finding.replays:
             continue  # a replay never copies or fingerprints: there is no trace to write
-        trace = confirmed_trace(config, factory, implementation, finding)
+        try:
+            trace = confirmed_trace(config, factory, implementation, finding)
+        except NotReplayed as gone:
+            if implementation.startswith("pagingcheck."):
+                raise InternalError(str(gone)) from None  # our kernels are deterministic
+            finding.replays = False
+            finding.violation = replace(
+                finding.violation,
+                message=f"{finding.violation.message}; {gone.seen}: the kernel depends on "
+                "something its copy() and fingerprint() do not hold (module state, time, "
+                "randomness), so no trace of it replays",
+            )
+            continue
         if trace_dir is not None:
             finding.trace = str(
                 traces.write(trace, trace_dir, f"{name}-{finding.violation.property}")
@@ -401,19 +413,29 @@ def least_frames(
     return None, None
 
 
+class NotReplayed(Exception):
+    """Re-running a finding's choices did not show its violation again."""
+
+    def __init__(self, message: str, seen: str) -> None:
+        super().__init__(message)
+        self.seen = seen
+
+
 def confirmed_trace(
     config: CheckConfig, factory: KernelFactory, implementation: str, finding: Finding
 ) -> traces.Trace:
-    """The trace of ``finding``, after checking that running its choices shows it again
-    (a violation that does not replay would be pagingcheck's bug, not the kernel's)."""
+    """The trace of ``finding``, after checking that running its choices shows it again;
+    NotReplayed if it does not (pagingcheck's bug for its own kernels, which are
+    deterministic; for any other, the kernel keeps state its copy does not)."""
     run = finding_config(config, finding)
     fair_from = _fair_from(finding)
     result: RunResult = run_choices(run, factory, finding.choices, fair_from=fair_from)
     if result.violation is None or result.violation.property != finding.violation.property:
         seen = "nothing" if result.violation is None else result.violation.explain()
-        raise InternalError(
+        raise NotReplayed(
             f"the explorer found {finding.violation.explain()} after {len(finding.choices)} "
-            f"steps, but re-running those steps shows {seen}"
+            f"steps, but re-running those steps shows {seen}",
+            f"re-running its {len(finding.choices)} steps showed {seen}",
         )
     return traces.from_run(run, implementation, finding.choices, result)
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,7 @@ from pagingcheck.checks.system import Choice
 from pagingcheck.impl.lib.replacement import Lru
 from pagingcheck.impl.mutants import BY_NAME, factory
 from pagingcheck.impl.reference.kernel import ReferenceKernel
+from pagingcheck.model.errors import InternalError
 from pagingcheck.model.fingerprint import fingerprint
 
 #: (distinct states, transitions, depth) of each reference configuration with the reference
@@ -413,3 +415,32 @@ def test_lru_states_ordered_alike_are_one_state() -> None:
         late.loaded(frame, frame, b)
     assert early.ranked(9) == late.ranked(31)
     assert early.ranked(5) != late.ranked(31)  # now ties the latest use in one, not the other
+
+
+_CALLS = [0]
+
+
+class Forgetful(ReferenceKernel):
+    """Crashes on its fifth dispatch counted across all its copies: state its copy and
+    fingerprint do not hold, so the explorer's finding cannot replay from the start."""
+
+    def dispatch(self, port: Any, pid: int) -> Any:
+        _CALLS[0] += 1
+        if _CALLS[0] == 5:
+            raise ValueError("fifth dispatch")
+        return super().dispatch(port, pid)
+
+
+def test_a_kernel_with_state_outside_its_copy_is_blamed_not_pagingcheck(tmp_path: Path) -> None:
+    _CALLS[0] = 0
+    result = explore(reference("pair"), Forgetful, "tests:Forgetful", tmp_path)
+    (finding,) = result.violations
+    assert finding.violation.property == "kernel_crash"
+    assert "copy() and fingerprint() do not hold" in finding.violation.message
+    assert finding.trace is None
+
+
+def test_our_own_kernels_not_replaying_is_pagingcheck_s_bug(tmp_path: Path) -> None:
+    _CALLS[0] = 0
+    with pytest.raises(InternalError, match="re-running those steps"):
+        explore(reference("pair"), Forgetful, "pagingcheck.impl.reference:Forgetful", tmp_path)
