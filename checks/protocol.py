@@ -271,9 +271,12 @@ def decode_image(data: object) -> Image:
 # -- what a kernel returns ---------------------------------------------------------------------
 
 
+_EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(KernelEvent))
+
+
 def encode_events(events: Sequence[KernelEvent]) -> list[dict[str, Any]]:
-    """Events as JSON data."""
-    return [dataclasses.asdict(event) for event in events]
+    """Events as JSON data (their fields are plain values: no deep copy is needed)."""
+    return [{name: getattr(event, name) for name in _EVENT_FIELDS} for event in events]
 
 
 def decode_events(data: object, where: str = "events") -> tuple[KernelEvent, ...]:
