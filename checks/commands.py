@@ -536,6 +536,7 @@ def _frames_needed(
         factory,
         max_states=max_states,
         tick=lambda frames: show(f"[explore] with {frames} user frames"),
+        more=1,  # the configured count was just explored, and failed
     )
     return found
 

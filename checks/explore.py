@@ -394,14 +394,16 @@ def least_frames(
     *,
     max_states: int | None = None,
     tick: Callable[[int], None] = lambda _: None,
+    more: int = 0,
 ) -> tuple[int | None, Exploration | None]:
     """The fewest user frames, from ``config``'s up, on which the exploration completes
     with no violation at all, and that exploration; (None, None) if none does within
-    :data:`MORE_FRAMES` more frames (or the search stops short at ``max_states``).
+    :data:`MORE_FRAMES` more frames (or the search stops short at ``max_states``). It
+    starts ``more`` frames above the configured count (1 when that one is known to fail).
     ``tick(frames)`` says which count is being explored. Meant for a configuration that
     thrashes: it says how much memory the workload needs to make progress."""
     first = config.hardware.user_frames
-    for frames in range(first, first + MORE_FRAMES + 1):
+    for frames in range(first + more, first + MORE_FRAMES + 1):
         tick(frames)
         hardware = config.hardware.replace(user_frames=frames)
         run = replace(config, hardware=hardware)

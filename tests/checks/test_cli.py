@@ -229,6 +229,8 @@ def test_a_hanging_kernel_fails_cleanly(
         "stuck_kernel:build",
         "--config",
         str(tiny),
+        "--call-seconds",
+        "1",  # every hang costs this: in the campaign, the exploration and its replay
         "--traces",
         str(tmp_path / "traces"),
         "--json",
