@@ -489,6 +489,7 @@ def explore_command(
     )
     config = with_limits(config, call_seconds, memory_mb)
     show = progress_printer(not as_json or sys.stderr.isatty())
+    ticker = _Ticker(show)
     results: list[tuple[str, Exploration]] = []
     needs: dict[str, int | None] = {}
     with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
@@ -500,11 +501,12 @@ def explore_command(
                 implementation,
                 trace_dir,
                 max_states=max_states,
-                tick=lambda t: show(_tick_line(t)),
+                tick=ticker,
                 name=f"explore-{name}",
                 workers=workers,
                 keep=keep,
             )
+            ticker.end()
             results.append((name, result))
             needs[name] = (
                 _frames_needed(run, factory, max_states, show)
@@ -539,6 +541,29 @@ def _frames_needed(
         more=1,  # the configured count was just explored, and failed
     )
     return found
+
+
+class _Ticker:
+    """Progress of an exploration: at a terminal one line rewritten in place, else a line
+    each time."""
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        self.show = show
+        self.in_place = sys.stderr.isatty()
+        self.open = False  # a line rewritten in place still waits for its end
+
+    def __call__(self, tick: Tick) -> None:
+        if not self.in_place:
+            self.show(_tick_line(tick))
+            return
+        click.echo(f"\r{_tick_line(tick)}\033[K", err=True, nl=False)
+        self.open = True
+
+    def end(self) -> None:
+        """End the line being rewritten, if any."""
+        if self.open:
+            click.echo("", err=True)
+            self.open = False
 
 
 def _tick_line(tick: Tick) -> str:
