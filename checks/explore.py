@@ -296,7 +296,7 @@ class Explorer:
                 child = checker if position == len(enabled) - 1 else checker.copy()
             except KernelFailed as failure:
                 return Finding(failure.violation(), graph.path(number), replays=False)
-            record, violation = child.step(choice)
+            record, violation = child.step(choice, enabled)
             self.result.transitions += 1
             choice_id = graph.choice_id(choice)
             if violation is not None:

@@ -20,6 +20,7 @@ alone? It also checks the properties of a step that no single state shows:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pagingcheck.checks.abstraction import abstract
@@ -130,8 +131,11 @@ class Checker:
         self.watchdog = Watchdog(bound)
         self.watchdog.start(self.observed.live)
 
-    def step(self, choice: Choice) -> tuple[StepRecord, Violation | None]:
-        """Apply ``choice``; return what happened and the first property it violated."""
+    def step(
+        self, choice: Choice, enabled: Sequence[Choice] | None = None
+    ) -> tuple[StepRecord, Violation | None]:
+        """Apply ``choice``; return what happened and the first property it violated.
+        ``enabled``, this state's choices if the caller has them, saves asking again."""
         before = self.observed
         resumed = self._resuming(choice)
         entry_violations: list[Violation] = []
@@ -142,7 +146,7 @@ class Checker:
                 entry_violations.append(found)
 
         try:
-            record = self.system.apply(choice, self.observed.live, at_user_entry)
+            record = self.system.apply(choice, self.observed.live, at_user_entry, enabled)
             after = self._observe()
         except KernelFailed as failure:
             return StepRecord(choice), failure.violation()

@@ -119,7 +119,7 @@ class Shard:
                     child = checker if position == len(enabled) - 1 else checker.copy()
                 except KernelFailed as failure:
                     return outgoing, (digest, None, failure.violation(), False), transitions
-                record, violation = child.step(choice)
+                record, violation = child.step(choice, enabled)
                 transitions += 1
                 if violation is not None:
                     return outgoing, (digest, choice, violation, True), transitions

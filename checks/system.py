@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import io
 import signal
+import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pagingcheck.checks import protocol
 from pagingcheck.checks.observe import Violation
@@ -63,45 +63,39 @@ class KernelHang(Exception):
     """A call into the kernel did not return in time."""
 
 
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise KernelHang in the block after ``seconds`` (where the platform has timers and
-    this is the main thread; elsewhere, or for None, the block runs unlimited)."""
-    if (
-        seconds is None
-        or threading.current_thread() is not threading.main_thread()
-        or not hasattr(signal, "setitimer")
-    ):
-        yield
-        return
+def _expire(signum: int, frame: object) -> None:
+    raise KernelHang(f"a kernel call ran for more than {_Limit.seconds:g} seconds")
 
-    def expire(signum: int, frame: object) -> None:
-        raise KernelHang(f"a kernel call ran for more than {seconds:g} seconds")
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
+class _Limit:
+    """The wall-clock limit of the kernel call running now (SIGALRM raises KernelHang in it).
+
+    The handler stays installed between calls while nothing else replaces it: installing
+    it per call was a tenth of the explorer's time.
+    """
+
+    seconds = 0.0
+
+    @staticmethod
+    def arm(seconds: float | None) -> bool:
+        """Start the clock for ``seconds``; False where it cannot run (no limit, no timers,
+        or not the main thread), and the call runs unlimited."""
+        if (
+            seconds is None
+            or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return False
+        _Limit.seconds = seconds
+        if signal.getsignal(signal.SIGALRM) is not _expire:
+            signal.signal(signal.SIGALRM, _expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        return True
+
+    @staticmethod
+    def disarm() -> None:
+        """Stop the clock."""
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextmanager
-def watched(what: str) -> Iterator[None]:
-    """Hold a kernel running in this process to a contained one's conduct: what it writes
-    to stdout or stderr is caught (it would corrupt ``--json``) and is ``kernel_output``;
-    a thread it leaves running is ``kernel_thread``."""
-    threads = threading.active_count()
-    printed = io.StringIO()
-    with redirect_stdout(printed), redirect_stderr(printed):
-        yield
-    if printed.getvalue():
-        raise KernelFailed(
-            "kernel_output", f"{what}: the kernel wrote output: {quote(printed.getvalue())}"
-        )
-    if threading.active_count() > threads:
-        raise KernelFailed("kernel_thread", f"{what}: the kernel started a thread")
 
 
 class KernelLoadError(UserError):
@@ -181,39 +175,75 @@ def kernel_query(what: str, call: Callable[[], T], seconds: float | None = HOOK_
     """Ask the kernel something outside its calls; its failures are the kernel's, as in
     :func:`kernel_call` (the port is closed meanwhile: a kernel that uses it breaks a rule)."""
     with blamed(what, seconds, port_open=False):
-        return call()
+        answer = call()
+    return answer
 
 
-@contextmanager
-def blamed(what: str, seconds: float | None, port_open: bool) -> Iterator[None]:
+class blamed:
     """Run the block as a call into the kernel, held to a contained kernel's conduct and
     limited to ``seconds``; whatever goes wrong in it is the kernel's, as KernelFailed.
-    With the port open, an error of the hardware beneath a port call passes unchanged."""
-    try:
-        with watched(what), time_limit(seconds):
-            yield
-    except (KernelFailed, KernelLoadError):
-        raise
-    except PortError as error:
-        raise KernelFailed("port_rules", f"{what}: {error}", _kernel_site(error)) from error
-    except KernelHang as error:
-        raise KernelFailed("kernel_hang", f"{what}: {error}", _kernel_site(error)) from error
-    except SystemExit as error:
-        raise KernelFailed(
-            "kernel_exit", f"{what}: the kernel called exit({error.code!r})", _kernel_site(error)
-        ) from error
-    except MemoryError as error:
-        raise KernelFailed(
-            "kernel_oom", f"{what}: the kernel ran out of memory", _kernel_site(error)
-        ) from error
-    except Exception as error:
-        if port_open and _through_port(error):
-            raise
-        raise KernelFailed(
-            "kernel_crash",
-            f"{what} raised {type(error).__name__}: {shorten(str(error), 300)}",
-            _kernel_site(error),
-        ) from error
+    With the port open, an error of the hardware beneath a port call passes unchanged.
+
+    What the kernel writes to stdout or stderr is caught (it would corrupt ``--json``)
+    and is ``kernel_output``; a thread it leaves running is ``kernel_thread``. A class,
+    not a generator: it wraps every call into the kernel, a dozen per explored state.
+    """
+
+    __slots__ = ("armed", "port_open", "printed", "saved", "seconds", "threads", "what")
+
+    def __init__(self, what: str, seconds: float | None, port_open: bool) -> None:
+        self.what = what
+        self.seconds = seconds
+        self.port_open = port_open
+
+    def __enter__(self) -> None:
+        self.threads = threading.active_count()
+        self.printed = io.StringIO()
+        self.saved = (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = self.printed
+        self.armed = _Limit.arm(self.seconds)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> Literal[False]:
+        if self.armed:
+            _Limit.disarm()
+        sys.stdout, sys.stderr = self.saved
+        what = self.what
+        if error is None:
+            if self.printed.getvalue():
+                raise KernelFailed(
+                    "kernel_output",
+                    f"{what}: the kernel wrote output: {quote(self.printed.getvalue())}",
+                )
+            if threading.active_count() > self.threads:
+                raise KernelFailed("kernel_thread", f"{what}: the kernel started a thread")
+            return False
+        failure = _assigned(what, error, self.port_open)
+        if failure is None:
+            return False  # raised again unchanged
+        raise failure from error
+
+
+def _assigned(what: str, error: BaseException, port_open: bool) -> KernelFailed | None:
+    """The kernel's failure that ``error``, raised in a call into it, stands for; None for
+    one to pass unchanged (already assigned, or the hardware's beneath a port call)."""
+    if isinstance(error, KernelFailed | KernelLoadError):
+        return None
+    site = _kernel_site(error)
+    if isinstance(error, PortError):
+        return KernelFailed("port_rules", f"{what}: {error}", site)
+    if isinstance(error, KernelHang):
+        return KernelFailed("kernel_hang", f"{what}: {error}", site)
+    if isinstance(error, SystemExit):
+        return KernelFailed("kernel_exit", f"{what}: the kernel called exit({error.code!r})", site)
+    if isinstance(error, MemoryError):
+        return KernelFailed("kernel_oom", f"{what}: the kernel ran out of memory", site)
+    if not isinstance(error, Exception) or (port_open and _through_port(error)):
+        return None
+    return KernelFailed(
+        "kernel_crash", f"{what} raised {type(error).__name__}: {shorten(str(error), 300)}", site
+    )
 
 
 def checked(check: Callable[[object], T], answer: object) -> T:
@@ -262,6 +292,9 @@ class System:
     history: list[Choice] = field(default_factory=list)
     call_seconds: float = HOOK_SECONDS
     port: MachinePort = field(init=False)
+    # The kernel's checked view, asked once between two calls into the kernel: only its
+    # calls change what it can say. A copy asks its own kernel again.
+    known_view: KernelView | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.port = MachinePort(self.machine)
@@ -288,6 +321,7 @@ class System:
     def call(self, what: str, call: Callable[[Port], object], check: Callable[[object], T]) -> T:
         """One call into the kernel through the port (see :func:`kernel_call`), its answer
         checked: an answer the interface does not allow is ``interface_error``."""
+        self.known_view = None
         answer = kernel_call(what, self.port, call, self._timer())
         return checked(check, answer)
 
@@ -308,7 +342,9 @@ class System:
 
     def view(self) -> KernelView:
         """The kernel's view, checked."""
-        return self.query("view()", self.kernel.view, protocol.check_view)
+        if self.known_view is None:
+            self.known_view = self.query("view()", self.kernel.view, protocol.check_view)
+        return self.known_view
 
     def runnable(self) -> tuple[int, ...]:
         """The kernel's runnable pids, checked."""
@@ -339,15 +375,17 @@ class System:
         choice: Choice,
         live: Sequence[int] | None = None,
         at_user_entry: Callable[[int], None] | None = None,
+        enabled: Sequence[Choice] | None = None,
     ) -> StepRecord:
         """Carry out one enabled choice; raise UserError if it is not enabled.
 
-        ``at_user_entry(pid)`` is called on a run choice after the kernel has
+        ``enabled``, the choices of this state if the caller has them, saves asking
+        the kernel again. ``at_user_entry(pid)`` is called on a run choice after the kernel has
         dispatched the process and before its instruction runs: the moment
         the CPU enters user mode, which checks of the TLB and the MMU's
         context need to see. Raises KernelFailed when the kernel fails.
         """
-        if choice not in self.choices(live):
+        if choice not in (self.choices(live) if enabled is None else enabled):
             raise UserError(f"choice {list(choice)} is not enabled in this state")
         self.history.append(choice)
         kind = choice[0]

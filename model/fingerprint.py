@@ -39,6 +39,9 @@ DIGEST_BYTES = 16
 
 _MEMO = "_fingerprint_encoding"
 _mutable_met = 0  # containers met so far that could change after encoding
+# Encodings of the ints and strings met: a state is mostly small numbers and a few names.
+_SCALARS: dict[int | str, bytes] = {}
+_SCALARS_KEPT = 1 << 16
 
 
 def fingerprint(*parts: object) -> bytes:
@@ -57,7 +60,12 @@ def _encode(part: object) -> bytes:
     # The commonest kinds first, by exact type: the same bytes as the general cases below.
     kind = type(part)
     if kind is int or kind is str:
-        return _frame(b"S", repr(part).encode())
+        known = _SCALARS.get(part)  # type: ignore[call-overload]
+        if known is None:
+            known = _frame(b"S", repr(part).encode())
+            if len(_SCALARS) < _SCALARS_KEPT:
+                _SCALARS[part] = known  # type: ignore[index]
+        return known  # type: ignore[no-any-return]
     if kind is tuple:
         return _frame(b"T", b"".join([_encode(item) for item in part]))  # type: ignore[attr-defined]
     kept = getattr(part, "__dict__", None)
@@ -88,6 +96,9 @@ def _encode(part: object) -> bytes:
         return _frame(b"F", b"".join(sorted(_encode(item) for item in part)))
     if isinstance(part, dict):
         _mutable_met += 1
+        flat = _flat_dict(part)
+        if flat is not None:
+            return flat
         items = sorted(_encode(key) + _encode(value) for key, value in part.items())
         return _frame(b"D", b"".join(items))
     if dataclasses.is_dataclass(part) and not isinstance(part, type):
@@ -96,6 +107,22 @@ def _encode(part: object) -> bytes:
         f"fingerprint: cannot encode a {type(part).__name__} stably; "
         "pass a snapshot made of tuples, ints, strings, enums, bytes and numpy arrays"
     )
+
+
+def _flat_dict(part: dict[object, object]) -> bytes | None:
+    """The encoding of a dict from ints (or tuples of ints) to ints, the kernel's commonest
+    table: the ``repr`` of its sorted items, under a tag of its own (so no other value
+    shares it); None for any other dict."""
+    keys = iter(part)
+    first = next(keys, None)
+    if type(first) is tuple:
+        if not all(type(key) is tuple and all(type(i) is int for i in key) for key in part):
+            return None
+    elif type(first) is not int or not all(type(key) is int for key in keys):
+        return None
+    if not all(type(value) is int for value in part.values()):
+        return None
+    return _frame(b"I", repr(sorted(part.items())).encode())
 
 
 def _encode_dataclass(part: object) -> bytes:
