@@ -7,7 +7,7 @@ frontier's checker copies are transient and not counted); then the same with two
 worker processes; then a profile split into the explorer's parts. Symmetry
 reduction does not exist yet, so every figure is without it.
 
-The issue's target is 3,000 checked distinct states per second on one core on the tiny
+The project's target is 3,000 checked distinct states per second on one core on the tiny
 configuration; the figure printed says how far from it the explorer is.
 """
 

@@ -24,10 +24,12 @@ proof) through :mod:`~pagingcheck.impl.lib.logic`'s ``select``/``store``.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any, ClassVar, Self
 
 from pagingcheck.impl.lib.logic import Cond, Term, all_of, implies, ite, select, store
+from pagingcheck.model.fingerprint import fingerprint
 
 #: ``held[user]`` of a user that holds nothing.
 NOTHING = -1
@@ -54,6 +56,20 @@ class Counted:
     held: Table
     index: Table
     owner: Table
+
+    @cached_property
+    def behaviour_digest(self) -> bytes:
+        """A fingerprint of every table but the ghost positions (``index`` and ``owner``),
+        which only the proofs read: what the kernel's future depends on. Concrete
+        states only; kept, as the tables never change."""
+        return fingerprint(
+            type(self).__name__,
+            tuple(
+                (f.name, getattr(self, f.name))
+                for f in fields(self)
+                if f.name not in ("index", "owner")
+            ),
+        )
 
     def holding(self, user: Hashable) -> Term:
         """What ``user`` holds, or :data:`NOTHING`."""

@@ -260,7 +260,14 @@ class Tables:
         )
 
     def snapshot(self) -> tuple[object, ...]:
-        """Every field that decides future behaviour, as a fingerprintable value."""
+        """Every field that decides future behaviour, as a fingerprintable value.
+
+        Reference counts are taken without their ghost positions (which user is
+        counted at which index of a holding): they exist for the proofs, and no
+        decision reads them (the kernel visits a frame's users in sorted order),
+        so two states that differ only there behave alike. Each state the
+        explorer reaches is still checked whole, positions included.
+        """
         return (
             self.kalloc.free_extents,
             abstract_snapshot(self.policy, self.clock),
@@ -269,9 +276,9 @@ class Tables:
             self.processes,
             self.next_pid,
             self.current,
-            self.fs,
+            self.fs.behaviour_digest,
             self.frame_page,
-            self.ss,
+            self.ss.behaviour_digest,
             self.pages,
             self.objects,
             self.loaded,

@@ -61,4 +61,4 @@ def test_an_exploration_that_spills_counts_the_same_states() -> None:
     explorer = Explorer(load_reference("pair"), resolve_factory(REFERENCE_KERNEL), keep=10)
     result = explorer.run()
     assert result.spilled > 0 and result.complete
-    assert (result.distinct_states, result.transitions, result.max_depth) == (289, 386, 14)
+    assert (result.distinct_states, result.transitions, result.max_depth) == (191, 270, 13)
