@@ -148,16 +148,34 @@ def test_a_safety_counterexample_is_a_shortest_one() -> None:
     assert frontier  # the shorter runs exist, and none of them failed
 
 
-def test_no_longer_than_the_trace_hypothesis_shrinks_to() -> None:
-    for name in ("drop_dirty_page", "leak_frame_at_exit"):
-        mutant = BY_NAME[name]
-        run = mutant_config(reference("pair"), mutant)
-        found = Explorer(run, factory(mutant)).run().violations[0]
-        _, failure = run_campaign(
-            run, factory(mutant), name, examples=60, steps=30, shrink_seconds=10
-        )
-        assert failure is not None
-        assert len(found.choices) <= len(failure.choices)
+#: Mutants a campaign on the same configuration does not find at all: the explorer's
+#: lasso is its only trace (a campaign's fair continuation is bounded; this livelock
+#: needs the loop to be seen whole).
+CAMPAIGNS_MISS = {"rob_unfinished_instruction"}
+
+
+@pytest.mark.parametrize("name", sorted(KILLS))
+def test_no_longer_than_the_trace_hypothesis_shrinks_to(name: str) -> None:
+    """On the same configuration, with the same choices (no random spawns), a campaign's
+    shrunk counterexample is never shorter than the explorer's."""
+    mutant = BY_NAME[name]
+    where, _ = KILLS[name]
+    run = mutant_config(reference(where), mutant)
+    found = Explorer(run, factory(mutant)).run().violations[0]
+    _, failure = run_campaign(
+        run,
+        factory(mutant),
+        name,
+        examples=60,
+        steps=40,
+        random_spawns=False,
+        shrink_seconds=10,
+    )
+    if name in CAMPAIGNS_MISS:
+        assert failure is None  # if campaigns learn to find it, compare lengths here too
+        return
+    assert failure is not None
+    assert len(found.choices) <= len(failure.choices)
 
 
 def test_a_livelock_is_a_lasso_whose_loop_retires_nothing() -> None:
