@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import tempfile
 import traceback
@@ -26,6 +27,7 @@ from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
+from pagingcheck.checks.external import EXEC, SCHEMA
 from pagingcheck.checks.frontier import KEEP_IN_MEMORY
 from pagingcheck.checks.inputs import read_text
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
@@ -53,6 +55,26 @@ impl_option = click.option(
     show_default=True,
     help="Kernel to check, as MODULE:ATTR building a kernel.",
 )
+exec_option = click.option(
+    "--exec",
+    "command",
+    default=None,
+    metavar="COMMAND",
+    help="A kernel in any language: a program that speaks the process protocol on its "
+    "stdin and stdout (docs/protocol.md), e.g. './mykernel --quiet'.",
+)
+
+
+def kernel_spec(implementation: str | None, command: str | None) -> str | None:
+    """The kernel a command checks: ``--impl MODULE:ATTR`` or ``--exec COMMAND`` (as
+    ``exec:COMMAND``), never both."""
+    if command is None:
+        return implementation
+    if implementation is not None and implementation != REFERENCE_KERNEL:
+        fail_usage("give --impl MODULE:ATTR or --exec COMMAND, not both")
+    return f"{EXEC}{command}"
+
+
 profile_option = click.option(
     "--profile",
     type=click.Choice(sorted(PROFILES)),
@@ -225,6 +247,7 @@ def verify_command(
     help="The kernel to replay against, as MODULE:ATTR. Needed unless the trace names a "
     "kernel that ships with pagingcheck: a trace is data and never decides which code runs.",
 )
+@exec_option
 @click.option(
     "--any-version",
     is_flag=True,
@@ -235,6 +258,7 @@ def verify_command(
 def replay_command(
     trace_path: Path,
     implementation: str | None,
+    command: str | None,
     any_version: bool,
     as_json: bool,
     in_process: bool,
@@ -245,7 +269,7 @@ def replay_command(
     end without a violation, 2 if its choices no longer apply to the kernel."""
     trace = traces.load(read_text(trace_path, "the trace"), str(trace_path), any_version)
     trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
-    kernel = replay_kernel(trace, implementation)
+    kernel = replay_kernel(trace, kernel_spec(implementation, command))
     with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
         result = traces.replay(trace, factory)
     violated = result.violation is not None
@@ -282,6 +306,12 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
         return implementation
     if trace.implementation.startswith("pagingcheck."):
         return trace.implementation
+    if trace.implementation.startswith(EXEC):
+        program = trace.implementation.removeprefix(EXEC)
+        raise UserError(
+            f"the trace names the program {program!r}; to run it, name it yourself: "
+            f"--exec {shlex.quote(program)}"
+        )
     raise UserError(
         f"the trace names the kernel {trace.implementation!r}, which is not part of "
         f"pagingcheck; to run that code, name it yourself: --impl {trace.implementation}"
@@ -292,9 +322,10 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 @click.option(
     "--impl",
     "implementation",
-    required=True,
+    default=None,
     help="Your kernel, as MODULE:ATTR; ATTR(hardware_config, kernel_config) builds it.",
 )
+@exec_option
 @config_option
 @traces_option("Where a counterexample trace is written.")
 @json_option
@@ -302,7 +333,8 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 @containment_options
 def validate_command(
     profile: str | None,
-    implementation: str,
+    implementation: str | None,
+    command: str | None,
     config_path: Path | None,
     trace_dir: Path,
     as_json: bool,
@@ -310,7 +342,12 @@ def validate_command(
     call_seconds: float | None,
     memory_mb: int | None,
 ) -> None:
-    """Check another implementation of the kernel interface against the spec."""
+    """Check another implementation of the kernel interface against the spec: a Python
+    object (--impl) or a program in any language (--exec)."""
+    chosen = kernel_spec(implementation, command)
+    if chosen is None:
+        fail_usage("name the kernel to check: --impl MODULE:ATTR or --exec COMMAND")
+    implementation = chosen
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
     with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
         report = verify(config, factory, implementation, trace_dir, progress_printer(not as_json))
@@ -427,6 +464,7 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
     f"({', '.join(checkconfig.references())}); the default is tiny.",
 )
 @impl_option
+@exec_option
 @click.option(
     "--max-states",
     type=click.IntRange(1, None),
@@ -461,6 +499,7 @@ def explore_command(
     config_path: Path | None,
     reference: str | None,
     implementation: str,
+    command: str | None,
     max_states: int | None,
     workers: int,
     keep: int,
@@ -482,6 +521,7 @@ def explore_command(
     """
     if config_path is not None and reference is not None:
         fail_usage("give at most one of --config FILE and --reference NAME")
+    implementation = kernel_spec(implementation, command) or REFERENCE_KERNEL
     config = (
         checkconfig.load(config_path)
         if config_path is not None
@@ -621,6 +661,13 @@ def _print_exploration(name: str, result: Exploration, needs: int | None, asked:
         )
 
 
+@click.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of the process protocol that --exec speaks (docs/protocol.md),
+    for validating a kernel written in another language."""
+    click.echo(SCHEMA.read_text(), nl=False)
+
+
 COMMANDS = (
     verify_command,
     replay_command,
@@ -628,4 +675,5 @@ COMMANDS = (
     mutants_command,
     prove_command,
     explore_command,
+    schema_command,
 )

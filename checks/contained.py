@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -62,6 +63,8 @@ T = TypeVar("T")
 
 #: Bytes of a kernel's output kept for the report.
 OUTPUT_KEPT = 2000
+#: The longest message line a kernel may send: past it, it is flooding the checker.
+LINE_LIMIT = 1 << 22
 #: Port operations a contained kernel may send, and whether each waits for an answer.
 PORT_OPERATIONS: dict[str, bool] = {
     "write": False,
@@ -222,6 +225,7 @@ class HostProcess:
         Raises KernelFailed when the child fails, exits, hangs or prints.
         """
         what = message.get("name") or message["op"]
+        self._nothing_unasked(what)
         deadline = time.monotonic() + self.limits.call_seconds
         drops, self.dropped = self.dropped, []
         for kernel in drops:  # kernels the checker let go of: the child forgets them first
@@ -232,6 +236,12 @@ class HostProcess:
         while True:
             reply = self._receive(deadline)
             if "port" not in reply:
+                if self.buffer:
+                    raise KernelFailed(
+                        "interface_error",
+                        f"{what}(): the kernel sent more after its reply: "
+                        f"{quote(self.buffer[:200])}",
+                    )
                 self._check_output(f"{what}()")
                 if "failed" in reply:
                     text = str(reply.get("message", ""))
@@ -245,6 +255,21 @@ class HostProcess:
             if port is None:
                 raise KernelFailed("interface_error", f"{what}(): used the port outside a call")
             self._serve(port, reply)
+
+    def _nothing_unasked(self, what: str) -> None:
+        """Fail if the child sent anything since its last reply (a reply out of turn)."""
+        if not self.buffer and _readable([self.reader_fd], 0):
+            chunk = os.read(self.reader_fd, 65536)
+            if not chunk:
+                raise self._ended()
+            self.buffer = chunk
+        if self.buffer:
+            unasked, self.buffer = self.buffer, b""
+            raise KernelFailed(
+                "interface_error",
+                f"before {what}(): the kernel sent what it was not asked for: "
+                f"{quote(unasked[:200])}",
+            )
 
     def _serve(self, port: Port, message: dict[str, Any]) -> None:
         """Carry out one port operation of the child on the real port; answer if it waits."""
@@ -274,9 +299,14 @@ class HostProcess:
 
     def _receive(self, deadline: float) -> dict[str, Any]:
         """The next message from the child, draining its output meanwhile."""
-        assert self.process is not None and self.process.stdout and self.process.stderr
-        outputs = [self.process.stdout.fileno(), self.process.stderr.fileno()]
+        outputs = [stream.fileno() for stream in self._output_streams()]
         while b"\n" not in self.buffer:
+            if len(self.buffer) > LINE_LIMIT:
+                self.stop()
+                raise KernelFailed(
+                    "interface_error",
+                    f"the kernel sent a line of more than {LINE_LIMIT} bytes (flooding)",
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 self.stop()
@@ -298,11 +328,18 @@ class HostProcess:
             message = json.loads(line)
         except ValueError as error:
             raise KernelFailed(
-                "interface_error", "the kernel host sent something not JSON"
+                "interface_error", f"the kernel sent something not JSON: {quote(line[:200])}"
             ) from error
         if not isinstance(message, dict):
-            raise KernelFailed("interface_error", "the kernel host sent something not an object")
+            raise KernelFailed(
+                "interface_error", f"the kernel sent something not an object: {quote(line[:200])}"
+            )
         return message
+
+    def _output_streams(self) -> list[Any]:
+        """The child's streams that are its own output, not the protocol."""
+        assert self.process is not None and self.process.stdout and self.process.stderr
+        return [self.process.stdout, self.process.stderr]
 
     def _ended(self) -> KernelFailed:
         """The failure of a child that closed its end: its exit status or signal."""
@@ -320,7 +357,7 @@ class HostProcess:
 
     def _drain(self) -> None:
         assert self.process is not None
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in self._output_streams():
             if stream is not None and not stream.closed:
                 while _readable([stream.fileno()], 0):
                     chunk = os.read(stream.fileno(), 65536)
@@ -343,7 +380,50 @@ class HostProcess:
             raise KernelFailed("kernel_output", f"{during}: the kernel wrote output{printed}")
 
 
-class ContainedKernel:
+class RemoteKernel(ABC):
+    """The kernel interface's calls as protocol messages (the process protocol's
+    ``call``); a subclass carries them to the process that runs the kernel."""
+
+    @abstractmethod
+    def _call(self, name: str, port: Port, args: dict[str, Any]) -> dict[str, Any]:
+        """Send call ``name`` with ``args``, serving its port operations on ``port``; the
+        reply."""
+
+    def _events(self, name: str, port: Port, args: dict[str, Any]) -> tuple[KernelEvent, ...]:
+        reply = self._call(name, port, args)
+        return _checked(lambda: protocol.decode_events(reply.get("events"), f"{name}() events"))
+
+    def boot(self, port: Port) -> tuple[KernelEvent, ...]:
+        """The kernel's boot."""
+        return self._events("boot", port, {})
+
+    def spawn(self, port: Port, image: Image) -> int | SpawnRefused:
+        """The kernel's spawn."""
+        reply = self._call("spawn", port, {"image": protocol.encode_image(image)})
+        return _checked(lambda: protocol.decode_spawned(reply.get("ok")))
+
+    def dispatch(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
+        """The kernel's dispatch."""
+        return self._events("dispatch", port, {"pid": pid})
+
+    def on_trap(self, port: Port, trap: TrapFrame) -> tuple[KernelEvent, ...]:
+        """The kernel's trap handler."""
+        return self._events("on_trap", port, {"trap": protocol.encode_trap(trap)})
+
+    def on_disk(self, port: Port, request: Request) -> tuple[KernelEvent, ...]:
+        """The kernel's disk completion handler."""
+        return self._events("on_disk", port, {"request": protocol.encode_request(request)})
+
+    def on_timer(self, port: Port) -> tuple[KernelEvent, ...]:
+        """The kernel's timer handler."""
+        return self._events("on_timer", port, {})
+
+    def kill(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
+        """The kernel's kill."""
+        return self._events("kill", port, {"pid": pid})
+
+
+class ContainedKernel(RemoteKernel):
     """A kernel living in a host process, driven through the kernel interface."""
 
     #: Every call is limited by the host's deadline, so the checker sets no timer of its own.
@@ -386,44 +466,11 @@ class ContainedKernel:
         self.synced = port.words()
         return reply
 
-    def _events(self, name: str, port: Port, args: dict[str, Any]) -> tuple[KernelEvent, ...]:
-        reply = self._call(name, port, args)
-        return _checked(lambda: protocol.decode_events(reply.get("events"), f"{name}() events"))
-
-    def boot(self, port: Port) -> tuple[KernelEvent, ...]:
-        """The child kernel's boot."""
-        return self._events("boot", port, {})
-
-    def spawn(self, port: Port, image: Image) -> int | SpawnRefused:
-        """The child kernel's spawn."""
-        reply = self._call("spawn", port, {"image": protocol.encode_image(image)})
-        return _checked(lambda: protocol.decode_spawned(reply.get("ok")))
-
     def runnable(self) -> tuple[int, ...]:
         """The child kernel's runnable pids."""
         self._live()
         reply = self.host.request({"op": "runnable", "kernel": self.ident})
         return _checked(lambda: protocol.check_runnable(reply.get("ok")))
-
-    def dispatch(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
-        """The child kernel's dispatch."""
-        return self._events("dispatch", port, {"pid": pid})
-
-    def on_trap(self, port: Port, trap: TrapFrame) -> tuple[KernelEvent, ...]:
-        """The child kernel's trap handler."""
-        return self._events("on_trap", port, {"trap": protocol.encode_trap(trap)})
-
-    def on_disk(self, port: Port, request: Request) -> tuple[KernelEvent, ...]:
-        """The child kernel's disk completion handler."""
-        return self._events("on_disk", port, {"request": protocol.encode_request(request)})
-
-    def on_timer(self, port: Port) -> tuple[KernelEvent, ...]:
-        """The child kernel's timer handler."""
-        return self._events("on_timer", port, {})
-
-    def kill(self, port: Port, pid: int) -> tuple[KernelEvent, ...]:
-        """The child kernel's kill."""
-        return self._events("kill", port, {"pid": pid})
 
     def view(self) -> KernelView:
         """The child kernel's view, checked field by field."""

@@ -321,8 +321,65 @@ class Host:
         raise ValueError(f"unknown request {op!r}")
 
 
+class StdioHost(Host):
+    """One kernel behind the public process protocol (docs/protocol.md), on stdin and
+    stdout: what ``pagingcheck validate --exec`` drives. A Python kernel served this way
+    checks the protocol end to end; its ``save`` keeps a copy of the kernel in this
+    process and answers its number, so every saved state stays until the process ends.
+    """
+
+    def __init__(self, factory: Callable[[HardwareConfig, KernelConfig], Kernel], saves: bool):
+        super().__init__(factory)
+        self.saves = saves
+        self.current = 0
+        self.saved: dict[str, int] = {}
+
+    def _answer(self, request: dict[str, Any], channel: Channel) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "hello":
+            self.current = super()._answer({**request, "op": "new"}, channel)["ok"]
+            return {"ok": {"protocol": PROTOCOL, "save": self.saves, "fingerprint": True}}
+        if op == "save" and self.saves:
+            ident = super()._answer({"op": "copy", "kernel": self.current}, channel)["ok"]
+            self.saved[str(ident)] = ident
+            return {"ok": str(ident)}
+        if op == "restore" and self.saves:
+            kept = self.saved[str(request.get("state"))]
+            _, _, memory = self.kernels[self.current]
+            ident = super()._answer({"op": "copy", "kernel": kept}, channel)["ok"]
+            kernel, hardware, _ = self.kernels[ident]
+            self.kernels[ident] = (kernel, hardware, memory)  # memory is the process's
+            self.kernels.pop(self.current, None)
+            self.current = ident
+            return {"ok": None}
+        if op in ("call", "view", "runnable", "fingerprint"):
+            return super()._answer({**request, "kernel": self.current}, channel)
+        raise ValueError(f"unknown request {op!r}")
+
+
+#: The version of the public process protocol :class:`StdioHost` speaks.
+PROTOCOL = 1
+
+
+def serve_stdio(spec: str, saves: bool) -> None:
+    """Serve one kernel of ``spec`` on stdin and stdout; what the kernel prints goes to
+    stderr, since stdout carries the protocol."""
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    module_name, _, attr = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    StdioHost(factory, saves).serve(Channel(sys.stdin.buffer, protocol_out))
+
+
 def main() -> None:
-    """Import the kernel named on the command line and serve the checker."""
+    """Import the kernel named on the command line and serve the checker: on the file
+    descriptors given (a contained kernel), or with ``--stdio [--no-save]`` on stdin and
+    stdout, by the public process protocol."""
+    if sys.argv[1] == "--stdio":
+        saves = sys.argv[2] != "--no-save"
+        serve_stdio(sys.argv[-1], saves)
+        return
     spec, read_fd, write_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     channel = Channel(os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb"))
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pagingcheck.checks.config import CheckConfig, Limits
 from pagingcheck.checks.contained import contained_factory
 from pagingcheck.checks.coverage import Coverage, Tracker
+from pagingcheck.checks.external import EXEC, exec_factory
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.progress import FairDriver
 from pagingcheck.checks.refinement import Checker
@@ -58,7 +59,8 @@ def resolve_factory(spec: str) -> KernelFactory:
 
 
 def kernel_factory(spec: str, limits: Limits, in_process: bool | None = None) -> KernelFactory:
-    """The factory of the kernel ``spec`` names (``MODULE:ATTR``).
+    """The factory of the kernel ``spec`` names (``MODULE:ATTR``, or ``exec:COMMAND`` for a
+    program speaking the process protocol, :mod:`.external`).
 
     A kernel that ships with pagingcheck runs in pagingcheck's own process;
     any other runs contained, in a process of its own under ``limits``
@@ -66,6 +68,14 @@ def kernel_factory(spec: str, limits: Limits, in_process: bool | None = None) ->
     module is loaded at once, so a module that cannot be loaded is a
     UserError before any check starts.
     """
+    if spec.startswith(EXEC):
+        if in_process:
+            raise UserError("--in-process: a kernel run by --exec is a program of its own")
+        return exec_factory(spec.removeprefix(EXEC), limits)
+    if spec.startswith(EXEC):
+        if in_process:
+            raise UserError("--in-process: a kernel run by --exec is a program of its own")
+        return exec_factory(spec.removeprefix(EXEC), limits)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UserError(f"--impl {spec!r}: expected MODULE:ATTR, e.g. {REFERENCE_KERNEL}")
