@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import resource
@@ -510,6 +511,20 @@ def _drop(host: HostProcess, ident: int, generation: int) -> None:
         host.dropped.append(ident)
 
 
+def hardware_json(hardware: HardwareConfig) -> dict[str, Any]:
+    """The machine's parameters as JSON, as the protocol sends them."""
+    return {f.name: getattr(hardware, f.name) for f in dataclasses.fields(hardware)}
+
+
+def kernel_json(kernel: KernelConfig) -> dict[str, Any]:
+    """The kernel configuration's fields as JSON (its fields only: a fingerprint may have
+    kept its encoding on the instance)."""
+    values = {f.name: getattr(kernel, f.name) for f in dataclasses.fields(kernel)}
+    return {
+        key: list(value) if isinstance(value, tuple) else value for key, value in values.items()
+    }
+
+
 def contained_factory(
     spec: str, limits: Limits
 ) -> Callable[[HardwareConfig, KernelConfig], Kernel]:
@@ -521,13 +536,8 @@ def contained_factory(
         reply = host.request(
             {
                 "op": "new",
-                "hardware": {
-                    field: getattr(hardware, field) for field in hardware.__dataclass_fields__
-                },
-                "kernel": {
-                    key: list(value) if isinstance(value, tuple) else value
-                    for key, value in kernel.__dict__.items()
-                },
+                "hardware": hardware_json(hardware),
+                "kernel": kernel_json(kernel),
             }
         )
         ident = _checked(lambda: protocol.decode_int(reply.get("ok"), "construction", 1, 1 << 62))

@@ -48,6 +48,8 @@ from pagingcheck.checks.contained import (
     RemoteKernel,
     _checked,
     _child_setup,
+    hardware_json,
+    kernel_json,
 )
 from pagingcheck.checks.protocol import InterfaceError
 from pagingcheck.checks.system import KernelFailed, KernelLoadError
@@ -130,8 +132,8 @@ class ExecProcess(HostProcess):
         self.greeting = {
             "op": "hello",
             "protocol": PROTOCOL,
-            "hardware": _hardware_json(hardware),
-            "kernel": _kernel_json(kernel),
+            "hardware": hardware_json(hardware),
+            "kernel": kernel_json(kernel),
         }
         self._shake_hands()
         if self.saves:
@@ -349,17 +351,6 @@ class _Replaying:
             raise self._differs(reply, self.original.reply)
 
 
-def _hardware_json(hardware: HardwareConfig) -> dict[str, Any]:
-    return {name: getattr(hardware, name) for name in hardware.__dataclass_fields__}
-
-
-def _kernel_json(kernel: KernelConfig) -> dict[str, Any]:
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in kernel.__dict__.items()
-    }
-
-
 class ExecKernel(RemoteKernel):
     """A kernel state of the program: loaded in it, or kept here (see the module notes)."""
 
@@ -436,7 +427,7 @@ def exec_factory(command: str, limits: Limits) -> Callable[[HardwareConfig, Kern
     process = ExecProcess(command, limits)
 
     def build(hardware: HardwareConfig, kernel: KernelConfig) -> Kernel:
-        greeting = {"hardware": _hardware_json(hardware), "kernel": _kernel_json(kernel)}
+        greeting = {"hardware": hardware_json(hardware), "kernel": kernel_json(kernel)}
         running = process.process is not None and process.process.poll() is None
         if not running or any(process.greeting.get(key) != greeting[key] for key in greeting):
             process.stop()

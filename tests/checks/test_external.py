@@ -22,9 +22,10 @@ import pytest
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.explore import Exploration, Explorer
 from pagingcheck.checks.external import SCHEMA
-from pagingcheck.checks.runner import kernel_factory, released
+from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.system import KernelFailed, KernelLoadError
 from pagingcheck.model.errors import UserError
+from pagingcheck.model.fingerprint import fingerprint
 from tests.checks.test_explore import PINNED
 
 PYTHON = sys.executable
@@ -275,3 +276,14 @@ def test_the_schema_command_prints_the_shipped_schema() -> None:
     done = pagingcheck("schema")
     assert done.returncode == 0
     assert json.loads(done.stdout)["title"].startswith("pagingcheck process protocol")
+
+
+def test_a_configuration_fingerprinted_before_is_sent_as_its_fields() -> None:
+    """A fingerprint keeps its encoding on the frozen configuration; hello must send the
+    configuration's fields only (it once sent that encoding, bytes JSON cannot carry)."""
+    config = pair()
+    fingerprint(config.kernel, config.hardware)
+    for spec, in_process in ((f"exec:{REFERENCE}", None), (REFERENCE_KERNEL, False)):
+        with released(kernel_factory(spec, config.limits, in_process)) as factory:
+            kernel = factory(config.hardware, config.kernel)
+            assert kernel.runnable() == ()
