@@ -42,6 +42,7 @@ from typing import Any
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.external import kernel_stderr
 from pagingcheck.checks.frontier import KEEP_IN_MEMORY, Frontier
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.refinement import Checker
@@ -439,7 +440,7 @@ def confirmed_trace(
             f"steps, but re-running those steps shows {seen}",
             f"re-running its {len(finding.choices)} steps showed {seen}",
         )
-    return traces.from_run(run, implementation, finding.choices, result)
+    return traces.from_run(run, implementation, finding.choices, result, kernel_stderr(factory))
 
 
 def finding_config(config: CheckConfig, finding: Finding) -> CheckConfig:

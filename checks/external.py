@@ -411,6 +411,15 @@ class ExecKernel(RemoteKernel):
         return hashlib.blake2b(history.encode(), digest_size=16).digest()
 
 
+def kernel_stderr(factory: object) -> str:
+    """The end of the standard error of the program ``factory`` runs; "" for any other."""
+    process = getattr(factory, "host", None)
+    if not isinstance(process, ExecProcess):
+        return ""
+    process._keep_errors()
+    return process.errors.decode(errors="replace")
+
+
 def exec_factory(command: str, limits: Limits) -> Callable[[HardwareConfig, KernelConfig], Kernel]:
     """A factory of kernels of the program ``command`` runs (the process is shared; it is
     started again, with a new hello, when the machine or kernel configuration changes)."""

@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.coverage import Coverage
+from pagingcheck.checks.external import kernel_stderr
 from pagingcheck.checks.runner import KernelFactory, Run
 from pagingcheck.checks.strategies import programs as random_programs
 from pagingcheck.checks.system import Choice
@@ -127,7 +128,13 @@ def machine_for(
             result = self.run.result
             programs = self.run.checker.system.programs if self.run.checker else ()
             workload_config = _with_programs(config, programs or config.workload.programs)
-            trace = traces.from_run(workload_config, implementation, self.run.choices, result)
+            trace = traces.from_run(
+                workload_config,
+                implementation,
+                self.run.choices,
+                result,
+                kernel_stderr(factory),
+            )
             campaign.record_failure(trace)
             raise PropertyFailed(trace)
 

@@ -66,6 +66,7 @@ class Trace:
     difference: list[str] = field(default_factory=list)
     fair_from: int | None = None  # the first choice of the fair continuation, if any
     limits: Limits = field(default_factory=Limits)  # what the kernel could use when it ran
+    stderr: str = ""  # the end of a program kernel's standard error (--exec), if it wrote any
 
     def config(self) -> CheckConfig:
         """The configuration this trace runs under."""
@@ -137,9 +138,14 @@ def record_to_data(record: StepRecord) -> dict[str, Any]:
 
 
 def from_run(
-    config: CheckConfig, implementation: str, choices: list[Choice], result: RunResult
+    config: CheckConfig,
+    implementation: str,
+    choices: list[Choice],
+    result: RunResult,
+    stderr: str = "",
 ) -> Trace:
-    """A trace of a finished run (the choices up to the failing step)."""
+    """A trace of a finished run (the choices up to the failing step), with the end of the
+    kernel program's standard error when it has one."""
     steps = [record_to_data(r) for r in result.records]
     kept = choices[: len(result.records)]
     return Trace(
@@ -154,6 +160,7 @@ def from_run(
         list(result.difference),
         result.fair_from,
         config.limits,
+        stderr,
     )
 
 
@@ -178,6 +185,8 @@ def dump(trace: Trace) -> str:
             "step": len(trace.choices),
         }
         data["state_difference"] = trace.difference
+    if trace.stderr:
+        data["kernel_stderr"] = trace.stderr
     return yaml.safe_dump(data, sort_keys=False, width=100)
 
 
@@ -246,6 +255,7 @@ _SECTIONS = {
     "steps",
     "violation",
     "state_difference",
+    "kernel_stderr",
 }
 
 
@@ -289,6 +299,7 @@ def _parse(data: dict[str, Any], any_version: bool) -> Trace:
         [str(line) for line in _list(data.get("state_difference"), "state_difference")],
         fair_from,
         parse_limits(data["limits"]),
+        _text(data.get("kernel_stderr", ""), "kernel_stderr"),
     )
 
 
@@ -318,6 +329,12 @@ def _violation(data: Any) -> Violation | None:
     if not isinstance(prop, str) or not isinstance(why, str):
         raise ConfigError("violation: expected the property's name and why it failed, as text")
     return Violation(prop, why)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {type(value).__name__}")
+    return value
 
 
 def _list(value: Any, where: str) -> list[Any]:

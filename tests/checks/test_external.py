@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from pagingcheck.checks import config as checkconfig
-from pagingcheck.checks.explore import Exploration, Explorer
+from pagingcheck.checks import traces
+from pagingcheck.checks.explore import Exploration, Explorer, explore
 from pagingcheck.checks.external import SCHEMA
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.system import KernelFailed, KernelLoadError
@@ -287,3 +288,27 @@ def test_a_configuration_fingerprinted_before_is_sent_as_its_fields() -> None:
         with released(kernel_factory(spec, config.limits, in_process)) as factory:
             kernel = factory(config.hardware, config.kernel)
             assert kernel.runnable() == ()
+
+
+CHATTY = """
+from pagingcheck.impl.mutants import BY_NAME, factory
+
+build = factory(BY_NAME["reuse_busy_frame"])
+
+def chatty(hardware, kernel):
+    print("building a kernel with", kernel.policy)  # a served kernel's stdout is stderr
+    return build(hardware, kernel)
+"""
+
+
+def test_the_programs_stderr_is_kept_in_the_trace(tmp_path: Path) -> None:
+    (tmp_path / "chatty.py").write_text(CHATTY)
+    command = f"env PYTHONPATH={tmp_path} {SERVED} chatty:chatty"
+    config = pair()
+    with released(kernel_factory(f"exec:{command}", config.limits)) as factory:
+        result = explore(config, factory, f"exec:{command}", tmp_path)
+    (finding,) = result.violations
+    assert finding.violation.property == "busy_frame_exclusive"
+    trace = traces.load(Path(str(finding.trace)).read_text())
+    assert "building a kernel with fifo" in trace.stderr
+    assert "kernel_stderr:" in Path(str(finding.trace)).read_text()
