@@ -337,6 +337,11 @@ def copy_check(original: object) -> Callable[[object], Any]:
     def check(clone: object) -> Any:
         if clone is original:
             raise InterfaceError("copy(): returned the kernel itself, not an independent copy")
+        if type(clone) is not type(original):
+            raise InterfaceError(
+                f"copy(): returned a {type(clone).__name__}, not a {type(original).__name__}: "
+                "a copy of a subclass must keep its class, or it loses the overrides"
+            )
         missing = [
             name for name in ("dispatch", "on_trap", "view", "copy") if not hasattr(clone, name)
         ]

@@ -101,14 +101,6 @@ class MutantKernel(ReferenceKernel):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({**state, "mutant": BY_NAME[state["mutant"]]})
 
-    def copy(self) -> MutantKernel:
-        """An independent copy that keeps the bug."""
-        clone = MutantKernel.__new__(MutantKernel)
-        base = super().copy()
-        clone.__dict__.update(base.__dict__)
-        clone.mutant = self.mutant
-        return clone
-
 
 def _hooked(name: str) -> Callable[..., Any]:
     def hook(self: MutantKernel, *args: Any) -> Any:

@@ -47,6 +47,8 @@ tick           the timer fired
 
 from __future__ import annotations
 
+from typing import Self
+
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import (
     FrameView,
@@ -276,11 +278,12 @@ class ReferenceKernel:
             tuple(processes), frame_views, t.free_frames, slot_views, t.free_slots, t.current
         )
 
-    def copy(self) -> ReferenceKernel:
-        """An independent copy of all kernel state."""
-        clone = ReferenceKernel.__new__(ReferenceKernel)
-        clone.hardware = self.hardware
-        clone.kconfig = self.kconfig
+    def copy(self) -> Self:
+        """An independent copy of all kernel state, of this kernel's own class, so a
+        subclass keeps its overrides. What a subclass adds to the instance is copied
+        shallowly: a subclass with mutable state of its own copies it in its own copy()."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
         clone.t = self.t.copy()
         return clone
 

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -318,6 +318,21 @@ def test_copies_of_a_checker_are_independent() -> None:
     )
 
 
+class Overriding(ReferenceKernel):
+    """The natural first kernel: the reference one with a hook of its own."""
+
+    def runnable(self) -> tuple[int, ...]:
+        return tuple(reversed(super().runnable()))
+
+
+def test_a_copy_of_a_subclass_keeps_its_class_and_its_overrides() -> None:
+    config = reference("pair")
+    checker = start(config, Overriding)
+    clone = checker.copy()
+    assert type(clone.system.kernel) is Overriding
+    assert clone.choices() == checker.choices() == [("run", 2), ("run", 1)]
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
@@ -381,7 +396,7 @@ def test_explore_bad_usage_exits_2(args: list[str], says: str, tmp_path: Path) -
 class SelfCopy(ReferenceKernel):
     """A kernel whose copy is itself: two explored states would share one kernel."""
 
-    def copy(self) -> ReferenceKernel:
+    def copy(self) -> Self:
         return self
 
 
@@ -392,7 +407,19 @@ class BadPrint(ReferenceKernel):
         return "state"  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize(("kernel", "says"), [(SelfCopy, "copy()"), (BadPrint, "fingerprint()")])
+class LosesClass(ReferenceKernel):
+    """A subclass whose copy is built as its base class: copies lose the overrides."""
+
+    def copy(self) -> Self:
+        clone = ReferenceKernel(self.hardware, self.kconfig)
+        clone.t = self.t.copy()
+        return clone  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "says"),
+    [(SelfCopy, "copy()"), (BadPrint, "fingerprint()"), (LosesClass, "must keep its class")],
+)
 def test_a_kernel_failing_copy_or_fingerprint_is_reported_not_trusted(
     kernel: type[ReferenceKernel], says: str, tmp_path: Path
 ) -> None:
