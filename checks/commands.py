@@ -75,6 +75,23 @@ def kernel_spec(implementation: str | None, command: str | None) -> str | None:
     return f"{EXEC}{command}"
 
 
+variant_option = click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this variant of the configuration (repeat for more); the exploration "
+    "and the coverage of the whole configuration are then skipped.",
+)
+exit_first_option = click.option(
+    "-x",
+    "--exitfirst",
+    "exit_first",
+    is_flag=True,
+    help="Stop at the first check that fails.",
+)
+
+
 profile_option = click.option(
     "--profile",
     type=click.Choice(sorted(PROFILES)),
@@ -190,12 +207,19 @@ def _print_report(report: VerifyReport) -> None:
     for check in report.checks:
         mark = "PASS" if check.ok else "FAIL"
         click.echo(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
+    _print_skipped(report)
     _print_coverage(report)
+
+
+def _print_skipped(report: VerifyReport) -> None:
+    for skipped in report.skipped:
+        click.echo(f"SKIP  {skipped}")
     click.echo("\nverify: " + ("all properties held" if report.ok else "FAILED"))
 
 
 def _print_coverage(report: VerifyReport) -> None:
-    required = set(report.required)
+    # Coverage is of the whole configuration: when part of it was skipped, nothing is owed.
+    required = set() if report.skipped else set(report.required)
     click.echo("\ncoverage (paging situations reached; * = required by the configuration):")
     for name, count in report.coverage.table():
         mark = "*" if name in required else " "
@@ -206,6 +230,8 @@ def _print_coverage(report: VerifyReport) -> None:
 @click.command("verify")
 @config_option
 @impl_option
+@variant_option
+@exit_first_option
 @traces_option("Where counterexample traces are written.")
 @json_option
 @profile_option
@@ -214,6 +240,8 @@ def verify_command(
     profile: str | None,
     config_path: Path | None,
     implementation: str,
+    variants: tuple[str, ...],
+    exit_first: bool,
     trace_dir: Path,
     as_json: bool,
     in_process: bool,
@@ -230,6 +258,8 @@ def verify_command(
             trace_dir,
             progress_printer(not as_json or sys.stderr.isatty()),
             prove=implementation == REFERENCE_KERNEL,
+            only=variants,
+            exit_first=exit_first,
         )
     if as_json:
         emit_json(report.to_json())
@@ -327,6 +357,8 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 )
 @exec_option
 @config_option
+@variant_option
+@exit_first_option
 @traces_option("Where a counterexample trace is written.")
 @json_option
 @profile_option
@@ -336,6 +368,8 @@ def validate_command(
     implementation: str | None,
     command: str | None,
     config_path: Path | None,
+    variants: tuple[str, ...],
+    exit_first: bool,
     trace_dir: Path,
     as_json: bool,
     in_process: bool,
@@ -350,7 +384,15 @@ def validate_command(
     implementation = chosen
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
     with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
-        report = verify(config, factory, implementation, trace_dir, progress_printer(not as_json))
+        report = verify(
+            config,
+            factory,
+            implementation,
+            trace_dir,
+            progress_printer(not as_json),
+            only=variants,
+            exit_first=exit_first,
+        )
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
     if as_json:
@@ -361,6 +403,7 @@ def validate_command(
                 "failed_check": None if failed is None else failed.name,
                 "coverage": dict(report.coverage.table()),
                 "coverage_required": list(report.required),
+                "skipped": list(report.skipped),
             }
         )
     else:
@@ -368,6 +411,7 @@ def validate_command(
             click.echo(f"pass: {implementation} refines the spec on every configuration checked")
         else:
             click.echo(f"FAIL: {failed.detail}")
+        _print_skipped(report)
         _print_coverage(report)
     sys.exit(EXIT_OK if failed is None else EXIT_VIOLATED)
 

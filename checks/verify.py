@@ -12,7 +12,7 @@ it meant to). Each failure writes a replayable trace.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.explore import explore
 from pagingcheck.checks.machines import Campaign, run_campaign
 from pagingcheck.checks.runner import KernelFactory
+from pagingcheck.model.errors import UserError
 
 
 @dataclass
@@ -53,6 +54,7 @@ class VerifyReport:
     checks: list[CheckResult] = field(default_factory=list)
     coverage: Coverage = field(default_factory=Coverage)
     required: tuple[str, ...] = ()
+    skipped: list[str] = field(default_factory=list)  # checks not run, each with why
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class VerifyReport:
             "checks": [c.to_json() for c in self.checks],
             "coverage": dict(self.coverage.table()),
             "coverage_required": list(self.required),
+            "skipped": list(self.skipped),
         }
 
 
@@ -136,6 +139,18 @@ def _exploration(
     )
 
 
+def chosen_variants(config: CheckConfig, only: Sequence[str]) -> list[tuple[str, CheckConfig]]:
+    """``config``'s variants, or those ``only`` names (UserError for a name it lacks)."""
+    runs = config.expand()
+    known = [name for name, _ in runs]
+    for name in only:
+        if name not in known:
+            raise UserError(
+                f"--variant {name!r}: no such variant; this configuration has: {', '.join(known)}"
+            )
+    return [(name, run) for name, run in runs if not only or name in only]
+
+
 def reproduce(
     config: CheckConfig, factory: KernelFactory, implementation: str, trace_dir: Path
 ) -> CheckResult:
@@ -171,16 +186,25 @@ def verify(
     trace_dir: Path,
     progress: Progress = lambda _: None,
     prove: bool = False,
+    only: Sequence[str] = (),
+    exit_first: bool = False,
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
     when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
-    campaigns, a complete exploration of a small reference configuration."""
+    campaigns, a complete exploration of a small reference configuration.
+
+    ``only`` names the variants to run (the others, the exploration and the coverage of
+    the whole configuration are then skipped); ``exit_first`` stops at the first check
+    that fails. Each variant's verdict goes to ``progress`` as soon as it is known."""
     report = VerifyReport(required=config.coverage)
     if prove:
         progress("[proofs] z3")
         report.checks.append(_proofs())
+        if exit_first and not report.ok:
+            report.skipped.append("everything after the proofs (-x: stopped at a failure)")
+            return report
     short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
-    runs = config.expand()
+    runs = chosen_variants(config, only)
     for index, (name, run) in enumerate(runs, start=1):
         progress(f"[{index}/{len(runs)}] {name}")
         began = time.perf_counter()
@@ -201,6 +225,20 @@ def verify(
         else:
             result.detail = f"{campaign.runs} runs, {campaign.steps} steps, all properties held"
         report.checks.append(result)
+        progress(
+            f"[{index}/{len(runs)}] {name}: {'PASS' if result.ok else 'FAIL'}  {result.detail}"
+        )
+        if exit_first and not result.ok:
+            left = [later for later, _ in runs[index:]]
+            what = f"variants {', '.join(left)}, " if left else ""
+            report.skipped.append(f"{what}the exploration and coverage (-x: stopped at a failure)")
+            return report
+    if len(runs) < len(config.expand()):
+        report.skipped.append(
+            f"the exploration and the coverage of the whole configuration (--variant ran "
+            f"{len(runs)} of {len(config.expand())} variants)"
+        )
+        return report
     progress(f"[explore] {SMALL_EXPLORATION}")
     report.checks.append(_exploration(config, factory, implementation, trace_dir))
     # Coverage is required of the configured budget; a smaller one may miss it.

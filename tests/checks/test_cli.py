@@ -377,3 +377,53 @@ def test_a_coverage_shortfall_under_a_smaller_profile_says_so(tmp_path: Path) ->
         check = next(c for c in json.loads(out)["checks"] if c["name"] == "coverage")
         assert code == 1 and check["detail"].startswith("never reached: protection_kill")
         assert ("dev profile runs a fraction" in check["detail"]) is said
+
+
+# -- the daily loop: stop at the first failure, run one variant --------------------------------
+
+
+def test_exitfirst_stops_at_the_first_failing_variant(tmp_path: Path) -> None:
+    code, out = run(
+        "validate",
+        "--impl",
+        "pagingcheck.impl.mutants:reuse_busy_frame",
+        "-x",
+        "--json",
+        "--traces",
+        str(tmp_path),
+    )
+    assert code == 1
+    report = json.loads(out)
+    assert report["failed_check"] == "stateful:multilevel-precise-clock"
+    (skipped,) = report["skipped"]
+    assert "linear-state-register-fifo" in skipped and "-x" in skipped
+    assert len(list(tmp_path.glob("*.yaml"))) == 1  # one trace, not one per variant
+
+
+def test_variant_runs_only_the_variants_named(tmp_path: Path) -> None:
+    code, out = run(
+        "validate",
+        "--impl",
+        "pagingcheck.impl.reference:ReferenceKernel",
+        "--variant",
+        "hashed-decode-lru",
+        "--profile",
+        "dev",
+        "--json",
+        "--traces",
+        str(tmp_path),
+    )
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["ok"] is True and report["failed_check"] is None
+    (skipped,) = report["skipped"]
+    assert "1 of 9 variants" in skipped  # and so coverage of the whole is not owed
+
+
+def test_an_unknown_variant_is_named_with_the_ones_there_are() -> None:
+    result = CliRunner().invoke(
+        cli, ["validate", "--impl", "pagingcheck.impl.reference:ReferenceKernel", "--variant", "x"]
+    )
+    assert result.exit_code == 2
+    assert "--variant 'x': no such variant" in result.output
+    assert "hashed-decode-lru" in result.output
