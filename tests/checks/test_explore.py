@@ -154,7 +154,23 @@ def test_a_safety_counterexample_is_a_shortest_one() -> None:
 CAMPAIGNS_MISS = {"rob_unfinished_instruction"}
 
 
-@pytest.mark.parametrize("name", sorted(KILLS))
+#: A quick few in the default run, one per reference configuration they run on; the rest
+#: under ``make test-slow``.
+QUICK_COMPARISONS = {
+    "leak_frame_at_exit",
+    "free_shared_slot_early",
+    "skip_autoincrement_undo",
+    "writeback_to_wrong_slot",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=() if name in QUICK_COMPARISONS else pytest.mark.slow)
+        for name in sorted(KILLS)
+    ],
+)
 def test_no_longer_than_the_trace_hypothesis_shrinks_to(name: str) -> None:
     """On the same configuration, with the same choices (no random spawns), a campaign's
     shrunk counterexample is never shorter than the explorer's."""
