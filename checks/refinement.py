@@ -284,12 +284,36 @@ def describe_difference(expected: SpecState, actual: SpecState) -> str:
         return f"live processes: spec {sorted(exp)}, system {sorted(act)}"
     for pid in sorted(exp):
         if exp[pid].regs != act[pid].regs:
-            return f"process {pid} registers: spec {exp[pid].regs}, system {act[pid].regs}"
+            return f"process {pid} {_registers_difference(exp[pid].regs, act[pid].regs)}"
         if exp[pid].space != act[pid].space:
             return f"process {pid} address space differs"
     for pid in sorted(exp):
         for vpn, _ in exp[pid].space:
             want, got = expected.page_of(pid, vpn), actual.page_of(pid, vpn)
             if want != got:
-                return f"process {pid} page {vpn}: spec {want}, system {got}"
+                return f"process {pid} {_page_difference(vpn, want, got)}"
     return "abstract states differ"
+
+
+def _registers_difference(want: ArchState, got: ArchState) -> str:
+    """The first register (or pc, or flags) two register states disagree on, in hex."""
+    pairs = [
+        *((f"r{i}", a, b) for i, (a, b) in enumerate(zip(want.regs, got.regs, strict=True))),
+        ("pc", want.pc, got.pc),
+        ("flags", want.flags, got.flags),
+    ]
+    name, a, b = next(pair for pair in pairs if pair[1] != pair[2])
+    return f"register {name}: spec {a:#010x}, system {b:#010x}"
+
+
+def _page_difference(vpn: int, want: object, got: object) -> str:
+    """The first word two copies of page ``vpn`` disagree on: its index and virtual
+    address, and both values in hex (the whole pages when one is missing)."""
+    if not isinstance(want, tuple) or not isinstance(got, tuple) or len(want) != len(got):
+        return f"page {vpn}: spec {want}, system {got}"
+    index = next(i for i, (a, b) in enumerate(zip(want, got, strict=True)) if a != b)
+    address = vpn * len(want) + index
+    return (
+        f"page {vpn} word {index} (virtual address {address}): "
+        f"spec {want[index]:#010x}, system {got[index]:#010x}"
+    )

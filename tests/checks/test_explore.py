@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ from pagingcheck.checks.explore import (
 )
 from pagingcheck.checks.machines import run_campaign
 from pagingcheck.checks.mutants import mutant_config
-from pagingcheck.checks.refinement import Checker
+from pagingcheck.checks.refinement import Checker, _registers_difference
 from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, run_choices, start
 from pagingcheck.checks.sharded import explore_sharded
 from pagingcheck.checks.system import Choice
@@ -36,6 +37,7 @@ from pagingcheck.impl.mutants import BY_NAME, factory
 from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.fingerprint import fingerprint
+from pagingcheck.model.isa import ArchState
 
 #: (distinct states, transitions, depth) of each reference configuration with the reference
 #: kernel. A change here is a change of semantics (or of what a state is): say which in the
@@ -571,3 +573,23 @@ def test_our_own_kernels_not_replaying_is_pagingcheck_s_bug(tmp_path: Path) -> N
     _CALLS[0] = 0
     with pytest.raises(InternalError, match="re-running those steps"):
         explore(reference("pair"), Forgetful, "pagingcheck.impl.reference:Forgetful", tmp_path)
+
+
+def test_a_refinement_failure_names_the_word_that_differs() -> None:
+    mutant = BY_NAME["zero_fill_swapped_page"]
+    run = mutant_config(reference("software"), mutant)
+    (finding,) = Explorer(run, factory(mutant)).run().violations
+    message = finding.violation.message
+    assert finding.violation.property == "refinement"
+    assert re.search(
+        r"page \d+ word \d+ \(virtual address \d+\): spec 0x[0-9a-f]{8}, "
+        r"system 0x[0-9a-f]{8}",
+        message,
+    ), message
+
+
+def test_a_register_difference_names_the_register() -> None:
+    want = ArchState((0, 1, 2, 3, 4, 5, 6, 7), 8, 0)
+    got = ArchState((0, 1, 2, 9, 4, 5, 6, 7), 8, 0)
+    assert _registers_difference(want, got) == "register r3: spec 0x00000003, system 0x00000009"
+    assert "register pc:" in _registers_difference(want, ArchState(want.regs, 12, 0))
