@@ -128,13 +128,7 @@ def machine_for(
             result = self.run.result
             programs = self.run.checker.system.programs if self.run.checker else ()
             workload_config = _with_programs(config, programs or config.workload.programs)
-            trace = traces.from_run(
-                workload_config,
-                implementation,
-                self.run.choices,
-                result,
-                kernel_stderr(factory),
-            )
+            trace = traces.from_run(workload_config, implementation, self.run.choices, result)
             campaign.record_failure(trace)
             raise PropertyFailed(trace)
 
@@ -284,4 +278,8 @@ def run_campaign(
             raise
     if campaign.error is not None:
         raise campaign.error
+    if campaign.best is not None:
+        # Here, not in the machine: Hypothesis derives its derandomized runs from the
+        # machine's source, and the runs each variant makes are what its coverage rests on.
+        campaign.best.stderr = kernel_stderr(factory)
     return campaign, campaign.best
