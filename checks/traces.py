@@ -432,6 +432,9 @@ def render(trace: Trace, result: RunResult) -> str:
         lines.append(f"{index:>4}  {spell(record.choice):<12} {'; '.join(what)}")
     if result.violation is not None:
         lines.append(f"violated at step {result.failing_step}: {result.violation.explain()}")
+        if result.difference:
+            lines.append("what the failing step changed:")
+            lines += [f"  {change}" for change in result.difference]
     elif result.diverged_at is not None:
         lines.append(
             f"no property violated; the trace no longer applies at step {result.diverged_at}: "

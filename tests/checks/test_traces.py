@@ -43,7 +43,11 @@ def test_round_trip_replays_to_the_same_violation(
     assert trace.violation is not None
     assert result.violation.property == trace.violation.property == "busy_frame_exclusive"
     assert result.failing_step == len(trace.choices)
-    assert "violated at step 1" in traces.render(loaded, result)
+    rendered = traces.render(loaded, result)
+    assert "violated at step 1" in rendered
+    assert result.difference and rendered.endswith(
+        "what the failing step changed:\n" + "\n".join(f"  {c}" for c in result.difference)
+    )
 
 
 def test_replay_against_the_reference_kernel_no_longer_fails(default_config: CheckConfig) -> None:
