@@ -86,6 +86,12 @@ class ExecProcess(HostProcess):
     def __init__(self, command: str, limits: Limits) -> None:
         super().__init__(command, limits)
         self.command = command
+        try:
+            self.argv = shlex.split(command)
+        except ValueError as error:
+            raise UserError(f"--exec {command!r}: {error}") from None
+        if not self.argv:
+            raise UserError("--exec: the command is empty")
         self.saves = False  # the program supports save/restore
         self.fingerprints = False  # it answers fingerprint
         self.loaded: weakref.ref[ExecKernel] | None = None  # the kernel state it holds
@@ -103,14 +109,8 @@ class ExecProcess(HostProcess):
             return
         self.stop()
         try:
-            argv = shlex.split(self.command)
-        except ValueError as error:
-            raise UserError(f"--exec {self.command!r}: {error}") from None
-        if not argv:
-            raise UserError("--exec: the command is empty")
-        try:
             self.process = subprocess.Popen(
-                argv,
+                self.argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -145,8 +145,7 @@ class ExecProcess(HostProcess):
         except KernelFailed as failure:
             self.stop()
             raise KernelLoadError(
-                f"--exec {self.command!r}: the program did not answer hello: "
-                f"{failure.message}{self._quoted_output()}"
+                f"--exec {self.command!r}: the program did not answer hello: {failure.message}"
             ) from failure
         offer = reply.get("ok")
         if not isinstance(offer, dict) or offer.get("protocol") != PROTOCOL:
@@ -195,16 +194,20 @@ class ExecProcess(HostProcess):
 
     # -- requests -----------------------------------------------------------------------
 
-    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        """A request outside a call; a ``failed`` reply or a broken one is the kernel's."""
+    def request(self, message: dict[str, Any], port: Port | None = None) -> dict[str, Any]:
+        """As for any kernel process, with the end of the program's stderr in a failure
+        (once: a process that ended has it in its message already)."""
         try:
-            return self.request(message)
+            return super().request(message, port)
         except KernelFailed as failure:
-            raise KernelFailed(failure.property, failure.message + self._quoted_output()) from None
+            tail = self._quoted_output()
+            if failure.message.endswith(tail):
+                raise
+            raise KernelFailed(failure.property, failure.message + tail, failure.where) from None
 
     def save(self) -> str:
         """The program's state as its opaque string."""
-        reply = self.ask({"op": "save"})
+        reply = self.request({"op": "save"})
         state = reply.get("ok")
         if not isinstance(state, str) or len(state) > SAVE_LIMIT:
             raise KernelFailed("interface_error", f"save(): answered {quote(state)}, not a string")
@@ -220,12 +223,7 @@ class ExecProcess(HostProcess):
         changed = np.flatnonzero(words != known)
         request = {**request, "memory": [[int(pa), int(words[pa])] for pa in changed]}
         exchange = Exchange(request)
-        try:
-            exchange.reply = self.request(request, _Recording(port, exchange))  # type: ignore[arg-type]
-        except KernelFailed as failure:
-            raise KernelFailed(
-                failure.property, failure.message + self._quoted_output(), failure.where
-            ) from None
+        exchange.reply = self.request(request, _Recording(port, exchange))  # type: ignore[arg-type]
         exchange.mirror = self.mirror = port.words()
         if self.saves:
             kernel.state = None  # its saved state is out of date now
@@ -273,7 +271,7 @@ class ExecProcess(HostProcess):
         if self.saves:
             if holder is not None and holder.state is None:
                 holder.state = self.save()
-            self.ask({"op": "restore", "state": kernel.state})
+            self.request({"op": "restore", "state": kernel.state})
         else:
             self._reexecute(kernel.calls)
         self.loaded = weakref.ref(kernel)
@@ -297,13 +295,7 @@ class ExecProcess(HostProcess):
     def _repeat(self, exchange: Exchange, number: int) -> None:
         """Send a recorded call again and check the program does exactly what it did."""
         replaying = _Replaying(exchange, number)
-        try:
-            reply = self.request(exchange.request, replaying)  # type: ignore[arg-type]
-        except KernelFailed as failure:
-            raise KernelFailed(
-                failure.property, failure.message + self._quoted_output(), failure.where
-            ) from None
-        replaying.finish(reply)
+        replaying.finish(self.request(exchange.request, replaying))  # type: ignore[arg-type]
 
 
 class _Recording:
@@ -376,7 +368,7 @@ class ExecKernel(RemoteKernel):
 
     def _ask(self, op: str) -> dict[str, Any]:
         self.process.switch(self)
-        return self.process.ask({"op": op})
+        return self.process.request({"op": op})
 
     def runnable(self) -> tuple[int, ...]:
         """The program's runnable pids."""
@@ -386,12 +378,16 @@ class ExecKernel(RemoteKernel):
         """The program's view, checked field by field."""
         return _checked(lambda: protocol.decode_view(self._ask("view").get("ok")))
 
-    def copy(self) -> ExecKernel:
-        """Another state equal to this one: its saved string, or its calls."""
+    def _saved(self) -> str | None:
+        """Its saved state, saving it first if the program holds a newer one."""
         if self.process.saves and self.state is None:
             self.process.switch(self)
             self.state = self.process.save()
-        return ExecKernel(self.process, self.state, self.calls)
+        return self.state
+
+    def copy(self) -> ExecKernel:
+        """Another state equal to this one: its saved string, or its calls."""
+        return ExecKernel(self.process, self._saved(), self.calls)
 
     def fingerprint(self) -> bytes:
         """The program's fingerprint if it gives one, else a digest of the saved state
@@ -405,8 +401,7 @@ class ExecKernel(RemoteKernel):
             except ValueError:
                 raise KernelFailed("interface_error", "fingerprint() is not hex") from None
         if self.process.saves:
-            state = self.copy().state
-            return hashlib.blake2b(str(state).encode(), digest_size=16).digest()
+            return hashlib.blake2b(str(self._saved()).encode(), digest_size=16).digest()
         history = json.dumps([e.request for e in self.calls], sort_keys=True, default=str)
         return hashlib.blake2b(history.encode(), digest_size=16).digest()
 
@@ -423,17 +418,12 @@ def kernel_stderr(factory: object) -> str:
 def exec_factory(command: str, limits: Limits) -> Callable[[HardwareConfig, KernelConfig], Kernel]:
     """A factory of kernels of the program ``command`` runs (the process is shared; it is
     started again, with a new hello, when the machine or kernel configuration changes)."""
-    try:
-        argv = shlex.split(command)
-    except ValueError as error:
-        raise UserError(f"--exec {command!r}: {error}") from None
-    if not argv:
-        raise UserError("--exec: the command is empty")
-    if shutil.which(argv[0]) is None:
-        raise UserError(
-            f"--exec {command!r}: no program {argv[0]!r} (not an executable file, nor on PATH)"
-        )
     process = ExecProcess(command, limits)
+    program = process.argv[0]
+    if shutil.which(program) is None:
+        raise UserError(
+            f"--exec {command!r}: no program {program!r} (not an executable file, nor on PATH)"
+        )
 
     def build(hardware: HardwareConfig, kernel: KernelConfig) -> Kernel:
         greeting = {"hardware": hardware_json(hardware), "kernel": kernel_json(kernel)}
