@@ -59,8 +59,6 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import PortError, UserError, quote
 from pagingcheck.model.port import MachinePort, Port
 
-#: The version of the process protocol this checker speaks.
-PROTOCOL = 1
 #: The prefix that marks a kernel spec as a command to run (``exec:COMMAND``).
 EXEC = "exec:"
 #: The longest saved state accepted, in characters.
@@ -131,7 +129,7 @@ class ExecProcess(HostProcess):
         self.ensure()
         self.greeting = {
             "op": "hello",
-            "protocol": PROTOCOL,
+            "protocol": protocol.PROTOCOL_VERSION,
             "hardware": hardware_json(hardware),
             "kernel": kernel_json(kernel),
         }
@@ -148,11 +146,12 @@ class ExecProcess(HostProcess):
                 f"--exec {self.command!r}: the program did not answer hello: {failure.message}"
             ) from failure
         offer = reply.get("ok")
-        if not isinstance(offer, dict) or offer.get("protocol") != PROTOCOL:
+        if not isinstance(offer, dict) or offer.get("protocol") != protocol.PROTOCOL_VERSION:
             self.stop()
             raise KernelLoadError(
                 f"--exec {self.command!r}: the program answered hello with {quote(offer)}; "
-                f'expected {{"ok": {{"protocol": {PROTOCOL}, "save": true or false}}}}'
+                f'expected {{"ok": {{"protocol": {protocol.PROTOCOL_VERSION}, '
+                '"save": true or false}}'
             )
         self.saves = offer.get("save") is True
         self.fingerprints = offer.get("fingerprint") is True
@@ -186,11 +185,14 @@ class ExecProcess(HostProcess):
             self.errors = (self.errors + self.output)[-OUTPUT_KEPT:]
             self.output = b""
 
-    def _quoted_output(self) -> str:
+    def stderr_tail(self) -> str:
+        """The end of what the program wrote to its standard error, as text."""
         self._keep_errors()
-        if not self.errors:
-            return ""
-        return f"; its stderr ended with: {self.errors.decode(errors='replace')!r}"
+        return self.errors.decode(errors="replace")
+
+    def _quoted_output(self) -> str:
+        tail = self.stderr_tail()
+        return f"; its stderr ended with: {tail!r}" if tail else ""
 
     # -- requests -----------------------------------------------------------------------
 
@@ -411,8 +413,7 @@ def kernel_stderr(factory: object) -> str:
     process = getattr(factory, "host", None)
     if not isinstance(process, ExecProcess):
         return ""
-    process._keep_errors()
-    return process.errors.decode(errors="replace")
+    return process.stderr_tail()
 
 
 def exec_factory(command: str, limits: Limits) -> Callable[[HardwareConfig, KernelConfig], Kernel]:

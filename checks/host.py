@@ -338,7 +338,13 @@ class StdioHost(Host):
         op = request.get("op")
         if op == "hello":
             self.current = super()._answer({**request, "op": "new"}, channel)["ok"]
-            return {"ok": {"protocol": PROTOCOL, "save": self.saves, "fingerprint": True}}
+            return {
+                "ok": {
+                    "protocol": protocol.PROTOCOL_VERSION,
+                    "save": self.saves,
+                    "fingerprint": True,
+                }
+            }
         if op == "save" and self.saves:
             ident = super()._answer({"op": "copy", "kernel": self.current}, channel)["ok"]
             self.saved[str(ident)] = ident
@@ -355,10 +361,6 @@ class StdioHost(Host):
         if op in ("call", "view", "runnable", "fingerprint"):
             return super()._answer({**request, "kernel": self.current}, channel)
         raise ValueError(f"unknown request {op!r}")
-
-
-#: The version of the public process protocol :class:`StdioHost` speaks.
-PROTOCOL = 1
 
 
 def serve_stdio(spec: str, saves: bool) -> None:

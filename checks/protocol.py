@@ -47,6 +47,9 @@ from pagingcheck.model.program import Image, Program, SharedSegment
 from pagingcheck.model.traps import Access, Fault, TrapFrame, TrapKind
 
 WORD_MAX = 0xFFFF_FFFF
+#: The version of the public process protocol (docs/protocol.md) that kernels run by
+#: ``--exec`` speak, and the stdio host serves.
+PROTOCOL_VERSION = 1
 T = TypeVar("T")
 
 

@@ -72,10 +72,6 @@ def kernel_factory(spec: str, limits: Limits, in_process: bool | None = None) ->
         if in_process:
             raise UserError("--in-process: a kernel run by --exec is a program of its own")
         return exec_factory(spec.removeprefix(EXEC), limits)
-    if spec.startswith(EXEC):
-        if in_process:
-            raise UserError("--in-process: a kernel run by --exec is a program of its own")
-        return exec_factory(spec.removeprefix(EXEC), limits)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UserError(f"--impl {spec!r}: expected MODULE:ATTR, e.g. {REFERENCE_KERNEL}")

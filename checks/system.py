@@ -175,8 +175,7 @@ def kernel_query(what: str, call: Callable[[], T], seconds: float | None = HOOK_
     """Ask the kernel something outside its calls; its failures are the kernel's, as in
     :func:`kernel_call` (the port is closed meanwhile: a kernel that uses it breaks a rule)."""
     with blamed(what, seconds, port_open=False):
-        answer = call()
-    return answer
+        return call()
 
 
 class blamed:
