@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pagingcheck.checks import config as checkconfig
-from pagingcheck.checks import traces
+from pagingcheck.checks import logs, traces
 from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
 from pagingcheck.checks.external import EXEC, SCHEMA
@@ -283,6 +283,14 @@ def verify_command(
     is_flag=True,
     help="Replay a trace written by another version of pagingcheck (its verdict may differ).",
 )
+@click.option(
+    "--write-log",
+    "log_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Also write the replayed run as a log (docs/logs.md) to FILE, for check-log.",
+)
 @json_option
 @containment_options
 def replay_command(
@@ -290,6 +298,7 @@ def replay_command(
     implementation: str | None,
     command: str | None,
     any_version: bool,
+    log_path: Path | None,
     as_json: bool,
     in_process: bool,
     call_seconds: float | None,
@@ -302,6 +311,8 @@ def replay_command(
     kernel = replay_kernel(trace, kernel_spec(implementation, command))
     with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
         result = traces.replay(trace, factory)
+        if log_path is not None:
+            _write_log(trace, factory, log_path)
     violated = result.violation is not None
     if result.diverged_at is not None and not violated:
         step = result.diverged_at
@@ -327,6 +338,18 @@ def replay_command(
     else:
         click.echo(traces.render(trace, result))
     sys.exit(EXIT_VIOLATED if violated else EXIT_OK)
+
+
+def _write_log(trace: traces.Trace, factory: Any, path: Path) -> None:
+    """Run the trace's choices again, logged to ``path`` (written whole or not at all)."""
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+        ) as stream:
+            logs.write_log(trace.config(), factory, stream, trace.choices, programs=trace.programs)
+        os.replace(stream.name, path)
+    except OSError as error:
+        raise UserError(f"--write-log {path}: cannot write the log: {error.strerror}") from error
 
 
 def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
@@ -705,6 +728,56 @@ def _print_exploration(name: str, result: Exploration, needs: int | None, asked:
         )
 
 
+@click.command("check-log")
+@click.argument("log_path", type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration the log's run was made on (default: the one the log's header "
+    "gives, else the built-in one).",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="NAME",
+    help=f"A reference configuration instead ({', '.join(checkconfig.references())}).",
+)
+@click.option(
+    "--variant",
+    default=None,
+    metavar="NAME",
+    help="The variant the log ran on (default: the one whose machine the log's header gives).",
+)
+@json_option
+def check_log_command(
+    log_path: Path,
+    config_path: Path | None,
+    reference: str | None,
+    variant: str | None,
+    as_json: bool,
+) -> None:
+    """Check that a kernel's log (docs/logs.md) is a behaviour of the system with every
+    property holding: exit 0 if so, 1 with the first line nothing fits or a property
+    breaks at, 2 for a file that is not a log."""
+    if config_path is not None and reference is not None:
+        fail_usage("give at most one of --config FILE and --reference NAME")
+    log = logs.read(log_path)
+    config = (
+        checkconfig.load_reference(reference)
+        if reference is not None
+        else checkconfig.load(config_path)
+        if config_path is not None
+        else None
+    )
+    result = logs.check_log(logs.choose_config(config, log, variant), log)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        click.echo(logs.describe(result))
+    sys.exit(EXIT_OK if result.ok else EXIT_VIOLATED)
+
+
 @click.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the process protocol that --exec speaks (docs/protocol.md),
@@ -719,5 +792,6 @@ COMMANDS = (
     mutants_command,
     prove_command,
     explore_command,
+    check_log_command,
     schema_command,
 )

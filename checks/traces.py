@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -196,16 +197,39 @@ def _configuration(trace: Trace) -> dict[str, Any]:
     return {
         "hardware": dataclasses.asdict(trace.hardware),
         "kernel": _kernel_data(trace.kernel),
-        "workload": {
-            "programs": [program_to_data(p) for p in trace.programs],
-            "initial": list(workload.initial),
-            "max_spawns": workload.max_spawns,
-            "timer": workload.timer,
-            "kills": workload.kills,
-            "progress_bound": workload.progress_bound,
-        },
+        "workload": workload_to_data(workload, trace.programs),
         "limits": dataclasses.asdict(trace.limits),
     }
+
+
+def workload_to_data(workload: Workload, programs: Sequence[Program]) -> dict[str, Any]:
+    """A workload as plain data (``programs`` are its programs as run: a trace's own)."""
+    return {
+        "programs": [program_to_data(p) for p in programs],
+        "initial": list(workload.initial),
+        "max_spawns": workload.max_spawns,
+        "timer": workload.timer,
+        "kills": workload.kills,
+        "progress_bound": workload.progress_bound,
+    }
+
+
+def workload_from_data(data: object, hardware: HardwareConfig) -> Workload:
+    """The workload ``data`` (as :func:`workload_to_data` gives it) describes, its programs
+    checked against ``hardware``; ConfigError for anything else."""
+    raw = mapping(data, "workload")
+    known_keys(
+        raw, {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"}, "workload"
+    )
+    programs = tuple(
+        program_from_data(p, f"workload.programs[{i}]")
+        for i, p in enumerate(_list(raw.get("programs"), "workload.programs"))
+    )
+    if not programs:
+        raise ConfigError("workload.programs: expected a non-empty list of programs")
+    for program in programs:
+        program.validate(hardware.page_words, hardware.va_pages)
+    return Workload(programs, **parse_workload_options(raw, len(programs)))
 
 
 def digest(configuration: dict[str, Any]) -> str:
@@ -270,19 +294,8 @@ def _parse(data: dict[str, Any], any_version: bool) -> Trace:
         raise ConfigError("implementation: expected the kernel as MODULE:ATTR")
     hardware = HardwareConfig.from_mapping(mapping(data["hardware"], "hardware"))
     kernel = KernelConfig.from_mapping(_kernel_from_data(mapping(data["kernel"], "kernel")))
-    raw = mapping(data["workload"], "workload")
-    known_keys(
-        raw, {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"}, "workload"
-    )
-    programs = tuple(
-        program_from_data(p, f"workload.programs[{i}]")
-        for i, p in enumerate(_list(raw.get("programs"), "workload.programs"))
-    )
-    if not programs:
-        raise ConfigError("workload.programs: expected a non-empty list of programs")
-    for program in programs:
-        program.validate(hardware.page_words, hardware.va_pages)
-    workload = Workload(programs, **parse_workload_options(raw, len(programs)))
+    workload = workload_from_data(data["workload"], hardware)
+    programs = workload.programs
     choices = [_choice(c, i) for i, c in enumerate(_list(data["choices"], "choices"))]
     fair_from = data.get("fair_from")
     if fair_from is not None:

@@ -77,6 +77,18 @@ def _written_trace(folder: Path) -> Path:
     return traces.write(trace, folder, "t")
 
 
+def _written_log(folder: Path) -> Path:
+    from pagingcheck.checks import logs
+    from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
+
+    path = folder / "run.log"
+    with path.open("w") as stream:
+        logs.write_log(
+            checkconfig.load_reference("pair"), resolve_factory(REFERENCE_KERNEL), stream
+        )
+    return path
+
+
 @pytest.mark.parametrize("example", examples("asm"), ids=lambda e: f"{e[0]}:{e[1]}")
 def test_an_assembly_example_assembles(example: tuple[str, str, str]) -> None:
     assert assemble(example[2])
@@ -103,6 +115,8 @@ def _actual_json(command: str, folder: Path) -> dict[str, object]:
         args = ["simulate", "-p", "lru", "-n", "3", "--refs", "1,2,3"]
     elif command == "validate":
         args = ["validate", "--impl", "pagingcheck.impl.minimal:MinimalKernel", *common]
+    elif command == "check-log":
+        args = ["check-log", str(_written_log(folder))]
     elif command == "prove":
         args = ["prove"]
     elif command == "mutants":
@@ -120,7 +134,7 @@ def test_a_json_example_has_the_shape_the_command_prints(
 ) -> None:
     page, heading, text = example
     documented = json.loads(text)
-    named = re.search(r"`(\w+) --json`", heading)
+    named = re.search(r"`([\w-]+) --json`", heading)
     command = named[1] if named else "simulate" if page == "simulate.md" else ""
     assert command, f"{page}: say which command a JSON example is of ({heading!r})"
     actual: dict[str, Any] = _actual_json(command, tmp_path)
