@@ -778,6 +778,29 @@ def check_log_command(
     sys.exit(EXIT_OK if result.ok else EXIT_VIOLATED)
 
 
+@click.command("config")
+@click.option(
+    "--default",
+    "default",
+    is_flag=True,
+    help="Print the built-in configuration (what every command uses without --config).",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="NAME",
+    help=f"Print a shipped reference configuration ({', '.join(checkconfig.references())}).",
+)
+def config_command(default: bool, reference: str | None) -> None:
+    """Print a configuration to start your own from: the built-in one (--default) or a
+    reference configuration of the explorer (--reference NAME). Save it, edit it, and
+    pass it with --config FILE (docs/configuration.md)."""
+    if default == (reference is not None):
+        fail_usage("give exactly one of --default and --reference NAME")
+    text = checkconfig.default_text() if default else checkconfig.reference_text(str(reference))
+    click.echo(text, nl=False)
+
+
 @click.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the process protocol that --exec speaks (docs/protocol.md),
@@ -793,5 +816,6 @@ COMMANDS = (
     prove_command,
     explore_command,
     check_log_command,
+    config_command,
     schema_command,
 )

@@ -430,13 +430,17 @@ def references() -> list[str]:
 
 def load_reference(name: str) -> CheckConfig:
     """The shipped reference configuration ``name`` (UserError naming the choices if none)."""
+    return load_text(reference_text(name), f"reference configuration {name}")
+
+
+def reference_text(name: str) -> str:
+    """The YAML text of the shipped reference configuration ``name``."""
     if name not in references():
         raise UserError(
             f"--reference {name!r}: no such reference configuration; choose one of: "
             f"{', '.join(references())}"
         )
-    text = files("pagingcheck.checks").joinpath("configs", f"{name}.yaml").read_text()
-    return load_text(text, f"reference configuration {name}")
+    return files("pagingcheck.checks").joinpath("configs", f"{name}.yaml").read_text()
 
 
 def default_text() -> str:

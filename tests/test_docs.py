@@ -163,6 +163,8 @@ def _commands() -> list[tuple[str, list[str]]]:
             words = shlex.split(line, comments=True)
             while words and "=" in words[0]:  # VAR=value before the command
                 words = words[1:]
+            if ">" in words:  # output redirected: the command is what comes before
+                words = words[: words.index(">")]
             if words:
                 found.append((page, words))
     return found

@@ -427,3 +427,20 @@ def test_an_unknown_variant_is_named_with_the_ones_there_are() -> None:
     assert result.exit_code == 2
     assert "--variant 'x': no such variant" in result.output
     assert "hashed-decode-lru" in result.output
+
+
+def test_config_prints_the_configurations_to_start_from(tmp_path: Path) -> None:
+    from pagingcheck.checks import config as checkconfig
+
+    runner = CliRunner()
+    default = runner.invoke(cli, ["config", "--default"])
+    assert default.exit_code == 0
+    saved = tmp_path / "mine.yaml"
+    saved.write_text(default.stdout)
+    assert checkconfig.load(saved) == checkconfig.load(None)
+    tiny = runner.invoke(cli, ["config", "--reference", "tiny"])
+    assert tiny.exit_code == 0
+    assert checkconfig.load_text(tiny.stdout) == checkconfig.load_reference("tiny")
+    for wrong in ([], ["--default", "--reference", "tiny"], ["--reference", "huge"]):
+        refused = runner.invoke(cli, ["config", *wrong])
+        assert refused.exit_code == 2, wrong
