@@ -83,6 +83,12 @@ variant_option = click.option(
     help="Run only this variant of the configuration (repeat for more); the exploration "
     "and the coverage of the whole configuration are then skipped.",
 )
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print more of each failure: the kernel's own traceback for a crash.",
+)
 exit_first_option = click.option(
     "-x",
     "--exitfirst",
@@ -203,12 +209,28 @@ def load_config(path: Path | None, profile: str | None) -> checkconfig.CheckConf
     return checkconfig.load(path).with_profile(chosen)
 
 
-def _print_report(report: VerifyReport) -> None:
+def _print_report(report: VerifyReport, verbose: bool = False) -> None:
     for check in report.checks:
         mark = "PASS" if check.ok else "FAIL"
         click.echo(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
+        _print_found(check.extra.get("violation"), verbose)
     _print_skipped(report)
     _print_coverage(report)
+
+
+def _print_found(found: dict[str, Any] | None, verbose: bool) -> None:
+    """Under a failed check: the command that replays it, and the kernel's traceback."""
+    if not found:
+        return
+    if found.get("replay"):
+        click.echo(f"      next: {found['replay']}")
+    if found.get("traceback"):
+        if not verbose:
+            click.echo("      (-v prints the kernel's traceback)")
+            return
+        click.echo("      the kernel's traceback (most recent call last):")
+        for line in str(found["traceback"]).splitlines():
+            click.echo(f"        {line}")
 
 
 def _print_skipped(report: VerifyReport) -> None:
@@ -232,6 +254,7 @@ def _print_coverage(report: VerifyReport) -> None:
 @impl_option
 @variant_option
 @exit_first_option
+@verbose_option
 @traces_option("Where counterexample traces are written.")
 @json_option
 @profile_option
@@ -242,6 +265,7 @@ def verify_command(
     implementation: str,
     variants: tuple[str, ...],
     exit_first: bool,
+    verbose: bool,
     trace_dir: Path,
     as_json: bool,
     in_process: bool,
@@ -264,7 +288,7 @@ def verify_command(
     if as_json:
         emit_json(report.to_json())
     else:
-        _print_report(report)
+        _print_report(report, verbose)
     sys.exit(EXIT_OK if report.ok else EXIT_VIOLATED)
 
 
@@ -382,6 +406,7 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 @config_option
 @variant_option
 @exit_first_option
+@verbose_option
 @traces_option("Where a counterexample trace is written.")
 @json_option
 @profile_option
@@ -393,6 +418,7 @@ def validate_command(
     config_path: Path | None,
     variants: tuple[str, ...],
     exit_first: bool,
+    verbose: bool,
     trace_dir: Path,
     as_json: bool,
     in_process: bool,
@@ -434,6 +460,7 @@ def validate_command(
             click.echo(f"pass: {implementation} refines the spec on every configuration checked")
         else:
             click.echo(f"FAIL: {failed.detail}")
+            _print_found(violation, verbose)
         _print_skipped(report)
         _print_coverage(report)
     sys.exit(EXIT_OK if failed is None else EXIT_VIOLATED)

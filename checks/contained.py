@@ -251,6 +251,7 @@ class HostProcess:
                         str(reply["failed"]),
                         f"{what}(){joint}{text}",
                         str(reply.get("where", "")),
+                        str(reply.get("traceback", "")),
                     )
                 return reply
             if port is None:

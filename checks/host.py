@@ -40,7 +40,6 @@ import json
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -210,14 +209,7 @@ CALLS: dict[str, Callable[[Kernel, RemotePort, dict[str, Any]], Any]] = {
 
 def _where(error: BaseException) -> str:
     """'file:line in function' of the innermost frame outside pagingcheck's own code."""
-    site = ""
-    for frame, line in traceback.walk_tb(error.__traceback__):
-        module = str(frame.f_globals.get("__name__", ""))
-        own = module.startswith(("pagingcheck.checks.", "pagingcheck.model."))
-        if own or frame.f_code.co_filename == __file__:
-            continue
-        site = f"{frame.f_code.co_filename}:{line} in {frame.f_code.co_name}"
-    return site
+    return protocol.kernel_site(error, __file__)
 
 
 class Host:
@@ -272,6 +264,7 @@ class Host:
                 "failed": "kernel_crash",
                 "message": f"raised {type(error).__name__}: {shorten(str(error), 300)}",
                 "where": _where(error),
+                "traceback": protocol.kernel_traceback(error, __file__),
             }
         if threading.active_count() > 1:
             return {

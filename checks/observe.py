@@ -19,7 +19,7 @@ before any other invariant relies on that.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from pagingcheck.impl.interface import KernelView, Location, PageView, ProcessView
@@ -38,6 +38,8 @@ class Violation:
     property: str
     message: str
     witness: tuple[tuple[str, object], ...] = ()
+    #: For a kernel's crash, its own frames of the traceback (not part of what it is).
+    traceback: str = field(default="", compare=False)
 
     def explain(self) -> str:
         """One line: property, message and witness."""

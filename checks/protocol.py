@@ -27,6 +27,7 @@ KernelView    the fields of :class:`~pagingcheck.impl.interface.KernelView`, nes
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
@@ -591,3 +592,44 @@ def check_view(view: object) -> KernelView:
     if view.current is not None and not _word(view.current):
         raise InterfaceError(f"view().current: {quote(view.current)} is not a pid")
     return view
+
+
+# -- where a kernel failed ----------------------------------------------------------------
+
+#: The most frames of a kernel's traceback kept (the innermost).
+TRACEBACK_FRAMES = 20
+#: Modules that are pagingcheck's, not the kernel's: the hardware and the checks.
+_OWN = ("pagingcheck.model.", "pagingcheck.checks.")
+
+
+def kernel_frames(error: BaseException, skip_file: str = "") -> list[traceback.FrameSummary]:
+    """The frames of ``error``'s traceback in the kernel's own code (not the hardware
+    model's, the checks' or the file ``skip_file``), outermost first."""
+    kept = []
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.startswith(_OWN) or frame.f_code.co_filename == skip_file:
+            continue
+        kept.append(traceback.FrameSummary(frame.f_code.co_filename, line, frame.f_code.co_name))
+    return kept
+
+
+def kernel_site(error: BaseException, skip_file: str = "") -> str:
+    """'file:line in function' of the innermost frame of the kernel's code, or ''."""
+    frames = kernel_frames(error, skip_file)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
+
+
+def kernel_traceback(error: BaseException, skip_file: str = "") -> str:
+    """The kernel's part of ``error``'s traceback, as Python prints one (its innermost
+    :data:`TRACEBACK_FRAMES` frames, then the exception), or '' if none of it is the
+    kernel's."""
+    frames = kernel_frames(error, skip_file)[-TRACEBACK_FRAMES:]
+    if not frames:
+        return ""
+    lines = traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(error), error)
+    return "".join(lines).rstrip("\n")

@@ -34,7 +34,6 @@ import io
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -105,16 +104,17 @@ class KernelLoadError(UserError):
 class KernelFailed(Exception):
     """The kernel under check failed inside one of its calls: ``property`` names how."""
 
-    def __init__(self, property: str, message: str, where: str = "") -> None:
+    def __init__(self, property: str, message: str, where: str = "", traceback: str = "") -> None:
         super().__init__(message)
         self.property = property
         self.message = message
         self.where = where
+        self.traceback = traceback  # the kernel's own frames, as Python prints them
 
     def violation(self) -> Violation:
         """The property this failure violates, with where in the kernel's code it happened."""
         where = (("at", self.where),) if self.where else ()
-        return Violation(self.property, self.message, where)
+        return Violation(self.property, self.message, where, self.traceback)
 
 
 @dataclass(frozen=True)
@@ -137,19 +137,6 @@ def _through_port(error: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _kernel_site(error: BaseException) -> str:
-    """'file:line in function' of the innermost frame of the kernel's code: outside the
-    hardware model and the checks (the port and the driver that called the kernel)."""
-    site = ""
-    for frame, line in traceback.walk_tb(error.__traceback__):
-        module = str(frame.f_globals.get("__name__", ""))
-        if module.startswith(("pagingcheck.model.", "pagingcheck.checks.")):
-            continue
-        code = frame.f_code
-        site = f"{code.co_filename}:{line} in {code.co_name}"
-    return site
 
 
 def kernel_call(
@@ -229,7 +216,7 @@ def _assigned(what: str, error: BaseException, port_open: bool) -> KernelFailed 
     one to pass unchanged (already assigned, or the hardware's beneath a port call)."""
     if isinstance(error, KernelFailed | KernelLoadError):
         return None
-    site = _kernel_site(error)
+    site = protocol.kernel_site(error)
     if isinstance(error, PortError):
         return KernelFailed("port_rules", f"{what}: {error}", site)
     if isinstance(error, KernelHang):
@@ -241,7 +228,10 @@ def _assigned(what: str, error: BaseException, port_open: bool) -> KernelFailed 
     if not isinstance(error, Exception) or (port_open and _through_port(error)):
         return None
     return KernelFailed(
-        "kernel_crash", f"{what} raised {type(error).__name__}: {shorten(str(error), 300)}", site
+        "kernel_crash",
+        f"{what} raised {type(error).__name__}: {shorten(str(error), 300)}",
+        site,
+        protocol.kernel_traceback(error),
     )
 
 

@@ -185,10 +185,25 @@ def dump(trace: Trace) -> str:
             "witness": {k: _plain(v) for k, v in trace.violation.witness},
             "step": len(trace.choices),
         }
+        if trace.violation.traceback:
+            data["violation"]["traceback"] = trace.violation.traceback
         data["state_difference"] = trace.difference
     if trace.stderr:
         data["kernel_stderr"] = trace.stderr
-    return yaml.safe_dump(data, sort_keys=False, width=100)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML, with text of several lines (a kernel's traceback, its stderr) as a
+    literal block, readable in the file as it was printed."""
+
+
+def _text_block(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _text_block)
 
 
 def _configuration(trace: Trace) -> dict[str, Any]:
@@ -341,7 +356,7 @@ def _violation(data: Any) -> Violation | None:
     prop, why = data.get("property"), data.get("why", "")
     if not isinstance(prop, str) or not isinstance(why, str):
         raise ConfigError("violation: expected the property's name and why it failed, as text")
-    return Violation(prop, why)
+    return Violation(prop, why, traceback=_text(data.get("traceback", ""), "violation.traceback"))
 
 
 def _text(value: Any, where: str) -> str:
@@ -445,6 +460,9 @@ def render(trace: Trace, result: RunResult) -> str:
         lines.append(f"{index:>4}  {spell(record.choice):<12} {'; '.join(what)}")
     if result.violation is not None:
         lines.append(f"violated at step {result.failing_step}: {result.violation.explain()}")
+        if result.violation.traceback:
+            lines.append("the kernel's traceback (most recent call last):")
+            lines += [f"  {line}" for line in result.violation.traceback.splitlines()]
         if result.difference:
             lines.append("what the failing step changed:")
             lines += [f"  {change}" for change in result.difference]

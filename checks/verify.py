@@ -11,6 +11,7 @@ it meant to). Each failure writes a replayable trace.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,9 @@ from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES, CheckConfig, load_reference
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.explore import explore
+from pagingcheck.checks.external import EXEC
 from pagingcheck.checks.machines import Campaign, run_campaign
+from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.runner import KernelFactory
 from pagingcheck.model.errors import UserError
 
@@ -127,7 +130,7 @@ def _exploration(
     if result.violations:
         finding = result.violations[0]
         detail = f"{finding.violation.explain()} (trace: {finding.trace})"
-        extra = {"violation": {"property": finding.violation.property, "trace": finding.trace}}
+        extra = {"violation": found(finding.violation, finding.trace, implementation)}
         return CheckResult(name, False, detail, result.seconds, extra)
     return CheckResult(
         name,
@@ -137,6 +140,29 @@ def _exploration(
         result.seconds,
         {"distinct_states": result.distinct_states, "transitions": result.transitions},
     )
+
+
+def found(violation: Violation, trace: Path | str | None, implementation: str) -> dict[str, Any]:
+    """A violation found by a check, as its JSON: the property, the trace (None when
+    none could be written), the command that replays it, and the kernel's own traceback
+    for a crash."""
+    data: dict[str, Any] = {"property": violation.property, "trace": trace and str(trace)}
+    if trace is not None:
+        data["replay"] = replay_line(Path(trace), implementation)
+    if violation.traceback:
+        data["traceback"] = violation.traceback
+    return data
+
+
+def replay_line(trace: Path, implementation: str) -> str:
+    """The command that replays ``trace`` on ``implementation``: a kernel from outside
+    pagingcheck is named, since a trace never decides which code runs."""
+    line = f"pagingcheck replay {shlex.quote(str(trace))}"
+    if implementation.startswith(EXEC):
+        return f"{line} --exec {shlex.quote(implementation.removeprefix(EXEC))}"
+    if implementation.startswith("pagingcheck."):
+        return line
+    return f"{line} --impl {shlex.quote(implementation)}"
 
 
 def chosen_variants(config: CheckConfig, only: Sequence[str]) -> list[tuple[str, CheckConfig]]:
@@ -221,7 +247,7 @@ def verify(
         if failure is not None and failure.violation is not None:
             path = traces.write(failure, trace_dir, f"{name}-{failure.violation.property}")
             result.detail = f"{failure.violation.explain()} (trace: {path})"
-            result.extra["violation"] = {"property": failure.violation.property, "trace": str(path)}
+            result.extra["violation"] = found(failure.violation, path, implementation)
         else:
             result.detail = f"{campaign.runs} runs, {campaign.steps} steps, all properties held"
         report.checks.append(result)

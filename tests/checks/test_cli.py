@@ -327,6 +327,29 @@ def test_a_kernel_failing_inside_its_call_is_a_violation_with_its_place(
     trace = yaml.safe_load(Path(data["violation"]["trace"]).read_text())
     assert words in trace["violation"]["why"]
     assert "blamed_kernel.py" in trace["violation"]["witness"]["at"]
+    assert data["violation"]["replay"].endswith(f"--impl blamed_kernel:{attr}")
+
+
+def test_a_crash_shows_the_kernels_own_traceback(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "blamed_kernel.py").write_text(BLAMED_KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    common = ["--impl", "blamed_kernel:raising", "--config", str(tiny), "-x"]
+    code, out = run("validate", *common, "--traces", str(tmp_path / "t"), "-v")
+    assert code == 1
+    assert 'blamed_kernel.py", line 8, in on_disk' in out  # the kernel's frame, its line
+    assert "UserError: the kernel's own UserError is its crash" in out
+    assert "pagingcheck/checks" not in out.split("traceback")[1]  # none of the checker's
+    assert "next: pagingcheck replay" in out and "--impl blamed_kernel:raising" in out
+    code, brief = run("validate", *common, "--traces", str(tmp_path / "u"))
+    assert code == 1 and "-v prints the kernel's traceback" in brief
+    assert "line 8, in on_disk" not in brief
+    (written,) = (tmp_path / "t").glob("*.yaml")
+    trace = yaml.safe_load(written.read_text())
+    assert trace["violation"]["traceback"].endswith("its crash")
+    code, replayed = run("replay", str(written), "--impl", "blamed_kernel:raising")
+    assert code == 1 and 'blamed_kernel.py", line 8, in on_disk' in replayed
 
 
 def test_a_bug_in_pagingcheck_exits_3_and_is_not_blamed_on_the_kernel(
