@@ -80,8 +80,8 @@ variant_option = click.option(
     "variants",
     multiple=True,
     metavar="NAME",
-    help="Run only this variant of the configuration (repeat for more); the exploration "
-    "and the coverage of the whole configuration are then skipped.",
+    help="Run only this variant of the configuration (repeat for more), and its small "
+    "exploration; the coverage of the whole configuration is then skipped.",
 )
 verbose_option = click.option(
     "-v",

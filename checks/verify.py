@@ -3,7 +3,8 @@
 For each configuration variant, run the Hypothesis stateful machine over the
 system's choices, checking refinement, restart exactness and every
 invariant after every step, and progress over a fair continuation at the
-end of each run. Then check that the runs together reached the paging
+end of each run. Then explore a small workload completely on each variant's
+kind of machine, and check that the runs together reached the paging
 situations the configuration requires (its ``coverage`` section: an
 unreached one fails, since a green run must have exercised the paging code
 it meant to). Each failure writes a replayable trace.
@@ -113,32 +114,65 @@ def _campaign(
     )
 
 
-#: The reference configuration every verify explores completely (a few hundred states).
+#: The workload and sizes of every small exploration: this reference configuration's,
+#: explored on each variant's kind of machine and kernel.
 SMALL_EXPLORATION = "pair"
+#: The hardware fields that say what kind of machine a variant is, not how big it is.
+MACHINE_KIND = ("page_table", "levels", "hash_buckets", "tlb_tagged", "tlb_refill", "restart")
+
+
+def small_exploration(run: CheckConfig) -> CheckConfig:
+    """The ``pair`` reference configuration (two processes, two user frames) on ``run``'s
+    kind of machine (page table, TLB, restart variant) with ``run``'s kernel section and
+    containment limits: small enough to explore completely in seconds, and a machine the
+    kernel checked was configured for (a kernel that supports only linear tables is never
+    asked to build a tree)."""
+    pair = load_reference(SMALL_EXPLORATION)
+    kind = {name: getattr(run.hardware, name) for name in MACHINE_KIND}
+    # pair's four pages give two vpn bits: a deeper tree cannot be cut from them.
+    kind["levels"] = min(run.hardware.levels, pair.hardware.va_pages.bit_length() - 1)
+    return replace(
+        pair, hardware=replace(pair.hardware, **kind), kernel=run.kernel, limits=run.limits
+    )
+
+
+def _explorations(
+    runs: Sequence[tuple[str, CheckConfig]],
+) -> list[tuple[list[str], CheckConfig]]:
+    """One small exploration per distinct machine and kernel among ``runs``, each named
+    after the variants it stands for."""
+    groups: dict[tuple[object, object], tuple[list[str], CheckConfig]] = {}
+    for name, run in runs:
+        small = small_exploration(run)
+        groups.setdefault((small.hardware, small.kernel), ([], small))[0].append(name)
+    return list(groups.values())
 
 
 def _exploration(
-    limits: CheckConfig, factory: KernelFactory, implementation: str, trace_dir: Path
+    variants: list[str],
+    config: CheckConfig,
+    factory: KernelFactory,
+    implementation: str,
+    trace_dir: Path,
 ) -> CheckResult:
-    """Every reachable state of the small reference configuration, under ``limits``'s
-    containment limits, as one check."""
-    config = replace(load_reference(SMALL_EXPLORATION), limits=limits.limits)
-    result = explore(
-        config, factory, implementation, trace_dir, name=f"explore-{SMALL_EXPLORATION}"
-    )
-    name = f"explore:{SMALL_EXPLORATION}"
+    """Every reachable state of ``config``, a small exploration standing for ``variants``,
+    as one check named after the first of them."""
+    result = explore(config, factory, implementation, trace_dir, name=f"explore-{variants[0]}")
+    name = f"explore:{variants[0]}"
+    extra: dict[str, Any] = {"variants": variants}
     if result.violations:
         finding = result.violations[0]
         detail = f"{finding.violation.explain()} (trace: {finding.trace})"
-        extra = {"violation": found(finding.violation, finding.trace, implementation)}
+        extra["violation"] = found(finding.violation, finding.trace, implementation)
         return CheckResult(name, False, detail, result.seconds, extra)
     return CheckResult(
         name,
         result.complete,
         f"all {result.distinct_states} reachable states and {result.transitions} transitions "
-        "checked, all properties held",
+        f"of {SMALL_EXPLORATION}'s workload on the machine of {', '.join(variants)} checked, "
+        "all properties held",
         result.seconds,
-        {"distinct_states": result.distinct_states, "transitions": result.transitions},
+        {**extra, "distinct_states": result.distinct_states, "transitions": result.transitions},
     )
 
 
@@ -217,11 +251,12 @@ def verify(
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
     when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
-    campaigns, a complete exploration of a small reference configuration.
+    campaigns, a complete exploration of a small workload on each variant's kind of machine
+    (``small_exploration``).
 
-    ``only`` names the variants to run (the others, the exploration and the coverage of
-    the whole configuration are then skipped); ``exit_first`` stops at the first check
-    that fails. Each variant's verdict goes to ``progress`` as soon as it is known."""
+    ``only`` names the variants to run (the others and the coverage of the whole
+    configuration are then skipped); ``exit_first`` stops at the first check that fails.
+    Each check's verdict goes to ``progress`` as soon as it is known."""
     report = VerifyReport(required=config.coverage)
     if prove:
         progress("[proofs] z3")
@@ -257,16 +292,26 @@ def verify(
         if exit_first and not result.ok:
             left = [later for later, _ in runs[index:]]
             what = f"variants {', '.join(left)}, " if left else ""
-            report.skipped.append(f"{what}the exploration and coverage (-x: stopped at a failure)")
+            report.skipped.append(f"{what}the explorations and coverage (-x: stopped at a failure)")
+            return report
+    explorations = _explorations(runs)
+    for index, (variants, small) in enumerate(explorations, start=1):
+        step = f"[explore {index}/{len(explorations)}] {', '.join(variants)}"
+        progress(step)
+        result = _exploration(variants, small, factory, implementation, trace_dir)
+        report.checks.append(result)
+        progress(f"{step}: {'PASS' if result.ok else 'FAIL'}  {result.detail}")
+        if exit_first and not result.ok:
+            report.skipped.append(
+                "the explorations after it and coverage (-x: stopped at a failure)"
+            )
             return report
     if len(runs) < len(config.expand()):
         report.skipped.append(
-            f"the exploration and the coverage of the whole configuration (--variant ran "
+            f"the coverage of the whole configuration (--variant ran "
             f"{len(runs)} of {len(config.expand())} variants)"
         )
         return report
-    progress(f"[explore] {SMALL_EXPLORATION}")
-    report.checks.append(_exploration(config, factory, implementation, trace_dir))
     # Coverage is required of the configured budget; a smaller one may miss it.
     smaller = (
         f" (the {config.profile} profile runs a fraction of the configured budget)"

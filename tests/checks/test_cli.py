@@ -12,7 +12,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.cli import cli
+from pagingcheck.checks.verify import small_exploration
+from pagingcheck.impl.config import KernelConfig
+from pagingcheck.impl.minimal.kernel import MinimalKernel
+from pagingcheck.model.config import HardwareConfig
 
 TINY = """
 hardware: {user_frames: 4, va_pages: 16}
@@ -443,6 +448,48 @@ def test_variant_runs_only_the_variants_named(tmp_path: Path) -> None:
     assert "1 of 9 variants" in skipped  # and so coverage of the whole is not owed
 
 
+class LinearOnly(MinimalKernel):
+    """A kernel written for linear page tables only, as a first kernel often is."""
+
+    def __init__(self, hardware: HardwareConfig, kernel: KernelConfig | None = None) -> None:
+        if hardware.page_table != "linear":
+            raise NotImplementedError(f"no {hardware.page_table} page tables here")
+        super().__init__(hardware, kernel)
+
+
+def test_each_variant_is_explored_on_its_own_kind_of_machine() -> None:
+    pair = checkconfig.load_reference("pair")
+    for _, run in checkconfig.load(None).expand():
+        small = small_exploration(run)
+        for name in ("page_table", "tlb_tagged", "tlb_refill", "restart", "hash_buckets"):
+            assert getattr(small.hardware, name) == getattr(run.hardware, name)
+        assert small.kernel == run.kernel and small.limits == run.limits
+        assert small.workload == pair.workload
+        assert small.hardware.user_frames == pair.hardware.user_frames == 2
+
+
+def test_a_kernel_for_one_kind_of_table_is_explored_only_on_that_kind(tmp_path: Path) -> None:
+    variant = "linear-state-register-fifo"
+    code, out = run(
+        "verify",
+        "--impl",
+        f"{__name__}:LinearOnly",
+        "--variant",
+        variant,
+        "--profile",
+        "dev",
+        "--json",
+        "--traces",
+        str(tmp_path),
+    )
+    assert code == 0, out
+    checks = json.loads(out)["checks"]
+    assert [check["name"] for check in checks] == [f"stateful:{variant}", f"explore:{variant}"]
+    explored = checks[1]
+    assert explored["ok"] and explored["variants"] == [variant]
+    assert explored["distinct_states"] > 100  # the whole of a small exploration, not a stub
+
+
 def test_an_unknown_variant_is_named_with_the_ones_there_are() -> None:
     result = CliRunner().invoke(
         cli, ["validate", "--impl", "pagingcheck.impl.reference:ReferenceKernel", "--variant", "x"]
@@ -453,8 +500,6 @@ def test_an_unknown_variant_is_named_with_the_ones_there_are() -> None:
 
 
 def test_config_prints_the_configurations_to_start_from(tmp_path: Path) -> None:
-    from pagingcheck.checks import config as checkconfig
-
     runner = CliRunner()
     default = runner.invoke(cli, ["config", "--default"])
     assert default.exit_code == 0

@@ -139,8 +139,8 @@ def test_the_kernel_passes_validate_on_its_conformance_configuration(
     done = validate(kernel, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     result = report(done)
-    # Nothing skipped: the four variants ran, and so did the complete exploration of the
-    # reference configuration pair (multi-level) that validate always adds.
+    # Nothing skipped: the four variants ran, and so did a complete small exploration on
+    # each variant's kind of machine.
     assert result["ok"] and result["violation"] is None and result["skipped"] == []
     required = result["coverage_required"]
     assert "evict:dirty" in required and "protection_kill" in required
