@@ -30,6 +30,7 @@ lint: $(STAMP) typecheck-links
 typecheck-links:
 	@mkdir -p .typecheck/pagingcheck
 	@for pkg in model impl spec checks; do ln -sfn ../../$$pkg .typecheck/pagingcheck/$$pkg; done
+	@ln -sfn ../../pagingcheck/__main__.py .typecheck/pagingcheck/__main__.py
 
 verify: $(STAMP)
 	$(BIN)/pagingcheck verify

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -512,3 +514,15 @@ def test_config_prints_the_configurations_to_start_from(tmp_path: Path) -> None:
     for wrong in ([], ["--default", "--reference", "tiny"], ["--reference", "huge"]):
         refused = runner.invoke(cli, ["config", *wrong])
         assert refused.exit_code == 2, wrong
+
+
+def test_python_dash_m_pagingcheck_is_the_same_command_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pagingcheck", "config", "--reference", "pair"],
+        cwd=tmp_path,  # from any folder, not only the repository's
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert checkconfig.load_text(done.stdout) == checkconfig.load_reference("pair")

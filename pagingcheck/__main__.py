@@ -1,0 +1,5 @@
+"""``python -m pagingcheck``: the same command line as ``pagingcheck``."""
+
+from pagingcheck.checks.cli import main
+
+main()
