@@ -20,9 +20,11 @@ from pagingcheck.checks.commands import (
     COMMANDS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     fail_internal,
     fail_usage,
+    print_found_so_far,
 )
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
@@ -31,7 +33,7 @@ from pagingcheck.model.errors import UserError
 INTERRUPT_GRACE = 10.0
 """Seconds a run has, after Ctrl-C, to unwind before the process ends without it."""
 
-INTERRUPTED = "pagingcheck: interrupted; traces already written are complete"
+INTERRUPTED = "pagingcheck: {how}; traces already written are complete"
 
 MAX_FRAMES = 1 << 24
 """The most frames simulate models: as many as the hardware's frame numbers can name."""
@@ -74,6 +76,7 @@ class Pagingcheck(click.Group):
 
 _interrupted = threading.Event()
 _ending = threading.Lock()
+_terminated = threading.Event()  # the signal was SIGTERM, not Ctrl-C
 
 
 def _catch_interrupts() -> None:
@@ -82,16 +85,20 @@ def _catch_interrupts() -> None:
     The first Ctrl-C raises KeyboardInterrupt so the run unwinds; a library that
     swallows it (or a kernel that catches everything) cannot keep the run going,
     because the process ends anyway after INTERRUPT_GRACE seconds. A second Ctrl-C
-    ends it at once.
+    ends it at once. SIGTERM (a scheduler's or CI's stop) is handled the same way and
+    exits 143.
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_interrupt)
+        signal.signal(signal.SIGTERM, _on_interrupt)
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
     if _interrupted.is_set():
         _end_interrupted()
     _interrupted.set()
+    if signum == signal.SIGTERM:
+        _terminated.set()
     timer = threading.Timer(INTERRUPT_GRACE, _end_interrupted)
     timer.daemon = True
     timer.start()
@@ -99,7 +106,8 @@ def _on_interrupt(signum: int, frame: object) -> None:
 
 
 def _end_interrupted() -> NoReturn:
-    """Say the run was interrupted and exit 130, from whichever thread gets here first.
+    """Print what the run had found, say it was interrupted and exit 130 (143 when
+    terminated), from whichever thread gets here first.
 
     ``os._exit``, not ``sys.exit``: interpreter shutdown would run the very
     code that was interrupted (finalizers, library exit hooks), and CPython ends a
@@ -108,6 +116,7 @@ def _end_interrupted() -> NoReturn:
     """
     _ending.acquire()
     traces.WRITING.acquire(timeout=1.0)  # this very thread may hold it, if interrupted mid-write
+    print_found_so_far()
     # The real streams: a kernel call may have redirected sys.stderr when the timer fires.
     for stream in (sys.stdout, sys.__stdout__, sys.__stderr__):
         try:
@@ -117,11 +126,12 @@ def _end_interrupted() -> NoReturn:
             pass
     try:
         if sys.__stderr__ is not None:
-            sys.__stderr__.write(f"{INTERRUPTED}\n")
+            how = "terminated" if _terminated.is_set() else "interrupted"
+            sys.__stderr__.write(INTERRUPTED.format(how=how) + "\n")
             sys.__stderr__.flush()
     except (OSError, ValueError):
         pass
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(EXIT_TERMINATED if _terminated.is_set() else EXIT_INTERRUPTED)
 
 
 def _usage_line(error: click.UsageError) -> str:

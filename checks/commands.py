@@ -3,7 +3,7 @@
 Exit codes (turned from exceptions in one place, ``checks.cli.Pagingcheck``):
 0 every property held, 1 a property was violated, 2 bad usage or input, 3
 an internal error of pagingcheck itself (never blamed on the checked kernel),
-130 interrupted. With ``--json`` each command prints exactly one JSON object
+130 interrupted (143 terminated). With ``--json`` each command prints exactly one JSON object
 on stdout; progress goes to stderr. See docs/cli.md.
 """
 
@@ -16,7 +16,8 @@ import shlex
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -35,6 +36,7 @@ from pagingcheck.checks.verify import VerifyReport, reproduce, verify
 from pagingcheck.model.errors import UserError, shorten
 
 EXIT_OK, EXIT_VIOLATED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it: 128 + 15
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -184,6 +186,35 @@ def fail_usage(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+# -- what an interrupted run had found ------------------------------------------------------
+
+#: What each running command has found so far, as a callback printing it and the stream it
+#: prints to; ``checks.cli`` calls them when the run is interrupted or terminated.
+_found_so_far: list[tuple[Callable[[], None], Any]] = []
+
+
+@contextmanager
+def found_so_far(show: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, ``show`` prints what an interrupt of it should not lose."""
+    entry = (show, sys.stdout)
+    _found_so_far.append(entry)
+    # Not in a ``finally``: an interrupt unwinds through this block before cli prints.
+    yield
+    _found_so_far.remove(entry)
+
+
+def print_found_so_far() -> None:
+    """Print what every running command had found: an interrupted run's last words."""
+    for show, stream in list(_found_so_far):
+        try:
+            # The stream the command began with: a kernel call may have redirected stdout.
+            with redirect_stdout(stream):
+                show()
+            stream.flush()
+        except Exception:  # an exit must never be stopped by its own summary
+            pass
+
+
 def emit_json(data: dict[str, Any]) -> None:
     """Print one JSON object on stdout."""
     click.echo(json.dumps(data, indent=2))
@@ -210,12 +241,33 @@ def load_config(path: Path | None, profile: str | None) -> checkconfig.CheckConf
 
 
 def _print_report(report: VerifyReport, verbose: bool = False) -> None:
+    _print_checks(report, verbose)
+    _print_skipped(report)
+    _print_coverage(report)
+
+
+def _print_checks(report: VerifyReport, verbose: bool) -> None:
     for check in report.checks:
         mark = "PASS" if check.ok else "FAIL"
         click.echo(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
         _print_found(check.extra.get("violation"), verbose)
-    _print_skipped(report)
-    _print_coverage(report)
+
+
+def _interrupted(
+    report: VerifyReport, as_json: bool, verbose: bool, to_json: Callable[[VerifyReport], Any]
+) -> Callable[[], None]:
+    """What an interrupted verify or validate prints: every check finished, with its
+    trace; never a pass, since the rest did not run."""
+
+    def show() -> None:
+        if as_json:
+            emit_json({**to_json(report), "ok": False, "interrupted": True})
+            return
+        _print_checks(report, verbose)
+        done = len(report.checks)
+        click.echo(f"\nINTERRUPTED after {done} check{'s' * (done != 1)}: the rest did not run")
+
+    return show
 
 
 def _print_found(found: dict[str, Any] | None, verbose: bool) -> None:
@@ -274,8 +326,12 @@ def verify_command(
 ) -> None:
     """Run every check on a configuration and print a summary per check."""
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
-    with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
-        report = verify(
+    report = VerifyReport()
+    with (
+        found_so_far(_interrupted(report, as_json, verbose, VerifyReport.to_json)),
+        released(kernel_factory(implementation, config.limits, in_process or None)) as factory,
+    ):
+        verify(
             config,
             factory,
             implementation,
@@ -284,6 +340,7 @@ def verify_command(
             prove=implementation == REFERENCE_KERNEL,
             only=variants,
             exit_first=exit_first,
+            report=report,
         )
     if as_json:
         emit_json(report.to_json())
@@ -432,8 +489,12 @@ def validate_command(
         fail_usage("name the kernel to check: --impl MODULE:ATTR or --exec COMMAND")
     implementation = chosen
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
-    with released(kernel_factory(implementation, config.limits, in_process or None)) as factory:
-        report = verify(
+    report = VerifyReport()
+    with (
+        found_so_far(_interrupted(report, as_json, verbose, _validate_json)),
+        released(kernel_factory(implementation, config.limits, in_process or None)) as factory,
+    ):
+        verify(
             config,
             factory,
             implementation,
@@ -441,20 +502,12 @@ def validate_command(
             progress_printer(not as_json),
             only=variants,
             exit_first=exit_first,
+            report=report,
         )
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
     if as_json:
-        emit_json(
-            {
-                "ok": failed is None,
-                "violation": violation,
-                "failed_check": None if failed is None else failed.name,
-                "coverage": dict(report.coverage.table()),
-                "coverage_required": list(report.required),
-                "skipped": list(report.skipped),
-            }
-        )
+        emit_json(_validate_json(report))
     else:
         if failed is None:
             click.echo(f"pass: {implementation} refines the spec on every configuration checked")
@@ -464,6 +517,19 @@ def validate_command(
         _print_skipped(report)
         _print_coverage(report)
     sys.exit(EXIT_OK if failed is None else EXIT_VIOLATED)
+
+
+def _validate_json(report: VerifyReport) -> dict[str, Any]:
+    """The JSON object ``validate --json`` prints: the first failure, not every check."""
+    failed = next((c for c in report.checks if not c.ok), None)
+    return {
+        "ok": failed is None,
+        "violation": None if failed is None else failed.extra.get("violation"),
+        "failed_check": None if failed is None else failed.name,
+        "coverage": dict(report.coverage.table()),
+        "coverage_required": list(report.required),
+        "skipped": list(report.skipped),
+    }
 
 
 @click.command("mutants")

@@ -248,6 +248,7 @@ def verify(
     prove: bool = False,
     only: Sequence[str] = (),
     exit_first: bool = False,
+    report: VerifyReport | None = None,
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
     when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
@@ -256,8 +257,11 @@ def verify(
 
     ``only`` names the variants to run (the others and the coverage of the whole
     configuration are then skipped); ``exit_first`` stops at the first check that fails.
-    Each check's verdict goes to ``progress`` as soon as it is known."""
-    report = VerifyReport(required=config.coverage)
+    Each check's verdict goes to ``progress`` as soon as it is known, and into ``report``
+    (a new one when None), so a caller holding it sees what is done if the run is cut
+    short."""
+    report = VerifyReport() if report is None else report
+    report.required = config.coverage
     if prove:
         progress("[proofs] z3")
         report.checks.append(_proofs())

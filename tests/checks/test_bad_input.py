@@ -321,3 +321,54 @@ def test_ctrl_c_ends_the_run_even_when_code_swallows_it(grace: float, presses: i
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert err.count(b"interrupted") == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is how Ctrl-C arrives on POSIX")
+def test_an_interrupted_run_prints_the_verdicts_it_had(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pagingcheck.checks.cli", "validate"),
+            *("--impl", "pagingcheck.impl.reference:ReferenceKernel", "--traces", str(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PAGINGCHECK_PROFILE": "ci"},  # eight variants left: seconds
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    line = b""
+    while b": PASS" not in line:  # until the first variant's verdict is known
+        line = process.stderr.readline()
+        assert line, "validate ended before its first verdict"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"PASS  stateful:multilevel-precise-clock" in out
+    assert b"INTERRUPTED after " in out and b"pass:" not in out
+    assert b"pagingcheck: interrupted" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_a_terminated_json_run_prints_its_violation_and_is_never_a_pass(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pagingcheck.checks.cli", "validate", "--json"),
+            *("--impl", "pagingcheck.impl.mutants:reuse_busy_frame", "--traces", str(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PAGINGCHECK_PROFILE": "thorough"},
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*.yaml")):  # the first variant's counterexample is written
+        assert process.poll() is None, "validate ended before it found anything"
+        assert time.monotonic() < deadline, "no trace written in two minutes"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    report = json.loads(out)
+    assert report["ok"] is False and report["interrupted"] is True
+    assert report["violation"]["property"] == "busy_frame_exclusive"
+    assert Path(report["violation"]["trace"]).parent == tmp_path
+    assert b"pagingcheck: terminated" in err
