@@ -31,6 +31,7 @@ from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
 from pagingcheck.checks.external import EXEC, SCHEMA
 from pagingcheck.checks.frontier import KEEP_IN_MEMORY
 from pagingcheck.checks.inputs import read_text
+from pagingcheck.checks.jobs import default_jobs
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, reproduce, verify
 from pagingcheck.model.errors import UserError, shorten
@@ -84,6 +85,15 @@ variant_option = click.option(
     metavar="NAME",
     help="Run only this variant of the configuration (repeat for more), and its small "
     "exploration; the coverage of the whole configuration is then skipped.",
+)
+jobs_option = click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run the variants' campaigns on N processes (default: one per core); the results "
+    "are those of a serial run.",
 )
 verbose_option = click.option(
     "-v",
@@ -306,6 +316,7 @@ def _print_coverage(report: VerifyReport) -> None:
 @impl_option
 @variant_option
 @exit_first_option
+@jobs_option
 @verbose_option
 @traces_option("Where counterexample traces are written.")
 @json_option
@@ -317,6 +328,7 @@ def verify_command(
     implementation: str,
     variants: tuple[str, ...],
     exit_first: bool,
+    jobs: int | None,
     verbose: bool,
     trace_dir: Path,
     as_json: bool,
@@ -341,6 +353,8 @@ def verify_command(
             only=variants,
             exit_first=exit_first,
             report=report,
+            jobs=jobs or default_jobs(),
+            in_process=in_process or None,
         )
     if as_json:
         emit_json(report.to_json())
@@ -463,6 +477,7 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 @config_option
 @variant_option
 @exit_first_option
+@jobs_option
 @verbose_option
 @traces_option("Where a counterexample trace is written.")
 @json_option
@@ -475,6 +490,7 @@ def validate_command(
     config_path: Path | None,
     variants: tuple[str, ...],
     exit_first: bool,
+    jobs: int | None,
     verbose: bool,
     trace_dir: Path,
     as_json: bool,
@@ -503,6 +519,8 @@ def validate_command(
             only=variants,
             exit_first=exit_first,
             report=report,
+            jobs=jobs or default_jobs(),
+            in_process=in_process or None,
         )
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")

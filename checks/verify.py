@@ -24,7 +24,7 @@ from pagingcheck.checks.config import PROFILES, CheckConfig, load_reference
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.explore import explore
 from pagingcheck.checks.external import EXEC
-from pagingcheck.checks.machines import Campaign, run_campaign
+from pagingcheck.checks.jobs import Finished, campaign, campaigns
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.runner import KernelFactory
 from pagingcheck.model.errors import UserError
@@ -97,20 +97,6 @@ def _proofs() -> CheckResult:
         detail,
         seconds=time.perf_counter() - began,
         extra={"obligations": len(outcomes), "not_proved": [o.name for o in failed]},
-    )
-
-
-def _campaign(
-    run: CheckConfig, factory: KernelFactory, implementation: str
-) -> tuple[Campaign, traces.Trace | None]:
-    """One variant's stateful campaign, within its budget."""
-    return run_campaign(
-        run,
-        factory,
-        implementation,
-        examples=run.budget.examples,
-        steps=run.budget.steps,
-        shrink_seconds=run.budget.shrink_seconds,
     )
 
 
@@ -220,9 +206,9 @@ def reproduce(
     it). ``ok`` is true when one was found."""
     began = time.perf_counter()
     runs = steps = 0
-    for name, run in config.expand():
-        campaign, failure = _campaign(run, factory, implementation)
-        runs, steps = runs + campaign.runs, steps + campaign.steps
+    for index, (name, run) in enumerate(config.expand()):
+        done = campaign(index, name, run, factory, implementation)
+        runs, steps, failure = runs + done.runs, steps + done.steps, done.failure
         if failure is not None and failure.violation is not None:
             path = traces.write(failure, trace_dir, f"proof-{name}-{failure.violation.property}")
             return CheckResult(
@@ -239,6 +225,24 @@ def reproduce(
     return CheckResult("reproduced", False, detail, time.perf_counter() - began)
 
 
+def _campaign_check(done: Finished, implementation: str, trace_dir: Path) -> CheckResult:
+    """One variant's campaign as a check; its counterexample, if any, written as a trace."""
+    result = CheckResult(
+        f"stateful:{done.name}",
+        done.failure is None,
+        seconds=done.seconds,
+        extra={"runs": done.runs, "steps": done.steps},
+    )
+    failure = done.failure
+    if failure is not None and failure.violation is not None:
+        path = traces.write(failure, trace_dir, f"{done.name}-{failure.violation.property}")
+        result.detail = f"{failure.violation.explain()} (trace: {path})"
+        result.extra["violation"] = found(failure.violation, path, implementation)
+    else:
+        result.detail = f"{done.runs} runs, {done.steps} steps, all properties held"
+    return result
+
+
 def verify(
     config: CheckConfig,
     factory: KernelFactory,
@@ -249,6 +253,8 @@ def verify(
     only: Sequence[str] = (),
     exit_first: bool = False,
     report: VerifyReport | None = None,
+    jobs: int = 1,
+    in_process: bool | None = None,
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
     when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
@@ -257,7 +263,10 @@ def verify(
 
     ``only`` names the variants to run (the others and the coverage of the whole
     configuration are then skipped); ``exit_first`` stops at the first check that fails.
-    Each check's verdict goes to ``progress`` as soon as it is known, and into ``report``
+    ``jobs`` > 1 runs the variants' campaigns on that many forked processes (each builds
+    its kernel from ``implementation``, contained unless ``in_process``), with the same
+    results as a serial run. Each check's verdict goes to ``progress`` as soon as it is
+    known, and into ``report``
     (a new one when None), so a caller holding it sees what is done if the run is cut
     short."""
     report = VerifyReport() if report is None else report
@@ -270,34 +279,31 @@ def verify(
             return report
     short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
     runs = chosen_variants(config, only)
-    for index, (name, run) in enumerate(runs, start=1):
-        progress(f"[{index}/{len(runs)}] {name}")
-        began = time.perf_counter()
-        campaign, failure = _campaign(run, factory, implementation)
-        report.coverage.merge(campaign.coverage)
-        if missing_here := campaign.coverage.unreached(config.coverage_each):
-            short[name] = missing_here
-        result = CheckResult(
-            f"stateful:{name}",
-            failure is None,
-            seconds=time.perf_counter() - began,
-            extra={"runs": campaign.runs, "steps": campaign.steps},
-        )
-        if failure is not None and failure.violation is not None:
-            path = traces.write(failure, trace_dir, f"{name}-{failure.violation.property}")
-            result.detail = f"{failure.violation.explain()} (trace: {path})"
-            result.extra["violation"] = found(failure.violation, path, implementation)
-        else:
-            result.detail = f"{campaign.runs} runs, {campaign.steps} steps, all properties held"
+    if jobs > 1 and len(runs) > 1:
+        progress(f"[campaigns] {len(runs)} variants on {min(jobs, len(runs))} processes")
+    elif runs:
+        progress(f"[1/{len(runs)}] {runs[0][0]}")
+    finished = campaigns(runs, factory, implementation, jobs, in_process)
+    first, order = len(report.checks), [f"stateful:{name}" for name, _ in runs]
+    for count, done in enumerate(finished, start=1):
+        report.coverage.merge(done.coverage)
+        if missing_here := done.coverage.unreached(config.coverage_each):
+            short[done.name] = missing_here
+        result = _campaign_check(done, implementation, trace_dir)
         report.checks.append(result)
-        progress(
-            f"[{index}/{len(runs)}] {name}: {'PASS' if result.ok else 'FAIL'}  {result.detail}"
-        )
+        verdict = "PASS" if result.ok else "FAIL"
+        progress(f"[{count}/{len(runs)}] {done.name}: {verdict}  {result.detail}")
         if exit_first and not result.ok:
-            left = [later for later, _ in runs[index:]]
+            finished.close()  # stops the campaigns still running
+            ran = {check.name for check in report.checks}
+            left = [name for name, _ in runs if f"stateful:{name}" not in ran]
             what = f"variants {', '.join(left)}, " if left else ""
             report.skipped.append(f"{what}the explorations and coverage (-x: stopped at a failure)")
             return report
+        if jobs <= 1 and count < len(runs):
+            progress(f"[{count + 1}/{len(runs)}] {runs[count][0]}")
+    # In the variants' order, whatever order they finished in: as a serial run reports.
+    report.checks[first:] = sorted(report.checks[first:], key=lambda c: order.index(c.name))
     explorations = _explorations(runs)
     for index, (variants, small) in enumerate(explorations, start=1):
         step = f"[explore {index}/{len(explorations)}] {', '.join(variants)}"

@@ -418,6 +418,8 @@ def test_exitfirst_stops_at_the_first_failing_variant(tmp_path: Path) -> None:
         "--impl",
         "pagingcheck.impl.mutants:reuse_busy_frame",
         "-x",
+        "--jobs",
+        "1",  # one after another: the first variant is the first to fail
         "--json",
         "--traces",
         str(tmp_path),
@@ -428,6 +430,19 @@ def test_exitfirst_stops_at_the_first_failing_variant(tmp_path: Path) -> None:
     (skipped,) = report["skipped"]
     assert "linear-state-register-fifo" in skipped and "-x" in skipped
     assert len(list(tmp_path.glob("*.yaml"))) == 1  # one trace, not one per variant
+
+
+def test_exitfirst_on_two_jobs_stops_both_at_the_first_failure(tmp_path: Path) -> None:
+    code, out = run(
+        *("validate", "--impl", "pagingcheck.impl.mutants:reuse_busy_frame", "-x"),
+        *("--jobs", "2", "--json", "--traces", str(tmp_path)),
+    )
+    assert code == 1
+    report = json.loads(out)
+    assert report["violation"]["property"] == "busy_frame_exclusive"
+    (skipped,) = report["skipped"]
+    assert "-x" in skipped and "explorations" in skipped
+    assert len(list(tmp_path.glob("*.yaml"))) == 1  # the workers still running were stopped
 
 
 def test_variant_runs_only_the_variants_named(tmp_path: Path) -> None:
@@ -490,6 +505,28 @@ def test_a_kernel_for_one_kind_of_table_is_explored_only_on_that_kind(tmp_path: 
     explored = checks[1]
     assert explored["ok"] and explored["variants"] == [variant]
     assert explored["distinct_states"] > 100  # the whole of a small exploration, not a stub
+
+
+def test_two_jobs_find_what_one_finds(tmp_path: Path) -> None:
+    """Variants on two processes: the same checks, verdicts, counts, traces and coverage as
+    one after another (only the seconds differ)."""
+    reports = {}
+    for jobs in ("1", "2"):
+        traces_dir = tmp_path / jobs
+        code, out = run(
+            *("validate", "--impl", "pagingcheck.impl.mutants:no_flush_on_untagged_switch"),
+            *("--profile", "dev", "--jobs", jobs, "--traces", str(traces_dir), "--json"),
+            *("--variant", "linear-state-register-fifo", "--variant", "multilevel-precise-clock"),
+            *("--variant", "hashed-precise-untagged-nru"),
+        )
+        assert code == 1, out
+        reports[jobs] = json.loads(out)
+        reports[jobs]["traces"] = sorted(p.read_text() for p in traces_dir.glob("*.yaml"))
+        reports[jobs]["violation"].pop("trace")
+        reports[jobs]["violation"].pop("replay")
+    assert reports["1"] == reports["2"]
+    assert reports["1"]["failed_check"].startswith("stateful:")
+    assert len(reports["1"]["traces"]) >= 2  # the untagged variants each fail
 
 
 def test_an_unknown_variant_is_named_with_the_ones_there_are() -> None:
