@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import shlex
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from pagingcheck.checks.external import EXEC, SCHEMA
 from pagingcheck.checks.frontier import KEEP_IN_MEMORY
 from pagingcheck.checks.inputs import read_text
 from pagingcheck.checks.jobs import default_jobs
+from pagingcheck.checks.machines import Randomness
 from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, reproduce, verify
 from pagingcheck.model.errors import UserError, shorten
@@ -85,6 +87,21 @@ variant_option = click.option(
     metavar="NAME",
     help="Run only this variant of the configuration (repeat for more), and its small "
     "exploration; the coverage of the whole configuration is then skipped.",
+)
+seed_option = click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=(1 << 64) - 1),
+    default=None,
+    metavar="N",
+    help="Run the campaigns this seed gives (every run prints its seed), without the "
+    "example database: repeats a run exactly.",
+)
+derandomize_option = click.option(
+    "--derandomize",
+    is_flag=True,
+    envvar="PAGINGCHECK_DERANDOMIZE",
+    help="The same runs every time and no example database, as CI wants "
+    "(also PAGINGCHECK_DERANDOMIZE=1). By default each run draws a new seed.",
 )
 jobs_option = click.option(
     "-j",
@@ -299,6 +316,26 @@ def _print_skipped(report: VerifyReport) -> None:
     for skipped in report.skipped:
         click.echo(f"SKIP  {skipped}")
     click.echo("\nverify: " + ("all properties held" if report.ok else "FAILED"))
+    _print_seed(report)
+
+
+def _print_seed(report: VerifyReport) -> None:
+    if report.seed is None:
+        click.echo("campaigns: derandomised (the same runs every time)")
+    else:
+        click.echo(f"campaigns: seed {report.seed} (--seed {report.seed} runs them again)")
+
+
+def randomness(seed: int | None, derandomize: bool) -> Randomness:
+    """Where the campaigns' runs come from, as the options say: a new seed and the example
+    database unless a seed is given or derandomising is asked for."""
+    if derandomize and seed is not None:
+        raise UserError("--seed and --derandomize: choose one (a seed already fixes the runs)")
+    if derandomize:
+        return Randomness()
+    if seed is not None:
+        return Randomness(seed)
+    return Randomness(secrets.randbits(32), database=True)
 
 
 def _print_coverage(report: VerifyReport) -> None:
@@ -317,6 +354,8 @@ def _print_coverage(report: VerifyReport) -> None:
 @variant_option
 @exit_first_option
 @jobs_option
+@seed_option
+@derandomize_option
 @verbose_option
 @traces_option("Where counterexample traces are written.")
 @json_option
@@ -329,6 +368,8 @@ def verify_command(
     variants: tuple[str, ...],
     exit_first: bool,
     jobs: int | None,
+    seed: int | None,
+    derandomize: bool,
     verbose: bool,
     trace_dir: Path,
     as_json: bool,
@@ -337,6 +378,7 @@ def verify_command(
     memory_mb: int | None,
 ) -> None:
     """Run every check on a configuration and print a summary per check."""
+    runs_from = randomness(seed, derandomize)
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
     report = VerifyReport()
     with (
@@ -355,6 +397,7 @@ def verify_command(
             report=report,
             jobs=jobs or default_jobs(),
             in_process=in_process or None,
+            randomness=runs_from,
         )
     if as_json:
         emit_json(report.to_json())
@@ -478,6 +521,8 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 @variant_option
 @exit_first_option
 @jobs_option
+@seed_option
+@derandomize_option
 @verbose_option
 @traces_option("Where a counterexample trace is written.")
 @json_option
@@ -491,6 +536,8 @@ def validate_command(
     variants: tuple[str, ...],
     exit_first: bool,
     jobs: int | None,
+    seed: int | None,
+    derandomize: bool,
     verbose: bool,
     trace_dir: Path,
     as_json: bool,
@@ -504,6 +551,7 @@ def validate_command(
     if chosen is None:
         fail_usage("name the kernel to check: --impl MODULE:ATTR or --exec COMMAND")
     implementation = chosen
+    runs_from = randomness(seed, derandomize)
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
     report = VerifyReport()
     with (
@@ -521,6 +569,7 @@ def validate_command(
             report=report,
             jobs=jobs or default_jobs(),
             in_process=in_process or None,
+            randomness=runs_from,
         )
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
@@ -547,6 +596,7 @@ def _validate_json(report: VerifyReport) -> dict[str, Any]:
         "coverage": dict(report.coverage.table()),
         "coverage_required": list(report.required),
         "skipped": list(report.skipped),
+        "seed": report.seed,
     }
 
 

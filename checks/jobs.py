@@ -1,12 +1,12 @@
 """The variants' campaigns of one ``verify``, one after another or on several cores.
 
-Campaigns are derandomised, so a variant's runs, verdict and coverage do not
-depend on which process runs it or when: a parallel ``verify`` finds what a
-serial one does. Each worker is forked and builds its own kernel factory from
-the kernel's name (a contained kernel's process or an ``--exec`` program
-cannot be shared between processes), and sends back only values: coverage,
-counts and the shrunk failing trace. Workers leave interrupts to the parent,
-which stops them all.
+A campaign's runs depend only on its seed (or are derandomised), so a
+variant's runs, verdict and coverage do not depend on which process runs it or
+when: a parallel ``verify`` finds what a serial one with the same seed does.
+Each worker is forked and builds its own kernel factory from the kernel's name
+(a contained kernel's process or an ``--exec`` program cannot be shared between
+processes), and sends back only values: coverage, counts and the shrunk failing
+trace. Workers leave interrupts to the parent, which stops them all.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.coverage import Coverage
-from pagingcheck.checks.machines import run_campaign
+from pagingcheck.checks.machines import Randomness, run_campaign
 from pagingcheck.checks.runner import KernelFactory, kernel_factory, released
 from pagingcheck.model.errors import InternalError, UserError
 
@@ -49,7 +49,12 @@ def default_jobs() -> int:
 
 
 def campaign(
-    index: int, name: str, run: CheckConfig, factory: KernelFactory, kernel: str
+    index: int,
+    name: str,
+    run: CheckConfig,
+    factory: KernelFactory,
+    kernel: str,
+    randomness: Randomness | None = None,
 ) -> Finished:
     """Run one variant's campaign within its budget."""
     began = time.perf_counter()
@@ -60,6 +65,7 @@ def campaign(
         examples=run.budget.examples,
         steps=run.budget.steps,
         shrink_seconds=run.budget.shrink_seconds,
+        randomness=randomness,
     )
     return Finished(
         index, name, done.coverage, done.runs, done.steps, failure, time.perf_counter() - began
@@ -72,6 +78,7 @@ def campaigns(
     kernel: str,
     jobs: int,
     in_process: bool | None,
+    randomness: Randomness | None = None,
 ) -> Generator[Finished, None, None]:
     """Every variant's campaign, each as soon as it is done: in order on this process when
     ``jobs`` is 1 (or forking is not available), else on ``jobs`` forked workers. Closing
@@ -79,9 +86,11 @@ def campaigns(
     jobs = min(jobs, len(runs))
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for index, (name, run) in enumerate(runs):
-            yield campaign(index, name, run, factory, kernel)
+            yield campaign(index, name, run, factory, kernel, randomness)
         return
-    tasks = [(index, name, run, kernel, in_process) for index, (name, run) in enumerate(runs)]
+    tasks = [
+        (index, name, run, kernel, in_process, randomness) for index, (name, run) in enumerate(runs)
+    ]
     pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_signals)
     try:
         yield from pool.imap_unordered(_work, tasks)
@@ -97,11 +106,11 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _work(task: tuple[int, str, CheckConfig, str, bool | None]) -> Finished:
-    index, name, run, kernel, in_process = task
+def _work(task: tuple[int, str, CheckConfig, str, bool | None, Randomness | None]) -> Finished:
+    index, name, run, kernel, in_process, randomness = task
     try:
         with released(kernel_factory(kernel, run.limits, in_process)) as factory:
-            return campaign(index, name, run, factory, kernel)
+            return campaign(index, name, run, factory, kernel, randomness)
     except UserError as error:
         # Re-raised in the parent, so it must unpickle: a plain UserError always does.
         raise UserError(str(error)) from None

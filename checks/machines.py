@@ -14,14 +14,16 @@ reported trace is a small one.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -239,6 +241,24 @@ def _with_programs(config: CheckConfig, programs: tuple[Program, ...]) -> CheckC
     return replace(config, workload=replace(config.workload, programs=programs))
 
 
+@dataclass(frozen=True)
+class Randomness:
+    """Where a campaign's runs come from. No seed: derandomised, the same runs every time
+    (what CI wants). A seed: the runs that seed gives, the same for the same seed; with
+    ``database``, Hypothesis's example database is replayed first (failures found by
+    earlier campaigns) and keeps what this one finds."""
+
+    seed: int | None = None
+    database: bool = False
+
+
+def example_database() -> ExampleDatabase:
+    """The example database of every campaign on this machine, in the user's cache folder
+    (not the folder pagingcheck is run from, which it should not litter)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return DirectoryBasedExampleDatabase(os.path.join(cache, "pagingcheck", "examples"))
+
+
 def run_campaign(
     config: CheckConfig,
     factory: KernelFactory,
@@ -248,17 +268,22 @@ def run_campaign(
     steps: int,
     random_spawns: bool = True,
     shrink_seconds: float = 30.0,
+    randomness: Randomness | None = None,
 ) -> tuple[Campaign, traces.Trace | None]:
     """Run the machine for ``examples`` runs of up to ``steps`` steps; return coverage and the
-    shrunk failing trace, if any. Derandomized, so the same configuration gives the same runs."""
+    shrunk failing trace, if any. Derandomized (the same configuration gives the same runs)
+    unless ``randomness`` gives a seed."""
+    randomness = randomness or Randomness()
     campaign = Campaign(shrink_seconds=shrink_seconds)
     machine = machine_for(config, factory, implementation, campaign, random_spawns)
+    if randomness.seed is not None:
+        machine = seed(randomness.seed)(machine)
     run_settings = settings(
         max_examples=examples,
         stateful_step_count=steps,
         deadline=None,
-        derandomize=True,
-        database=None,
+        derandomize=randomness.seed is None,
+        database=example_database() if randomness.database else None,
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
         print_blob=False,

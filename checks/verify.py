@@ -25,6 +25,7 @@ from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.explore import explore
 from pagingcheck.checks.external import EXEC
 from pagingcheck.checks.jobs import Finished, campaign, campaigns
+from pagingcheck.checks.machines import Randomness
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.runner import KernelFactory
 from pagingcheck.model.errors import UserError
@@ -59,6 +60,7 @@ class VerifyReport:
     coverage: Coverage = field(default_factory=Coverage)
     required: tuple[str, ...] = ()
     skipped: list[str] = field(default_factory=list)  # checks not run, each with why
+    seed: int | None = None  # the campaigns' seed; None when derandomised
 
     @property
     def ok(self) -> bool:
@@ -73,6 +75,7 @@ class VerifyReport:
             "coverage": dict(self.coverage.table()),
             "coverage_required": list(self.required),
             "skipped": list(self.skipped),
+            "seed": self.seed,
         }
 
 
@@ -255,6 +258,7 @@ def verify(
     report: VerifyReport | None = None,
     jobs: int = 1,
     in_process: bool | None = None,
+    randomness: Randomness | None = None,
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
     when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
@@ -265,12 +269,14 @@ def verify(
     configuration are then skipped); ``exit_first`` stops at the first check that fails.
     ``jobs`` > 1 runs the variants' campaigns on that many forked processes (each builds
     its kernel from ``implementation``, contained unless ``in_process``), with the same
-    results as a serial run. Each check's verdict goes to ``progress`` as soon as it is
+    results as a serial run. ``randomness`` says where the campaigns' runs come from
+    (derandomised when None). Each check's verdict goes to ``progress`` as soon as it is
     known, and into ``report``
     (a new one when None), so a caller holding it sees what is done if the run is cut
     short."""
     report = VerifyReport() if report is None else report
     report.required = config.coverage
+    report.seed = randomness.seed if randomness else None
     if prove:
         progress("[proofs] z3")
         report.checks.append(_proofs())
@@ -283,7 +289,7 @@ def verify(
         progress(f"[campaigns] {len(runs)} variants on {min(jobs, len(runs))} processes")
     elif runs:
         progress(f"[1/{len(runs)}] {runs[0][0]}")
-    finished = campaigns(runs, factory, implementation, jobs, in_process)
+    finished = campaigns(runs, factory, implementation, jobs, in_process, randomness)
     first, order = len(report.checks), [f"stateful:{name}" for name, _ in runs]
     for count, done in enumerate(finished, start=1):
         report.coverage.merge(done.coverage)

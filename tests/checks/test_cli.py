@@ -529,6 +529,45 @@ def test_two_jobs_find_what_one_finds(tmp_path: Path) -> None:
     assert len(reports["1"]["traces"]) >= 2  # the untagged variants each fail
 
 
+RANDOM = {"PAGINGCHECK_DERANDOMIZE": None}  # the commands' own default: a new seed per run
+
+
+def test_a_run_draws_a_seed_and_the_seed_repeats_it(tmp_path: Path) -> None:
+    args = ["validate", "--impl", "pagingcheck.impl.reference:ReferenceKernel", "--json"]
+    args += ["--variant", "hashed-decode-lru", "--profile", "dev", "--traces", str(tmp_path)]
+    env = {**RANDOM, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    drawn = json.loads(CliRunner().invoke(cli, args, env=env).stdout)
+    assert isinstance(drawn["seed"], int)
+    seed = str(drawn["seed"])
+    again = [CliRunner().invoke(cli, [*args, "--seed", seed], env=RANDOM) for _ in range(2)]
+    first, second = (json.loads(result.stdout) for result in again)
+    assert first == second and first["seed"] == drawn["seed"]
+    derandomised = json.loads(CliRunner().invoke(cli, [*args, "--derandomize"]).stdout)
+    assert derandomised["seed"] is None
+    # Another seed explores other runs: the coverage counts differ.
+    other = json.loads(CliRunner().invoke(cli, [*args, "--seed", "1"], env=RANDOM).stdout)
+    assert {
+        first["coverage"] != other["coverage"],
+        derandomised["coverage"] != first["coverage"],
+    } == {True}
+
+
+def test_a_failure_found_once_is_kept_in_the_example_database(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    args = ["validate", "--impl", "pagingcheck.impl.mutants:reuse_busy_frame", "-x", "--json"]
+    args += ["--profile", "dev", "--traces", str(tmp_path)]
+    result = CliRunner().invoke(cli, args, env={**RANDOM, "XDG_CACHE_HOME": str(cache)})
+    assert result.exit_code == 1
+    assert any((cache / "pagingcheck" / "examples").rglob("*")), "nothing kept for next time"
+    fixed = CliRunner().invoke(cli, [*args, "--derandomize"], env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert fixed.exit_code == 1 and not (tmp_path / "pagingcheck").exists()
+
+
+def test_seed_and_derandomize_together_are_refused() -> None:
+    result = CliRunner().invoke(cli, ["validate", "--impl", "x:y", "--seed", "3", "--derandomize"])
+    assert result.exit_code == 2 and "choose one" in result.output
+
+
 def test_an_unknown_variant_is_named_with_the_ones_there_are() -> None:
     result = CliRunner().invoke(
         cli, ["validate", "--impl", "pagingcheck.impl.reference:ReferenceKernel", "--variant", "x"]
