@@ -26,6 +26,7 @@ from pagingcheck.checks.commands import (
     fail_usage,
     print_found_so_far,
 )
+from pagingcheck.checks.helptext import document
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
 from pagingcheck.model.errors import UserError
@@ -332,6 +333,8 @@ def _print_result(result: SimResult, as_json: bool) -> None:
 
 for _command in COMMANDS:
     cli.add_command(_command)
+for _command in cli.commands.values():
+    document(_command)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.cli import cli
+from pagingcheck.checks.helptext import HELP
 from pagingcheck.checks.verify import small_exploration
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.minimal.kernel import MinimalKernel
@@ -602,3 +604,17 @@ def test_python_dash_m_pagingcheck_is_the_same_command_line(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert checkconfig.load_text(done.stdout) == checkconfig.load_reference("pair")
+
+
+def test_every_command_has_a_whole_summary_examples_that_parse_and_exit_codes() -> None:
+    assert set(cli.commands) == set(HELP)
+    for name, command in cli.commands.items():
+        assert command.short_help == HELP[name].summary and len(command.short_help) <= 55
+        help_text = CliRunner().invoke(cli, [name, "--help"]).output
+        assert "Examples:" in help_text and "Exit codes:" in help_text
+        assert "130  interrupted" in help_text
+        assert ("1    " in help_text) is (HELP[name].violated is not None)
+        for example in HELP[name].examples:
+            words = shlex.split(example.split(">")[0])
+            assert words[:2] == ["pagingcheck", name], example
+            command.make_context(name, words[2:])  # raises on an option that does not exist
