@@ -56,7 +56,7 @@ def registers(
     if process.context is None:
         raise UserError(
             f"the kernel's view gives process {process.pid} ({process.state}, not on the CPU) "
-            "no saved registers; see docs/validate.md for what the view must hold"
+            "no saved registers; 'pagingcheck docs validate' says what the view must hold"
         )
     return process.context
 

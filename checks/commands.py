@@ -26,7 +26,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pagingcheck.checks import config as checkconfig
-from pagingcheck.checks import logs, traces
+from pagingcheck.checks import logs, manual, traces
 from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
 from pagingcheck.checks.external import EXEC, SCHEMA
@@ -66,7 +66,7 @@ exec_option = click.option(
     default=None,
     metavar="COMMAND",
     help="A kernel in any language: a program that speaks the process protocol on its "
-    "stdin and stdout (docs/protocol.md), e.g. './mykernel --quiet'.",
+    "stdin and stdout ('pagingcheck docs protocol'), e.g. './mykernel --quiet'.",
 )
 
 
@@ -427,7 +427,7 @@ def verify_command(
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     metavar="FILE",
-    help="Also write the replayed run as a log (docs/logs.md) to FILE, for check-log.",
+    help="Also write the replayed run as a log ('pagingcheck docs logs') to FILE, for check-log.",
 )
 @json_option
 @containment_options
@@ -918,7 +918,7 @@ def check_log_command(
     variant: str | None,
     as_json: bool,
 ) -> None:
-    """Check that a kernel's log (docs/logs.md) is a behaviour of the system with every
+    """Check that a kernel's log ('pagingcheck docs logs') is a behaviour of the system with every
     property holding: exit 0 if so, 1 with the first line nothing fits or a property
     breaks at, 2 for a file that is not a log."""
     if config_path is not None and reference is not None:
@@ -955,7 +955,7 @@ def check_log_command(
 def config_command(default: bool, reference: str | None) -> None:
     """Print a configuration to start your own from: the built-in one (--default) or a
     reference configuration of the explorer (--reference NAME). Save it, edit it, and
-    pass it with --config FILE (docs/configuration.md)."""
+    pass it with --config FILE ('pagingcheck docs configuration')."""
     if default == (reference is not None):
         fail_usage("give exactly one of --default and --reference NAME")
     text = checkconfig.default_text() if default else checkconfig.reference_text(str(reference))
@@ -964,9 +964,23 @@ def config_command(default: bool, reference: str | None) -> None:
 
 @click.command("schema")
 def schema_command() -> None:
-    """Print the JSON Schema of the process protocol that --exec speaks (docs/protocol.md),
-    for validating a kernel written in another language."""
+    """Print the JSON Schema of the process protocol that --exec speaks, for validating a
+    kernel written in another language ('pagingcheck docs protocol')."""
     click.echo(SCHEMA.read_text(), nl=False)
+
+
+@click.command("docs")
+@click.argument("topic", required=False)
+def docs_command(topic: str | None) -> None:
+    """Print a topic of the manual, or list the topics (each is a page of docs/ in the
+    repository; messages cite them as 'pagingcheck docs TOPIC')."""
+    if topic is None:
+        known = manual.topics()
+        width = max(map(len, known), default=0)
+        for name, title in known.items():
+            click.echo(f"{name:<{width}}  {title}")
+        return
+    click.echo(manual.page(topic), nl=False)
 
 
 COMMANDS = (
@@ -979,4 +993,5 @@ COMMANDS = (
     check_log_command,
     config_command,
     schema_command,
+    docs_command,
 )

@@ -85,6 +85,11 @@ HELP: dict[str, Help] = {
         ("pagingcheck schema > protocol.json",),
         None,
     ),
+    "docs": Help(
+        "Print a topic of the manual, or list them.",
+        ("pagingcheck docs", "pagingcheck docs validate", "pagingcheck docs protocol | less"),
+        None,
+    ),
     "simulate": Help(
         "Count page faults of a replacement policy.",
         (

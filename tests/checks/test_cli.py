@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from pagingcheck.checks import config as checkconfig
+from pagingcheck.checks import manual
 from pagingcheck.checks.cli import cli
 from pagingcheck.checks.helptext import HELP
 from pagingcheck.checks.verify import small_exploration
@@ -615,6 +617,27 @@ def test_every_command_has_a_whole_summary_examples_that_parse_and_exit_codes() 
         assert "130  interrupted" in help_text
         assert ("1    " in help_text) is (HELP[name].violated is not None)
         for example in HELP[name].examples:
-            words = shlex.split(example.split(">")[0])
+            words = shlex.split(re.split("[>|]", example)[0])
             assert words[:2] == ["pagingcheck", name], example
             command.make_context(name, words[2:])  # raises on an option that does not exist
+
+
+def test_docs_prints_the_manual_it_was_installed_with() -> None:
+    listed = CliRunner().invoke(cli, ["docs"])
+    assert listed.exit_code == 0
+    pages = sorted(Path(manual.FOLDER).glob("*.md"))
+    assert len(listed.output.splitlines()) == len(pages) >= 10
+    assert "validate " in listed.output and "protocol " in listed.output
+    shown = CliRunner().invoke(cli, ["docs", "protocol"])
+    assert shown.exit_code == 0
+    assert shown.output == (Path(manual.FOLDER) / "protocol.md").read_text(encoding="utf-8")
+    assert CliRunner().invoke(cli, ["docs", "docs/protocol.md"]).output == shown.output
+    unknown = CliRunner().invoke(cli, ["docs", "paging"])
+    assert unknown.exit_code == 2 and "the topics are: cli, configuration" in unknown.output
+
+
+def test_every_topic_a_message_cites_is_in_the_manual() -> None:
+    cited = set()
+    for source in Path(manual.__file__).parent.parent.glob("*/*.py"):
+        cited |= set(re.findall(r"pagingcheck docs ([a-z]+)", source.read_text(encoding="utf-8")))
+    assert cited and cited <= set(manual.topics()), cited - set(manual.topics())
