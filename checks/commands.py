@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import secrets
 import shlex
 import sys
@@ -111,6 +112,9 @@ jobs_option = click.option(
     metavar="N",
     help="Run the variants' campaigns on N processes (default: one per core); the results "
     "are those of a serial run.",
+)
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress on stderr: only the result."
 )
 verbose_option = click.option(
     "-v",
@@ -252,9 +256,23 @@ def progress_printer(enabled: bool) -> Any:
 
     def show(message: str) -> None:
         if enabled:
-            click.echo(message, err=True)
+            say(message, err=True)
 
     return show
+
+
+#: The verdict words, and their colour at a terminal.
+VERDICTS = {"PASS": "green", "FAIL": "red", "FAILED": "red", "SKIP": "yellow"}
+VERDICT = re.compile(r"\b(PASS|FAILED|FAIL|SKIP|INTERRUPTED)\b")
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print a line with its verdict words in colour. click drops the colour when the
+    stream is not a terminal (a pipe, a file, --json never has any); NO_COLOR drops it
+    everywhere (https://no-color.org)."""
+    if not os.environ.get("NO_COLOR"):
+        text = VERDICT.sub(lambda m: click.style(m[1], fg=VERDICTS.get(m[1], "yellow")), text)
+    click.echo(text, err=err)
 
 
 def load_config(path: Path | None, profile: str | None) -> checkconfig.CheckConfig:
@@ -276,7 +294,7 @@ def _print_report(report: VerifyReport, verbose: bool = False) -> None:
 def _print_checks(report: VerifyReport, verbose: bool) -> None:
     for check in report.checks:
         mark = "PASS" if check.ok else "FAIL"
-        click.echo(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
+        say(f"{mark}  {check.name:<50} {check.seconds:6.1f}s  {check.detail}")
         _print_found(check.extra.get("violation"), verbose)
 
 
@@ -292,7 +310,7 @@ def _interrupted(
             return
         _print_checks(report, verbose)
         done = len(report.checks)
-        click.echo(f"\nINTERRUPTED after {done} check{'s' * (done != 1)}: the rest did not run")
+        say(f"\nINTERRUPTED after {done} check{'s' * (done != 1)}: the rest did not run")
 
     return show
 
@@ -314,8 +332,8 @@ def _print_found(found: dict[str, Any] | None, verbose: bool) -> None:
 
 def _print_skipped(report: VerifyReport) -> None:
     for skipped in report.skipped:
-        click.echo(f"SKIP  {skipped}")
-    click.echo("\nverify: " + ("all properties held" if report.ok else "FAILED"))
+        say(f"SKIP  {skipped}")
+    say("\nverify: " + ("all properties held" if report.ok else "FAILED"))
     _print_seed(report)
 
 
@@ -356,6 +374,7 @@ def _print_coverage(report: VerifyReport) -> None:
 @jobs_option
 @seed_option
 @derandomize_option
+@quiet_option
 @verbose_option
 @traces_option("Where counterexample traces are written.")
 @json_option
@@ -370,6 +389,7 @@ def verify_command(
     jobs: int | None,
     seed: int | None,
     derandomize: bool,
+    quiet: bool,
     verbose: bool,
     trace_dir: Path,
     as_json: bool,
@@ -390,7 +410,7 @@ def verify_command(
             factory,
             implementation,
             trace_dir,
-            progress_printer(not as_json or sys.stderr.isatty()),
+            progress_printer(not quiet and (not as_json or sys.stderr.isatty())),
             prove=implementation == REFERENCE_KERNEL,
             only=variants,
             exit_first=exit_first,
@@ -523,6 +543,7 @@ def replay_kernel(trace: traces.Trace, implementation: str | None) -> str:
 @jobs_option
 @seed_option
 @derandomize_option
+@quiet_option
 @verbose_option
 @traces_option("Where a counterexample trace is written.")
 @json_option
@@ -538,6 +559,7 @@ def validate_command(
     jobs: int | None,
     seed: int | None,
     derandomize: bool,
+    quiet: bool,
     verbose: bool,
     trace_dir: Path,
     as_json: bool,
@@ -563,7 +585,7 @@ def validate_command(
             factory,
             implementation,
             trace_dir,
-            progress_printer(not as_json),
+            progress_printer(not quiet and not as_json),
             only=variants,
             exit_first=exit_first,
             report=report,
@@ -579,7 +601,7 @@ def validate_command(
         if failed is None:
             click.echo(f"pass: {implementation} refines the spec on every configuration checked")
         else:
-            click.echo(f"FAIL: {failed.detail}")
+            say(f"FAIL: {failed.detail}")
             _print_found(violation, verbose)
         _print_skipped(report)
         _print_coverage(report)
@@ -605,6 +627,7 @@ def _validate_json(report: VerifyReport) -> dict[str, Any]:
 @click.option("--only", multiple=True, metavar="NAME", help="Run only these mutants.")
 @traces_option("Where each killed mutant's trace is written.")
 @json_option
+@quiet_option
 @profile_option
 def mutants_command(
     profile: str | None,
@@ -612,6 +635,7 @@ def mutants_command(
     only: tuple[str, ...],
     trace_dir: Path,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Run the checker on every seeded-bug kernel and print the kill matrix."""
     from pagingcheck.checks.mutants import kill_matrix
@@ -622,7 +646,7 @@ def mutants_command(
     if unknown:
         raise UserError(f"--only {unknown[0]!r}: no such mutant; known: {', '.join(BY_NAME)}")
     chosen = [BY_NAME[name] for name in only] if only else list(MUTANTS)
-    rows = kill_matrix(config, trace_dir, chosen, progress_printer(not as_json))
+    rows = kill_matrix(config, trace_dir, chosen, progress_printer(not quiet and not as_json))
     killed = sum(row.killed for row in rows)
     if as_json:
         emit_json(
@@ -722,6 +746,7 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
 )
 @traces_option("Where counterexample traces are written.")
 @json_option
+@quiet_option
 @containment_options
 def explore_command(
     config_path: Path | None,
@@ -734,6 +759,7 @@ def explore_command(
     least_frames: bool,
     trace_dir: Path,
     as_json: bool,
+    quiet: bool,
     in_process: bool,
     call_seconds: float | None,
     memory_mb: int | None,
@@ -756,7 +782,7 @@ def explore_command(
         else checkconfig.load_reference(reference or "tiny")
     )
     config = with_limits(config, call_seconds, memory_mb)
-    show = progress_printer(not as_json or sys.stderr.isatty())
+    show = progress_printer(not quiet and (not as_json or sys.stderr.isatty()))
     ticker = _Ticker(show)
     results: list[tuple[str, Exploration]] = []
     needs: dict[str, int | None] = {}
@@ -870,7 +896,7 @@ def _print_exploration(name: str, result: Exploration, needs: int | None, asked:
     )
     for finding in result.violations:
         kind = f", loop from step {finding.loop_from}" if finding.loop_from is not None else ""
-        click.echo(
+        say(
             f"FAIL  {finding.violation.explain()} after {len(finding.choices)} steps{kind} "
             f"(trace: {finding.trace})"
         )

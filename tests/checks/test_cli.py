@@ -12,6 +12,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -641,3 +642,19 @@ def test_every_topic_a_message_cites_is_in_the_manual() -> None:
     for source in Path(manual.__file__).parent.parent.glob("*/*.py"):
         cited |= set(re.findall(r"pagingcheck docs ([a-z]+)", source.read_text(encoding="utf-8")))
     assert cited and cited <= set(manual.topics()), cited - set(manual.topics())
+
+
+def test_verdicts_are_coloured_at_a_terminal_only_and_quiet_drops_progress(
+    tmp_path: Path,
+) -> None:
+    args = ["validate", "--impl", "pagingcheck.impl.reference:ReferenceKernel", "-x"]
+    args += ["--variant", "hashed-decode-lru", "--profile", "dev", "--traces", str(tmp_path)]
+    green = click.style("PASS", fg="green")
+    terminal = CliRunner().invoke(cli, args, color=True)
+    assert green in terminal.stderr and "[1/1] hashed-decode-lru" in terminal.stderr
+    piped = CliRunner().invoke(cli, args)
+    assert "\x1b[" not in piped.output and "PASS" in piped.stderr
+    plain = CliRunner().invoke(cli, args, color=True, env={"NO_COLOR": "1"})
+    assert "\x1b[" not in plain.output
+    quiet = CliRunner().invoke(cli, [*args, "-q"], color=True)
+    assert quiet.exit_code == 0 and quiet.stderr == "" and "pass:" in quiet.stdout
