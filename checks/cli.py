@@ -25,6 +25,7 @@ from pagingcheck.checks.commands import (
     fail_internal,
     fail_usage,
     print_found_so_far,
+    want_json_errors,
 )
 from pagingcheck.checks.helptext import document
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
@@ -55,6 +56,7 @@ class Pagingcheck(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Run the command line; never returns, always exits with the contract's code."""
         kwargs["standalone_mode"] = False
+        want_json_errors(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
         _quiet_pipes()
         _catch_interrupts()
         try:

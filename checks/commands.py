@@ -18,7 +18,7 @@ import shlex
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from importlib.metadata import version
 from pathlib import Path
@@ -196,6 +196,7 @@ def fail_internal(error: BaseException) -> NoReturn:
         + (f"with the traceback saved in {where}" if where else "(no traceback could be saved)"),
         err=True,
     )
+    _json_error("internal", f"{type(error).__name__}: {shorten(str(error), 200)}", EXIT_INTERNAL)
     sys.exit(EXIT_INTERNAL)
 
 
@@ -213,8 +214,28 @@ def _save_traceback(error: BaseException) -> str | None:
 
 def fail_usage(message: str) -> NoReturn:
     """Print ``message`` as a one-line error and exit 2."""
-    click.echo(f"pagingcheck: error: {shorten(message, 1000)}", err=True)
+    line = shorten(message, 1000)
+    click.echo(f"pagingcheck: error: {line}", err=True)
+    _json_error("usage", line, EXIT_USAGE)
     sys.exit(EXIT_USAGE)
+
+
+#: Whether the command line asked for --json: an error then also answers on stdout.
+_json_wanted = False
+
+
+def want_json_errors(args: Sequence[str]) -> None:
+    """Note whether ``args`` ask for --json, before they are parsed (a usage error may be
+    what stops them being parsed)."""
+    global _json_wanted
+    _json_wanted = "--json" in args
+
+
+def _json_error(kind: str, message: str, code: int) -> None:
+    """With --json, an error as the one JSON object on stdout a script waits for."""
+    if _json_wanted:
+        error = {"kind": kind, "message": message, "exit": code}
+        click.echo(json.dumps({"ok": False, "error": error}, indent=2))
 
 
 # -- what an interrupted run had found ------------------------------------------------------

@@ -114,5 +114,9 @@ def _work(task: tuple[int, str, CheckConfig, str, bool | None, Randomness | None
     except UserError as error:
         # Re-raised in the parent, so it must unpickle: a plain UserError always does.
         raise UserError(str(error)) from None
-    except Exception:
-        raise InternalError(f"variant {name}, in a worker:\n{traceback.format_exc()}") from None
+    except Exception as error:
+        # One line for the note on screen; the worker's traceback rides along as a note
+        # (notes pickle with the exception), so the saved report still shows where it was.
+        failed = InternalError(f"{type(error).__name__} checking variant {name}: {error}")
+        failed.add_note(f"in a worker process:\n{traceback.format_exc()}")
+        raise failed from None

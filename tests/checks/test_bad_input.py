@@ -372,3 +372,23 @@ def test_a_terminated_json_run_prints_its_violation_and_is_never_a_pass(tmp_path
     assert report["violation"]["property"] == "busy_frame_exclusive"
     assert Path(report["violation"]["trace"]).parent == tmp_path
     assert b"pagingcheck: terminated" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "--config", "/no/such.yaml", "--json"],
+        ["verify", "--json", "--bogus"],
+        ["explore", "--json", "--reference", "huge"],
+    ],
+)
+def test_with_json_a_usage_error_is_also_a_json_object_on_stdout(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)
+    assert error["ok"] is False and error["error"]["kind"] == "usage"
+    assert error["error"]["exit"] == 2
+    assert result.stderr.startswith("pagingcheck: error: ")
+    assert error["error"]["message"] in result.stderr
+    plain = CliRunner().invoke(cli, [arg for arg in args if arg != "--json"])
+    assert plain.exit_code == 2 and plain.stdout == ""
