@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pagingcheck.checks.config import CheckConfig, Limits
 from pagingcheck.checks.contained import contained_factory
 from pagingcheck.checks.coverage import Coverage, Tracker
+from pagingcheck.checks.describe import describe_state
 from pagingcheck.checks.external import EXEC, exec_factory
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.progress import FairDriver
@@ -104,6 +105,7 @@ class RunResult:
     coverage: Coverage = field(default_factory=Coverage)
     diverged_at: int | None = None  # a choice that was not enabled (the kernel changed)
     difference: list[str] = field(default_factory=list)  # what the failing step changed
+    state: list[str] = field(default_factory=list)  # the state after it, in words
     fair_from: int | None = None  # the step the fair continuation started at
 
 
@@ -163,6 +165,16 @@ class Run:
         self.result.failing_step = len(self.result.records)
         if self.checker is not None:
             self.result.difference = self.checker.last_difference
+            self.result.state = describe_state(self.checker.observed, self._focus())
+
+    def _focus(self) -> int | None:
+        """The process a failure is about: the one the failing step ran, else the one on
+        the CPU."""
+        records = self.result.records
+        if records and records[-1].choice[0] == "run":
+            return int(records[-1].choice[1])
+        assert self.checker is not None
+        return self.checker.observed.view.current
 
     def take(self, choice: Choice) -> Violation | None:
         """Apply one choice and check it; returns the violation, if it is the first."""

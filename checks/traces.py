@@ -466,6 +466,9 @@ def render(trace: Trace, result: RunResult) -> str:
         if result.difference:
             lines.append("what the failing step changed:")
             lines += [f"  {change}" for change in result.difference]
+        if result.state:
+            lines.append("the state after it:")
+            lines += [f"  {line}" for line in result.state]
     elif result.diverged_at is not None:
         lines.append(
             f"no property violated; the trace no longer applies at step {result.diverged_at}: "

@@ -45,9 +45,21 @@ def test_round_trip_replays_to_the_same_violation(
     assert result.failing_step == len(trace.choices)
     rendered = traces.render(loaded, result)
     assert "violated at step 1" in rendered
-    assert result.difference and rendered.endswith(
-        "what the failing step changed:\n" + "\n".join(f"  {c}" for c in result.difference)
-    )
+    changed = "what the failing step changed:\n" + "\n".join(f"  {c}" for c in result.difference)
+    assert result.difference and changed in rendered
+    after = rendered.split("the state after it:\n", 1)[1].splitlines()
+    # The hardware beside the kernel's claims: registers, the TLB, every user frame, and
+    # the page-table entries of the process the failing step ran.
+    assert after[0].startswith("  cpu: pc=") and after[1].startswith("  tlb: ")
+    frames = [line for line in after if line.startswith("  frame ")]
+    assert len(frames) == loaded.config().hardware.user_frames
+    # The bug freed the frame being paged into: busy with a read, and on the free list.
+    (busy,) = [line for line in frames if "read in flight" in line]
+    pfn = int(busy.split()[1].rstrip(":"))
+    (free,) = [line for line in after if line.startswith("  free frames: ")]
+    assert str(pfn) in free.split(";")[0], (busy, free)
+    assert any(line.startswith("  process 1 (") for line in after)
+    assert any(line.startswith("    vpn 0: pte 0x") for line in after)
 
 
 def test_replay_against_the_reference_kernel_no_longer_fails(default_config: CheckConfig) -> None:
