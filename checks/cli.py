@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import sys
@@ -22,6 +21,7 @@ from pagingcheck.checks.commands import (
     EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
+    emit_json,
     fail_internal,
     fail_usage,
     print_found_so_far,
@@ -318,7 +318,7 @@ def _progress_bar(
 
 def _print_result(result: SimResult, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result.as_dict()))
+        emit_json({"ok": True, **result.as_dict()})
         return
     rows = [
         ("policy", result.policy),

@@ -220,22 +220,28 @@ def fail_usage(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
-#: Whether the command line asked for --json: an error then also answers on stdout.
+#: The version of the shape of every --json output (checks/schema/results.json).
+JSON_SCHEMA = 1
+RESULTS_SCHEMA = Path(__file__).with_name("schema") / "results.json"
+
+#: Whether the command line asked for --json (an error then also answers on stdout), and
+#: the command it names.
 _json_wanted = False
+_json_command = ""
 
 
 def want_json_errors(args: Sequence[str]) -> None:
-    """Note whether ``args`` ask for --json, before they are parsed (a usage error may be
-    what stops them being parsed)."""
-    global _json_wanted
+    """Note whether ``args`` ask for --json, and the command they name, before they are
+    parsed (a usage error may be what stops them being parsed)."""
+    global _json_wanted, _json_command
     _json_wanted = "--json" in args
+    _json_command = next((arg for arg in args if not arg.startswith("-")), "")
 
 
 def _json_error(kind: str, message: str, code: int) -> None:
     """With --json, an error as the one JSON object on stdout a script waits for."""
     if _json_wanted:
-        error = {"kind": kind, "message": message, "exit": code}
-        click.echo(json.dumps({"ok": False, "error": error}, indent=2))
+        emit_json({"ok": False, "error": {"kind": kind, "message": message, "exit": code}})
 
 
 # -- what an interrupted run had found ------------------------------------------------------
@@ -268,8 +274,10 @@ def print_found_so_far() -> None:
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    """Print one JSON object on stdout."""
-    click.echo(json.dumps(data, indent=2))
+    """Print one JSON object on stdout, in the envelope every command shares: the schema
+    version and the command first (checks/schema/results.json)."""
+    envelope = {"schema": JSON_SCHEMA, "command": _json_command}
+    click.echo(json.dumps({**envelope, **data}, indent=2))
 
 
 def progress_printer(enabled: bool) -> Any:
@@ -671,7 +679,12 @@ def mutants_command(
     killed = sum(row.killed for row in rows)
     if as_json:
         emit_json(
-            {"total": len(rows), "killed": killed, "mutants": [row.to_json() for row in rows]}
+            {
+                "ok": killed == len(rows),
+                "total": len(rows),
+                "killed": killed,
+                "mutants": [row.to_json() for row in rows],
+            }
         )
     else:
         click.echo(f"{'mutant':<34} {'killed':<7} {'by':<24} {'seconds':>8} {'steps':>6}")
@@ -1010,10 +1023,16 @@ def config_command(default: bool, reference: str | None) -> None:
 
 
 @click.command("schema")
-def schema_command() -> None:
+@click.option(
+    "--results",
+    is_flag=True,
+    help="The schema of what the commands print with --json, instead of the protocol's.",
+)
+def schema_command(results: bool) -> None:
     """Print the JSON Schema of the process protocol that --exec speaks, for validating a
-    kernel written in another language ('pagingcheck docs protocol')."""
-    click.echo(SCHEMA.read_text(), nl=False)
+    kernel written in another language ('pagingcheck docs protocol'); with --results, the
+    schema of every command's --json output ('pagingcheck docs cli')."""
+    click.echo((RESULTS_SCHEMA if results else SCHEMA).read_text(), nl=False)
 
 
 @click.command("docs")

@@ -81,8 +81,8 @@ HELP: dict[str, Help] = {
         None,
     ),
     "schema": Help(
-        "Print the JSON Schema of the --exec protocol.",
-        ("pagingcheck schema > protocol.json",),
+        "Print the JSON Schema of the protocol or the results.",
+        ("pagingcheck schema > protocol.json", "pagingcheck schema --results > results.json"),
         None,
     ),
     "docs": Help(

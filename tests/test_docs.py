@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.cli import cli
+from pagingcheck.checks.commands import JSON_SCHEMA, RESULTS_SCHEMA
 from pagingcheck.model.asm import assemble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +106,9 @@ budget: {examples: 2, steps: 10, shrink_seconds: 1}
 """
 
 
+RESULTS = jsonschema.Draft202012Validator(json.loads(RESULTS_SCHEMA.read_text()))
+
+
 def _actual_json(command: str, folder: Path) -> dict[str, object]:
     """What ``pagingcheck COMMAND --json`` prints on a tiny case."""
     config = folder / "tiny.yaml"
@@ -125,7 +130,10 @@ def _actual_json(command: str, folder: Path) -> dict[str, object]:
         args = [command, *common]
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code in (0, 1), result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    printed: dict[str, object] = json.loads(result.stdout)
+    RESULTS.validate(printed)  # the shipped schema of every command's output
+    assert printed["command"] == command and printed["schema"] == JSON_SCHEMA
+    return printed
 
 
 @pytest.mark.parametrize("example", examples("json"), ids=lambda e: f"{e[0]}:{e[1]}")

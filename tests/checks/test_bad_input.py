@@ -11,12 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.cli import cli
+from pagingcheck.checks.commands import RESULTS_SCHEMA
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.mutants import mutant_config
 from pagingcheck.checks.runner import run_choices
@@ -386,6 +388,9 @@ def test_with_json_a_usage_error_is_also_a_json_object_on_stdout(args: list[str]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     error = json.loads(result.stdout)
+    results = json.loads(RESULTS_SCHEMA.read_text())
+    jsonschema.Draft202012Validator(results).validate(error)
+    assert error["command"] == args[0] and error["schema"] == 1
     assert error["ok"] is False and error["error"]["kind"] == "usage"
     assert error["error"]["exit"] == 2
     assert result.stderr.startswith("pagingcheck: error: ")

@@ -173,7 +173,11 @@ def keeps_the_contract(args: list[str], json_mode: bool = True) -> int:
     assert code in (0, 1, 2), f"exit {code}: {err[:2000]}"
     assert "Traceback" not in err and "Traceback" not in out
     if code == 2:
-        assert out == ""
+        # With --json the error is also the one JSON object on stdout; else stdout is empty.
+        if "--json" in args:
+            assert json.loads(out)["error"]["kind"] == "usage"
+        else:
+            assert out == ""
         assert len(err.strip().splitlines()) == 1, err
         assert err.startswith("pagingcheck: error: ") and len(err) <= 1100
     elif json_mode:
