@@ -56,6 +56,10 @@ FAIR_KINDS = frozenset({"run", "disk", "timer"})
 
 NO_PARENT = -1
 
+#: Branching states whose original is fingerprinted again after its copies have stepped:
+#: a kernel whose copy() shares state with the original shows within the first few.
+COPY_CHECKS = 64
+
 
 @dataclass
 class Finding:
@@ -218,6 +222,7 @@ class Explorer:
         self.tick_seconds = tick_seconds
         self.graph = Graph()
         self.result = Exploration()
+        self.copy_checks = 0
 
     def run(self) -> Exploration:
         """Explore until every reachable state is seen, a safety property fails, or the
@@ -246,8 +251,12 @@ class Explorer:
             return Finding(violation, [])
         try:
             key = first.fingerprint()
+            same = first.copy().fingerprint() == key
         except KernelFailed as failure:
             return Finding(failure.violation(), [], replays=False)
+        if not same:
+            why = "fingerprint(): a copy of the booted kernel fingerprints differently from it"
+            return Finding(Violation("interface_error", why), [], replays=False)
         root = graph.add_state(key, NO_PARENT, -1, 0, bool(first.observed.live))
         frontier: Frontier[tuple[int, Checker]] = Frontier(self.keep)
         frontier.append((root, first))
@@ -291,7 +300,12 @@ class Explorer:
             return Finding(failure.violation(), graph.path(number))
         graph.set_enabled(number, enabled)
         depth = graph.depth[number] + 1
+        before = self._watch_copies(checker, enabled)
         for position, choice in enumerate(enabled):
+            if before is not None and position == len(enabled) - 1:
+                found = self._copies_left_alone(checker, before)
+                if found is not None:
+                    return Finding(found, graph.path(number), replays=False)
             try:
                 # The last choice may take the state itself: nothing else needs it.
                 child = checker if position == len(enabled) - 1 else checker.copy()
@@ -313,6 +327,32 @@ class Explorer:
             retired = record.result is not None and record.result.retired
             graph.add_edge(number, target, choice_id, retired)
         return None
+
+    def _watch_copies(self, checker: Checker, enabled: Sequence[Choice]) -> bytes | None:
+        """The fingerprint of a branching state, for the first COPY_CHECKS of them: its
+        copies step before it does, and must leave it as it was."""
+        if len(enabled) < 2 or self.copy_checks >= COPY_CHECKS:
+            return None
+        self.copy_checks += 1
+        try:
+            return checker.fingerprint()
+        except KernelFailed:
+            return None  # reported when the state's successors are fingerprinted
+
+    @staticmethod
+    def _copies_left_alone(checker: Checker, before: bytes) -> Violation | None:
+        """An interface error if stepping copies of ``checker`` changed it."""
+        try:
+            after = checker.fingerprint()
+        except KernelFailed as failure:
+            return failure.violation()
+        if after == before:
+            return None
+        return Violation(
+            "interface_error",
+            "copy(): a copy shares state with its original: stepping copies of a state "
+            "changed the original's fingerprint (copy every mutable attribute)",
+        )
 
     # -- progress on the whole graph ------------------------------------------------------
 

@@ -3,6 +3,7 @@ progress as a property of the state graph, and the command line."""
 
 from __future__ import annotations
 
+import copy as _copy
 import dataclasses
 import json
 import re
@@ -434,9 +435,30 @@ class LosesClass(ReferenceKernel):
         return clone  # type: ignore[return-value]
 
 
+class ShallowCopy(ReferenceKernel):
+    """A kernel whose copy shares its tables with the original (copy.copy, the natural
+    slip): stepping one explored state would change its siblings."""
+
+    def copy(self) -> Self:
+        return _copy.copy(self)
+
+
+class ByIdentity(ReferenceKernel):
+    """A kernel whose fingerprint depends on which object it is, not on its state."""
+
+    def fingerprint(self) -> bytes:
+        return super().fingerprint() + id(self).to_bytes(8, "little")
+
+
 @pytest.mark.parametrize(
     ("kernel", "says"),
-    [(SelfCopy, "copy()"), (BadPrint, "fingerprint()"), (LosesClass, "must keep its class")],
+    [
+        (SelfCopy, "copy()"),
+        (BadPrint, "fingerprint()"),
+        (LosesClass, "must keep its class"),
+        (ShallowCopy, "a copy shares state with its original"),
+        (ByIdentity, "a copy of the booted kernel fingerprints differently"),
+    ],
 )
 def test_a_kernel_failing_copy_or_fingerprint_is_reported_not_trusted(
     kernel: type[ReferenceKernel], says: str, tmp_path: Path
