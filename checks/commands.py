@@ -17,6 +17,7 @@ import secrets
 import shlex
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
@@ -280,14 +281,45 @@ def emit_json(data: dict[str, Any]) -> None:
     click.echo(json.dumps({**envelope, **data}, indent=2))
 
 
-def progress_printer(enabled: bool) -> Any:
-    """A progress callback writing to stderr (silent when disabled)."""
+class Progress:
+    """Progress on stderr: lines, and at a terminal a status line rewritten in place
+    (``status``), cleared before the next line. Silent when disabled."""
 
-    def show(message: str) -> None:
-        if enabled:
-            say(message, err=True)
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.in_place = enabled and sys.stderr.isatty()
+        self.open = False  # a status line is on screen
+        self.lock = threading.Lock()  # status comes from a thread of its own
 
-    return show
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            with self.lock:
+                self._clear()
+                say(message, err=True)
+
+    def status(self, text: str) -> None:
+        """Show ``text`` in place of the last status line (at a terminal only)."""
+        if self.in_place:
+            with self.lock:
+                # Only ever at a terminal, so the erase code is kept even where click
+                # cannot tell (it strips escape codes it thinks are not for a terminal).
+                click.echo(f"\r{text}\033[K", err=True, nl=False, color=True)
+                self.open = True
+
+    def end(self) -> None:
+        """Clear the status line, if one is on screen."""
+        with self.lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        if self.open:
+            click.echo("\r\033[K", err=True, nl=False, color=True)
+            self.open = False
+
+
+def progress_printer(enabled: bool) -> Progress:
+    """Progress on stderr (silent when disabled)."""
+    return Progress(enabled)
 
 
 #: The verdict words, and their colour at a terminal.
@@ -430,6 +462,7 @@ def verify_command(
     runs_from = randomness(seed, derandomize)
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
     report = VerifyReport()
+    progress = progress_printer(not quiet and (not as_json or sys.stderr.isatty()))
     with (
         found_so_far(_interrupted(report, as_json, verbose, VerifyReport.to_json)),
         released(kernel_factory(implementation, config.limits, in_process or None)) as factory,
@@ -439,7 +472,8 @@ def verify_command(
             factory,
             implementation,
             trace_dir,
-            progress_printer(not quiet and (not as_json or sys.stderr.isatty())),
+            progress,
+            status=progress.status if progress.in_place else None,
             prove=implementation == REFERENCE_KERNEL,
             only=variants,
             exit_first=exit_first,
@@ -448,6 +482,7 @@ def verify_command(
             in_process=in_process or None,
             randomness=runs_from,
         )
+    progress.end()
     if as_json:
         emit_json(report.to_json())
     else:
@@ -605,6 +640,7 @@ def validate_command(
     runs_from = randomness(seed, derandomize)
     config = with_limits(load_config(config_path, profile), call_seconds, memory_mb)
     report = VerifyReport()
+    progress = progress_printer(not quiet and not as_json)
     with (
         found_so_far(_interrupted(report, as_json, verbose, _validate_json)),
         released(kernel_factory(implementation, config.limits, in_process or None)) as factory,
@@ -614,7 +650,8 @@ def validate_command(
             factory,
             implementation,
             trace_dir,
-            progress_printer(not quiet and not as_json),
+            progress,
+            status=progress.status if progress.in_place else None,
             only=variants,
             exit_first=exit_first,
             report=report,
@@ -622,6 +659,7 @@ def validate_command(
             in_process=in_process or None,
             randomness=runs_from,
         )
+    progress.end()
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
     if as_json:

@@ -14,15 +14,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.coverage import Coverage
-from pagingcheck.checks.machines import Randomness, run_campaign
+from pagingcheck.checks.machines import Campaign, Randomness, run_campaign
 from pagingcheck.checks.runner import KernelFactory, kernel_factory, released
 from pagingcheck.model.errors import InternalError, UserError
 
@@ -48,6 +50,12 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+#: Seconds between two live status lines.
+STATUS_SECONDS = 1.0
+
+Status = Callable[[str], None]
+
+
 def campaign(
     index: int,
     name: str,
@@ -55,21 +63,55 @@ def campaign(
     factory: KernelFactory,
     kernel: str,
     randomness: Randomness | None = None,
+    status: Status | None = None,
 ) -> Finished:
-    """Run one variant's campaign within its budget."""
+    """Run one variant's campaign within its budget; ``status`` hears how far it is, every
+    STATUS_SECONDS, while it runs."""
     began = time.perf_counter()
-    done, failure = run_campaign(
-        run,
-        factory,
-        kernel,
-        examples=run.budget.examples,
-        steps=run.budget.steps,
-        shrink_seconds=run.budget.shrink_seconds,
-        randomness=randomness,
-    )
+    done = Campaign(shrink_seconds=run.budget.shrink_seconds)
+    examples = run.budget.examples
+
+    def how_far() -> str:
+        seconds = time.perf_counter() - began
+        left = seconds / done.runs * max(examples - done.runs, 0) if done.runs else None
+        guess = "" if left is None else f", about {left:.0f}s left"
+        return f"  {name}: run {done.runs}/{examples}, {done.steps} steps, {seconds:.0f}s{guess}"
+
+    with _every(status, how_far):
+        _, failure = run_campaign(
+            run,
+            factory,
+            kernel,
+            examples=examples,
+            steps=run.budget.steps,
+            shrink_seconds=run.budget.shrink_seconds,
+            randomness=randomness,
+            campaign=done,
+        )
     return Finished(
         index, name, done.coverage, done.runs, done.steps, failure, time.perf_counter() - began
     )
+
+
+@contextmanager
+def _every(status: Status | None, line: Callable[[], str]) -> Iterator[None]:
+    """While the block runs, ``status(line())`` every STATUS_SECONDS from a thread."""
+    if status is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def tell() -> None:
+        while not stop.wait(STATUS_SECONDS):
+            status(line())
+
+    teller = threading.Thread(target=tell, name="pagingcheck-status", daemon=True)
+    teller.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        teller.join()
 
 
 def campaigns(
@@ -79,21 +121,36 @@ def campaigns(
     jobs: int,
     in_process: bool | None,
     randomness: Randomness | None = None,
+    status: Status | None = None,
 ) -> Generator[Finished, None, None]:
     """Every variant's campaign, each as soon as it is done: in order on this process when
     ``jobs`` is 1 (or forking is not available), else on ``jobs`` forked workers. Closing
-    the iterator early (``-x``) stops the workers still running."""
+    the iterator early (``-x``) stops the workers still running. ``status`` hears how far
+    the running campaign is (serial) or how many are done (parallel), every
+    STATUS_SECONDS."""
     jobs = min(jobs, len(runs))
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for index, (name, run) in enumerate(runs):
-            yield campaign(index, name, run, factory, kernel, randomness)
+            yield campaign(index, name, run, factory, kernel, randomness, status)
         return
     tasks = [
         (index, name, run, kernel, in_process, randomness) for index, (name, run) in enumerate(runs)
     ]
+    began, finished = time.perf_counter(), [0]
+
+    def how_far() -> str:
+        seconds = time.perf_counter() - began
+        done = finished[0]
+        left = seconds / done * (len(runs) - done) if done else None
+        guess = "" if left is None else f", about {left:.0f}s left"
+        return f"  {done}/{len(runs)} variants done on {jobs} processes, {seconds:.0f}s{guess}"
+
     pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_signals)
     try:
-        yield from pool.imap_unordered(_work, tasks)
+        with _every(status, how_far):
+            for result in pool.imap_unordered(_work, tasks):
+                finished[0] += 1
+                yield result
     finally:
         pool.terminate()
         pool.join()

@@ -269,12 +269,14 @@ def run_campaign(
     random_spawns: bool = True,
     shrink_seconds: float = 30.0,
     randomness: Randomness | None = None,
+    campaign: Campaign | None = None,
 ) -> tuple[Campaign, traces.Trace | None]:
     """Run the machine for ``examples`` runs of up to ``steps`` steps; return coverage and the
     shrunk failing trace, if any. Derandomized (the same configuration gives the same runs)
-    unless ``randomness`` gives a seed."""
+    unless ``randomness`` gives a seed. ``campaign``, when given, is the one filled in as
+    the runs go (so another thread can tell how far they are)."""
     randomness = randomness or Randomness()
-    campaign = Campaign(shrink_seconds=shrink_seconds)
+    campaign = campaign or Campaign(shrink_seconds=shrink_seconds)
     machine = machine_for(config, factory, implementation, campaign, random_spawns)
     if randomness.seed is not None:
         machine = seed(randomness.seed)(machine)

@@ -259,6 +259,7 @@ def verify(
     jobs: int = 1,
     in_process: bool | None = None,
     randomness: Randomness | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     """Run every check on ``config`` (each variant in turn); coverage as it requires; and,
     when ``prove``, the z3 proofs about the reference kernel's transitions first; after the
@@ -270,9 +271,10 @@ def verify(
     ``jobs`` > 1 runs the variants' campaigns on that many forked processes (each builds
     its kernel from ``implementation``, contained unless ``in_process``), with the same
     results as a serial run. ``randomness`` says where the campaigns' runs come from
-    (derandomised when None). Each check's verdict goes to ``progress`` as soon as it is
-    known, and into ``report``
-    (a new one when None), so a caller holding it sees what is done if the run is cut
+    (derandomised when None); ``status``, when given, hears every second how far the
+    campaigns are (a line to show in place). Each check's verdict goes to ``progress`` as
+    soon as it is known, and into ``report`` (a new one when None), so a caller holding it
+    sees what is done if the run is cut
     short."""
     report = VerifyReport() if report is None else report
     report.required = config.coverage
@@ -289,7 +291,7 @@ def verify(
         progress(f"[campaigns] {len(runs)} variants on {min(jobs, len(runs))} processes")
     elif runs:
         progress(f"[1/{len(runs)}] {runs[0][0]}")
-    finished = campaigns(runs, factory, implementation, jobs, in_process, randomness)
+    finished = campaigns(runs, factory, implementation, jobs, in_process, randomness, status)
     first, order = len(report.checks), [f"stateful:{name}" for name, _ in runs]
     for count, done in enumerate(finished, start=1):
         report.coverage.merge(done.coverage)

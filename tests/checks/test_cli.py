@@ -18,9 +18,11 @@ import yaml
 from click.testing import CliRunner
 
 from pagingcheck.checks import config as checkconfig
-from pagingcheck.checks import manual
+from pagingcheck.checks import jobs, manual
 from pagingcheck.checks.cli import cli
+from pagingcheck.checks.commands import Progress
 from pagingcheck.checks.helptext import HELP
+from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
 from pagingcheck.checks.verify import small_exploration
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.minimal.kernel import MinimalKernel
@@ -516,19 +518,19 @@ def test_two_jobs_find_what_one_finds(tmp_path: Path) -> None:
     """Variants on two processes: the same checks, verdicts, counts, traces and coverage as
     one after another (only the seconds differ)."""
     reports = {}
-    for jobs in ("1", "2"):
-        traces_dir = tmp_path / jobs
+    for count in ("1", "2"):
+        traces_dir = tmp_path / count
         code, out = run(
             *("validate", "--impl", "pagingcheck.impl.mutants:no_flush_on_untagged_switch"),
-            *("--profile", "dev", "--jobs", jobs, "--traces", str(traces_dir), "--json"),
+            *("--profile", "dev", "--jobs", count, "--traces", str(traces_dir), "--json"),
             *("--variant", "linear-state-register-fifo", "--variant", "multilevel-precise-clock"),
             *("--variant", "hashed-precise-untagged-nru"),
         )
         assert code == 1, out
-        reports[jobs] = json.loads(out)
-        reports[jobs]["traces"] = sorted(p.read_text() for p in traces_dir.glob("*.yaml"))
-        reports[jobs]["violation"].pop("trace")
-        reports[jobs]["violation"].pop("replay")
+        reports[count] = json.loads(out)
+        reports[count]["traces"] = sorted(p.read_text() for p in traces_dir.glob("*.yaml"))
+        reports[count]["violation"].pop("trace")
+        reports[count]["violation"].pop("replay")
     assert reports["1"] == reports["2"]
     assert reports["1"]["failed_check"].startswith("stateful:")
     assert len(reports["1"]["traces"]) >= 2  # the untagged variants each fail
@@ -658,3 +660,34 @@ def test_verdicts_are_coloured_at_a_terminal_only_and_quiet_drops_progress(
     assert "\x1b[" not in plain.output
     quiet = CliRunner().invoke(cli, [*args, "-q"], color=True)
     assert quiet.exit_code == 0 and quiet.stderr == "" and "pass:" in quiet.stdout
+
+
+def test_a_running_campaign_says_how_far_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "STATUS_SECONDS", 0.01)
+    (name, run), *_ = checkconfig.load(None).with_profile("dev").expand()
+    heard: list[str] = []
+    factory = resolve_factory(REFERENCE_KERNEL)
+    done = jobs.campaign(0, name, run, factory, REFERENCE_KERNEL, status=heard.append)
+    assert heard, "no status while the campaign ran"
+    first, last = heard[0], heard[-1]
+    assert first.startswith(f"  {name}: run ") and f"/{run.budget.examples}, " in first
+    runs = [int(line.split("run ")[1].split("/")[0]) for line in heard]
+    assert runs == sorted(runs) and runs[-1] <= done.runs
+    assert "left" in last  # an estimate once a run has finished
+
+
+def test_a_status_line_is_rewritten_in_place_and_cleared_before_a_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress = Progress(enabled=True)
+    progress.in_place = True  # as at a terminal
+    progress.status("  run 1/5")
+    progress.status("  run 2/5")
+    progress("[1/1] base: PASS")
+    progress.end()
+    err = capsys.readouterr().err
+    assert err == "\r  run 1/5\x1b[K\r  run 2/5\x1b[K\r\x1b[K[1/1] base: PASS\n"
+    quiet = Progress(enabled=False)
+    quiet.status("  run 1/5")
+    quiet("[1/1] base: PASS")
+    assert capsys.readouterr().err == ""
