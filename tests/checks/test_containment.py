@@ -232,7 +232,7 @@ def test_a_module_that_exits_as_it_is_imported_is_not_a_pass(
     (tmp_path / "leaves.py").write_text("import sys\nsys.exit(0)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     code, out, err = validate(tmp_path, "leaves")
-    assert code == 2 and out == ""
+    assert code == 2 and json.loads(out)["error"]["kind"] == "usage"  # --json: on stdout too
     assert "cannot load the kernel: the module called exit(0)" in err
     assert len(err.strip().splitlines()) == 1
 
