@@ -33,9 +33,9 @@ def page_contents(machine: Machine, home: Location) -> Page:
     words = machine.config.page_words
     if home.where == "frame" and home.index < machine.config.total_frames:
         base = home.index * words
-        return tuple(int(w) for w in machine.memory.words[base : base + words])
+        return tuple(machine.memory.words[base : base + words].tolist())
     if home.where in ("slot", "image") and 0 <= home.index < machine.config.disk_blocks:
-        return tuple(int(w) for w in machine.disk.blocks[home.index])
+        return tuple(machine.disk.blocks[home.index].tolist())
     return (0,) * words
 
 

@@ -77,13 +77,19 @@ def page_tables_well_formed(s: Observed) -> Violation | None:
     """Page tables lie in the kernel region, no two address spaces share table memory (each
     table page has one parent), every entry is for a page of the address space, and no PTE
     maps a kernel frame or a frame outside memory."""
+    # It reads the memory, the declared spaces and the configuration only: the verdict is
+    # the same for every state with that memory, and worked out once for them all.
+    return s.facts.derived("page_tables_well_formed", lambda: _tables_verdict(s))
+
+
+def _tables_verdict(s: Observed) -> Violation | None:
     name = "page_tables_well_formed"
     config = s.machine.config
     kernel_words = config.kernel_frames * config.page_words
     owner: dict[int, int] = {}
     shared_root = config.page_table == "inverted"
-    for asid, root in sorted(s.spaces.items()):
-        for start, length in s.machine.format.table_words(s.machine.memory, root, asid):
+    for asid in sorted(s.spaces):
+        for start, length in s.table_words(asid):
             if start < 0 or start + length > kernel_words:
                 return Violation(
                     name, "table outside the kernel region", (("asid", asid), ("address", start))
@@ -359,7 +365,7 @@ def tlb_agrees(s: Observed) -> Violation | None:
     entry its own address space's declared table, an untagged one the table loaded in the
     MMU; same frame, no more rights. Checked after every step and as the CPU enters user mode."""
     name = "tlb_agrees"
-    mmu, fmt, memory = s.machine.mmu, s.machine.format, s.machine.memory
+    mmu = s.machine.mmu
     for entry in mmu.tlb.entries():
         asid = entry.asid if mmu.tlb.tagged else mmu.asid
         root = s.spaces.get(asid) if mmu.tlb.tagged else mmu.ptbr
@@ -369,7 +375,7 @@ def tlb_agrees(s: Observed) -> Violation | None:
                 "TLB entry of an address space that no longer exists",
                 (("asid", asid), ("vpn", entry.vpn)),
             )
-        walked = fmt.walk(memory, root, asid, entry.vpn)
+        walked = s.walk(root, asid, entry.vpn)
         table = walked.pte if walked is not None else 0
         table_pfn = bits.pfn(table) if bits.is_present(table) else None
         if table_pfn is None or table_pfn != bits.pfn(entry.pte):

@@ -14,21 +14,57 @@ Hardware facts are keyed by address-space id (asid), as the hardware knows
 them; the view says which process owns which asid, and ``spaces_agree``
 checks that the declared spaces and the view's processes match one to one
 before any other invariant relies on that.
+
+What the page tables say (their entries, the memory they use, the walks) is a
+function of physical memory and the declared spaces alone, and an exploration
+reaches the same memory in many states (``tiny``: about 1,300 memories in 8,000
+transitions). So those facts are worked out once per distinct memory content
+and set of spaces (:class:`TableFacts`), keyed by the content itself, and
+shared by every state that has it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import Any, Generic, TypeVar, overload
+
+import numpy as np
 
 from pagingcheck.impl.interface import KernelView, Location, PageView, ProcessView
 from pagingcheck.model import bits
 from pagingcheck.model.disk import Request
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.pagetable import Entry
+from pagingcheck.model.memory import PhysicalMemory
+from pagingcheck.model.pagetable import Entry, PageTableFormat
 
 User = tuple[int, int]  # (pid, vpn)
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):
+    """``functools.cached_property`` without its lock: a fact is worked out on first use
+    and kept in the instance. The checks derive a dozen facts per state, one thread
+    each; the lock that Python 3.11's version takes on every first use was a measurable
+    part of the checks' time."""
+
+    def __init__(self, derive: Callable[[Any], T]) -> None:
+        self.derive = derive
+        self.name = derive.__name__
+        self.__doc__ = derive.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> cached_property[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object, owner: type) -> T | cached_property[T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.derive(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -47,12 +83,98 @@ class Violation:
         return f"{self.property}: {self.message}" + (f" ({detail})" if detail else "")
 
 
+class TableFacts:
+    """What the page tables in one memory say, for one set of declared address spaces:
+    read from a machine once and shared, read-only, by every state with the same memory
+    words and spaces (and format). Each fact is worked out when first asked for."""
+
+    def __init__(self, machine: Machine, words: bytes, spaces: dict[int, int]) -> None:
+        # The memory and spaces as they are now (``words`` is the memory's bytes): the facts
+        # are about this content, whatever the machine they came from does next.
+        self.format: PageTableFormat = machine.format
+        dtype = machine.memory.words.dtype
+        self.memory = PhysicalMemory(machine.config, np.frombuffer(words, dtype=dtype))
+        self.spaces = dict(spaces)
+        self._walks: dict[tuple[int, int, int], Entry | None] = {}
+        self._words: dict[int, list[tuple[int, int]]] = {}
+        self._derived: dict[str, Any] = {}
+
+    @cached_property
+    def tables(self) -> dict[int, list[Entry]]:
+        """asid -> the non-empty leaf entries of its declared table, walked in memory."""
+        fmt, memory = self.format, self.memory
+        return {asid: fmt.entries(memory, root, asid) for asid, root in self.spaces.items()}
+
+    @cached_property
+    def present(self) -> dict[tuple[int, int], int]:
+        """(asid, vpn) -> pfn for every present PTE of every declared space."""
+        return {
+            (asid, entry.vpn): bits.pfn(entry.pte)
+            for asid, entries in self.tables.items()
+            for entry in entries
+            if bits.is_present(entry.pte)
+        }
+
+    def walk(self, root: int, asid: int, vpn: int) -> Entry | None:
+        """The format's walk of ``vpn`` from ``root`` in this memory."""
+        key = (root, asid, vpn)
+        if key in self._walks:
+            return self._walks[key]
+        found = self._walks[key] = self.format.walk(self.memory, root, asid, vpn)
+        return found
+
+    def table_words(self, asid: int) -> list[tuple[int, int]]:
+        """The (address, length) ranges of memory declared space ``asid``'s table uses."""
+        found = self._words.get(asid)
+        if found is None:
+            root = self.spaces[asid]
+            found = self._words[asid] = self.format.table_words(self.memory, root, asid)
+        return found
+
+    def derived(self, name: str, derive: Callable[[], T]) -> T:
+        """``derive()``, worked out once for these facts and kept as ``name``. Only for a
+        result that depends on nothing but this memory, these spaces and the format (and
+        the configuration the format was made for)."""
+        if name in self._derived:
+            return self._derived[name]  # type: ignore[no-any-return]
+        found = self._derived[name] = derive()
+        return found
+
+
+#: The facts of the memories seen lately, by format, memory words and declared spaces (in
+#: their order, so even the order the facts are listed in is the state's own).
+_FACTS: dict[tuple[Any, ...], TableFacts] = {}
+#: How many memories' facts are kept at most; past it the cache starts again (it only
+#: saves time). A memory's bytes are kept once per entry (in its key), and...
+FACTS_KEPT = 1 << 13
+#: ... no more than this many bytes of memories in all, whatever the machine's size.
+FACTS_BYTES = 32 << 20
+
+
+def table_facts(machine: Machine) -> TableFacts:
+    """The page-table facts of ``machine``'s memory and spaces as they are now."""
+    spaces = machine.spaces
+    words = machine.memory.words.tobytes()
+    key = (machine.format, words, tuple(spaces.items()))
+    found = _FACTS.get(key)
+    if found is None:
+        if len(_FACTS) >= min(FACTS_KEPT, FACTS_BYTES // max(1, len(words))):
+            _FACTS.clear()
+        found = _FACTS[key] = TableFacts(machine, words, spaces)
+    return found
+
+
 class Observed:
     """A machine and kernel view, with facts derived lazily."""
 
     def __init__(self, machine: Machine, view: KernelView) -> None:
         self.machine = machine
         self.view = view
+
+    def __getstate__(self) -> dict[str, object]:
+        # The two sources only: every derived fact is worked out again when first asked
+        # for, so a state spilled to disk or sent to another worker carries none of them.
+        return {"machine": self.machine, "view": self.view}
 
     # -- the view's processes -------------------------------------------------------
 
@@ -86,20 +208,31 @@ class Observed:
         return dict(self.machine.spaces)
 
     @cached_property
-    def tables(self) -> dict[int, list[Entry]]:
-        """asid -> the non-empty leaf entries of its declared table, walked in memory."""
-        fmt, memory = self.machine.format, self.machine.memory
-        return {asid: fmt.entries(memory, root, asid) for asid, root in self.spaces.items()}
+    def facts(self) -> TableFacts:
+        """What the page tables in memory say (shared with every state of this memory).
+        The machine must not change after it is first asked for: an observed state's
+        machine is a copy no step touches."""
+        return table_facts(self.machine)
 
-    @cached_property
+    @property
+    def tables(self) -> dict[int, list[Entry]]:
+        """asid -> the non-empty leaf entries of its declared table, walked in memory
+        (shared: read only)."""
+        return self.facts.tables
+
+    @property
     def present(self) -> dict[tuple[int, int], int]:
-        """(asid, vpn) -> pfn for every present PTE of every declared space."""
-        return {
-            (asid, entry.vpn): bits.pfn(entry.pte)
-            for asid, entries in self.tables.items()
-            for entry in entries
-            if bits.is_present(entry.pte)
-        }
+        """(asid, vpn) -> pfn for every present PTE of every declared space (shared: read
+        only)."""
+        return self.facts.present
+
+    def walk(self, root: int, asid: int, vpn: int) -> Entry | None:
+        """The format's walk of ``vpn`` from ``root`` in this state's memory."""
+        return self.facts.walk(root, asid, vpn)
+
+    def table_words(self, asid: int) -> list[tuple[int, int]]:
+        """The memory declared space ``asid``'s table uses, as (address, length) ranges."""
+        return self.facts.table_words(asid)
 
     @cached_property
     def mappers(self) -> dict[int, set[User]]:
@@ -118,7 +251,7 @@ class Observed:
             return None
         if not 0 <= vpn < self.machine.config.va_pages:
             return None
-        entry = self.machine.format.walk(self.machine.memory, self.spaces[asid], asid, vpn)
+        entry = self.walk(self.spaces[asid], asid, vpn)
         return None if entry is None else entry.pte
 
     def resident(self, pid: int, vpn: int) -> int | None:

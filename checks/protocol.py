@@ -302,7 +302,26 @@ def check_events(events: object, where: str = "events") -> tuple[KernelEvent, ..
     items = _seq(events, where, 10_000)
     for item in items:
         _is(item, KernelEvent, where)
+    if all(_plain_event(item) for item in items):
+        # What decoding their encoding gives, built without the round trip: new events
+        # (the kernel keeps no hold on what was checked) of the same fields.
+        return tuple(KernelEvent(e.kind, e.pid, e.vpn, e.pfn, e.detail) for e in items)
     return decode_events(encode_events(items), where)
+
+
+def _plain_event(event: KernelEvent) -> bool:
+    """Whether ``event`` is a KernelEvent of plain, in-range fields: a subset of what
+    decoding accepts, and decoded unchanged."""
+    return (
+        type(event) is KernelEvent
+        and type(event.kind) is str
+        and len(event.kind) <= 100
+        and (event.pid is None or _word(event.pid))
+        and (event.vpn is None or _word(event.vpn))
+        and (event.pfn is None or _word(event.pfn))
+        and type(event.detail) is str
+        and len(event.detail) <= 1000
+    )
 
 
 def encode_spawned(outcome: int | SpawnRefused) -> dict[str, Any]:
@@ -569,6 +588,21 @@ def _slot_ok(s: object) -> bool:
     )
 
 
+def _state_ok(state: object) -> bool:
+    """Whether ``state`` is an ArchState made of plain ints in range: a subset of what
+    :func:`check_state` accepts, tested without building a copy (anything else is
+    left to check_state)."""
+    return (
+        type(state) is ArchState
+        and type(state.regs) is tuple
+        and len(state.regs) == REGISTERS
+        and all(_word(r) for r in state.regs)
+        and _word(state.pc)
+        and type(state.flags) is int
+        and 0 <= state.flags <= 3
+    )
+
+
 def check_view(view: object) -> KernelView:
     """What ``view`` returned, if it is a well-formed KernelView (checked field by field,
     quickly: a kernel's view is checked after every step)."""
@@ -587,7 +621,7 @@ def check_view(view: object) -> KernelView:
             if not test(item):
                 raise InterfaceError(f"view().{name}: {quote(item)} is malformed")
     for process in view.processes:
-        if process.context is not None:
+        if process.context is not None and not _state_ok(process.context):
             check_state(process.context, f"view() process {process.pid} context")
     if view.current is not None and not _word(view.current):
         raise InterfaceError(f"view().current: {quote(view.current)} is not a pid")

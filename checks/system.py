@@ -30,6 +30,7 @@ and propagates unchanged, as an internal error.
 
 from __future__ import annotations
 
+import importlib
 import io
 import signal
 import sys
@@ -62,6 +63,12 @@ class KernelHang(Exception):
     """A call into the kernel did not return in time."""
 
 
+#: The handler installed for a signal, as ``signal.getsignal`` gives it but without its
+#: conversion to an enum member, which fails (slowly: an exception each time) for a Python
+#: function such as :func:`_expire`. It is asked before every kernel call.
+_handler_of: Callable[[int], object] = importlib.import_module("_signal").getsignal
+
+
 def _expire(signum: int, frame: object) -> None:
     raise KernelHang(f"a kernel call ran for more than {_Limit.seconds:g} seconds")
 
@@ -86,7 +93,7 @@ class _Limit:
         ):
             return False
         _Limit.seconds = seconds
-        if signal.getsignal(signal.SIGALRM) is not _expire:
+        if _handler_of(signal.SIGALRM) is not _expire:
             signal.signal(signal.SIGALRM, _expire)
         signal.setitimer(signal.ITIMER_REAL, seconds)
         return True

@@ -68,9 +68,14 @@ def pfn(pte: int) -> int:
     return (pte >> PFN_SHIFT) & PFN_MASK
 
 
+#: Every protection value, made once: building an IntFlag is slow, and the MMU and the
+#: checks ask for a PTE's protection on every access they check.
+_PROTS = tuple(Prot(bits & PROT_MASK) for bits in range(PROT_MASK + 1))
+
+
 def prot(pte: int) -> Prot:
     """Protection bits of ``pte``."""
-    return Prot(pte & PROT_MASK)
+    return _PROTS[pte & PROT_MASK]
 
 
 def is_present(pte: int) -> bool:

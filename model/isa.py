@@ -341,6 +341,21 @@ def decode(words: Sequence[int]) -> Instruction | None:
     """
     if not words:
         return None
+    if all(type(word) is int for word in words):
+        return _decode_known(tuple(words))
+    return _decode(words)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_known(words: tuple[int, ...]) -> Instruction | None:
+    """:func:`_decode` of plain words, kept: a program is a few instructions, decoded at
+    every step by the CPU and again by the spec (an instruction is a value, so one
+    decoding serves every step)."""
+    return _decode(words)
+
+
+def _decode(words: Sequence[int]) -> Instruction | None:
+    """The decoding itself (see :func:`decode`)."""
     head = _head(words[0])
     if head is None or len(words) < head.length:
         return None

@@ -86,6 +86,8 @@ class Port(ABC):
     def __init__(self, config: HardwareConfig) -> None:
         #: The hardware's configuration (sizes and variants).
         self.config: HardwareConfig = config
+        # The last physical address, a derived size: every memory call checks against it.
+        self._last_address = config.memory_words - 1
         #: Whether a kernel call is under way (the driver opens and closes the port).
         self.open = False
         #: The first rule a kernel broke, if any.
@@ -111,7 +113,9 @@ class Port(ABC):
 
     def _address(self, call: str, pa: object) -> int:
         """A physical address."""
-        return self._integer(call, "physical address", pa, self.config.memory_words - 1)
+        if type(pa) is int and 0 <= pa <= self._last_address:
+            return pa  # the common case, answered before the general check
+        return self._integer(call, "physical address", pa, self._last_address)
 
     def _word(self, call: str, value: object) -> int:
         """A 32-bit word."""

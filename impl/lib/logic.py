@@ -27,9 +27,18 @@ Cond: TypeAlias = Any
 """A ``bool``, or a boolean-sorted z3 term."""
 
 
+#: Types no z3 term has, answered without looking at their module: the kernel asks about
+#: these on every table read and guard, so the common answer must be cheap.
+_PLAIN: frozenset[type] = frozenset({int, bool, dict, tuple, str, type(None)})
+
+
 def is_symbolic(*values: object) -> bool:
     """Whether any of ``values`` is a z3 term (checked without importing z3)."""
-    return any(type(value).__module__.startswith("z3") for value in values)
+    for value in values:
+        kind = type(value)
+        if kind not in _PLAIN and kind.__module__.startswith("z3"):
+            return True
+    return False
 
 
 def _z3() -> Any:
@@ -80,6 +89,8 @@ def one_of(value: Term, *choices: int) -> Cond:
 
 def select(table: Any, key: Any, default: Any = None) -> Any:
     """``table[key]``: of a dict (``default`` for a key it lacks) or of a z3 array."""
+    if type(table) is dict:  # the kernel's case, first: a dict is never symbolic
+        return table.get(key, default)
     if is_symbolic(table):
         return _z3().Select(table, key)
     return table.get(key, default)
@@ -87,9 +98,15 @@ def select(table: Any, key: Any, default: Any = None) -> Any:
 
 def store(table: Any, key: Any, value: Any) -> Any:
     """A new table equal to ``table`` but mapping ``key`` to ``value`` (a dict is copied,
-    not changed; a z3 array gets a ``Store`` term)."""
+    not changed; a z3 array gets a ``Store`` term). A dict that already maps ``key`` to
+    an equal value of the same type is returned itself: tables are values, never changed
+    once built, and an unchanged table keeps its identity (and what is cached about it)."""
     if is_symbolic(table):
         return _z3().Store(table, key, value)
+    if key in table:
+        old = table[key]
+        if type(old) is type(value) and type(value) in _PLAIN and old == value:
+            return table
     changed = dict(table)
     changed[key] = value
     return changed

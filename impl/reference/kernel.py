@@ -47,7 +47,7 @@ tick           the timer fired
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Literal, Self
 
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import (
@@ -60,10 +60,12 @@ from pagingcheck.impl.interface import (
     SpawnRefused,
 )
 from pagingcheck.impl.lib import frames as fr
+from pagingcheck.impl.lib.framestate import FrameState
 from pagingcheck.impl.lib.memory import FREED_PATTERN
+from pagingcheck.impl.lib.slotstate import SlotState
 from pagingcheck.impl.reference import fault as faults
 from pagingcheck.impl.reference import process
-from pagingcheck.impl.reference.tables import Tables, User
+from pagingcheck.impl.reference.tables import Mapping, PageRecord, Tables, User
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, InternalError, UserError
@@ -234,16 +236,7 @@ class ReferenceKernel:
                     rec = t.record(entry.page)
                     if rec.slot is not None:
                         slot_users.setdefault(rec.slot, []).append((pid, entry.vpn))
-                    pages.append(
-                        PageView(
-                            entry.vpn,
-                            entry.prot,
-                            entry.kind,
-                            rec.home(),
-                            entry.shared_key,
-                            entry.index,
-                        )
-                    )
+                    pages.append(_page_view(entry, rec))
             processes.append(
                 ProcessView(
                     pid,
@@ -255,27 +248,14 @@ class ReferenceKernel:
                     proc.fault is not None,
                 )
             )
-        frame_views = tuple(
-            FrameView(
-                pfn,
-                fr.status_name(frame),
-                int(frame.refcount),
-                t.users(pfn),
-                fr.transfer_name(frame.transfer),
-            )
-            for pfn, frame in sorted(t.frames.items())
-        )
+        frame_views, free_frames = _frame_views(t)
+        taken, free_slots = _slot_records(t)
         slot_views = tuple(
-            SlotView(
-                slot,
-                int(state.refcount),
-                tuple(sorted(slot_users.get(slot, ()))),
-                fr.transfer_name(state.transfer),
-            )
-            for slot, state in t.taken_slots()
+            SlotView(slot, refcount, tuple(sorted(slot_users.get(slot, ()))), transfer)
+            for slot, refcount, transfer in taken
         )
         return KernelView(
-            tuple(processes), frame_views, t.free_frames, slot_views, t.free_slots, t.current
+            tuple(processes), frame_views, free_frames, slot_views, free_slots, t.current
         )
 
     def copy(self) -> Self:
@@ -299,3 +279,82 @@ class ReferenceKernel:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# -- views of immutable records, kept ---------------------------------------------------------
+#
+# A state's view is mostly made of records (mappings, page records, the frame and slot
+# states) that earlier states had too, and building view records is most of view()'s
+# time. Records are values that no code changes, so a view made of one is kept, by the
+# record's identity, with the record itself (so its id is not reused while kept). Only
+# time is saved: a kept view is the one view() would build again.
+
+#: How many records' views are kept; past it the cache starts again.
+VIEWS_KEPT = 1 << 12
+
+_page_views: dict[tuple[int, int], tuple[Mapping, PageRecord, PageView]] = {}
+# The frame and slot views are read through the tables' methods, so they are kept by the
+# tables' class too (a kernel may bring tables of its own).
+_frame_views_of: dict[
+    tuple[int, type], tuple[FrameState, tuple[FrameView, ...], tuple[int, ...]]
+] = {}
+_slot_records_of: dict[tuple[int, type], tuple[SlotState, list[SlotRecord], tuple[int, ...]]] = {}
+
+SlotRecord = tuple[int, int, Literal["read", "write"] | None]  # slot, refcount, transfer
+
+
+def _kept(cache: dict[Any, Any]) -> dict[Any, Any]:
+    """``cache``, emptied first when full."""
+    if len(cache) >= VIEWS_KEPT:
+        cache.clear()
+    return cache
+
+
+def _page_view(entry: Mapping, rec: PageRecord) -> PageView:
+    """The view of mapping ``entry`` whose page record is ``rec``."""
+    key = (id(entry), id(rec))
+    found = _page_views.get(key)
+    if found is not None and found[0] is entry and found[1] is rec:
+        return found[2]
+    view = PageView(entry.vpn, entry.prot, entry.kind, rec.home(), entry.shared_key, entry.index)
+    _kept(_page_views)[key] = (entry, rec, view)
+    return view
+
+
+def _frame_views(t: Tables) -> tuple[tuple[FrameView, ...], tuple[int, ...]]:
+    """The view of every user frame, and the free list: both read the frame state only."""
+    fs = t.fs
+    key = (id(fs), type(t))
+    found = _frame_views_of.get(key)
+    if found is not None and found[0] is fs:
+        return found[1], found[2]
+    views = tuple(
+        FrameView(
+            pfn,
+            fr.status_name(frame),
+            int(frame.refcount),
+            t.users(pfn),
+            fr.transfer_name(frame.transfer),
+        )
+        for pfn, frame in sorted(t.frames.items())
+    )
+    free = t.free_frames
+    _kept(_frame_views_of)[key] = (fs, views, free)
+    return views, free
+
+
+def _slot_records(t: Tables) -> tuple[list[SlotRecord], tuple[int, ...]]:
+    """Each allocated slot's number, count and transfer, and the free list: both read the
+    slot state only (the users of a slot come from the page records)."""
+    ss = t.ss
+    key = (id(ss), type(t))
+    found = _slot_records_of.get(key)
+    if found is not None and found[0] is ss:
+        return found[1], found[2]
+    taken: list[SlotRecord] = [
+        (slot, int(state.refcount), fr.transfer_name(state.transfer))
+        for slot, state in t.taken_slots()
+    ]
+    free = t.free_slots
+    _kept(_slot_records_of)[key] = (ss, taken, free)
+    return taken, free

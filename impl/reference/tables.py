@@ -25,8 +25,8 @@ slot     a swap slot (= its disk block number)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal, TypeVar
 
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import KernelEvent, Location, ProcessState
@@ -205,6 +205,46 @@ class Transfer:
     parked: tuple[User, ...] = ()
 
 
+R = TypeVar("R")
+
+#: The fields of each record class :func:`evolve` may build directly; () for a class it
+#: leaves to ``dataclasses.replace``.
+_PLAIN_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain_fields(kind: type) -> tuple[str, ...]:
+    """``kind``'s fields if its instances are exactly their fields' values (a frozen
+    dataclass whose ``__init__`` only stores each field), else ()."""
+    declared = getattr(kind, "__dataclass_fields__", {})
+    listed = fields(kind) if declared else ()
+    plain = (
+        len(listed) == len(declared)  # no class or init-only pseudo-fields
+        and all(f.init for f in listed)
+        and not hasattr(kind, "__post_init__")
+        and "__slots__" not in vars(kind)
+        and kind.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    )
+    return tuple(f.name for f in listed) if plain else ()
+
+
+def evolve(record: R, changes: dict[str, object]) -> R:
+    """``dataclasses.replace(record, **changes)``, built directly for the kernel's plain
+    records (a process-table entry, a page record): the kernel replaces records several
+    times in every call, and ``replace`` checks and calls far more than such a record
+    needs. What is built is what ``replace`` builds: the fields, in order, and nothing
+    else the old record kept (a fingerprint's saved encoding stays behind)."""
+    kind = type(record)
+    names = _PLAIN_FIELDS.get(kind)
+    if names is None:
+        names = _PLAIN_FIELDS[kind] = _plain_fields(kind)
+    if not names or not changes.keys() <= set(names):
+        return replace(record, **changes)  # type: ignore[type-var]
+    old = record.__dict__
+    new = object.__new__(kind)
+    new.__dict__.update({n: changes[n] if n in changes else old[n] for n in names})
+    return new
+
+
 @dataclass
 class Tables:
     """All state of the reference kernel."""
@@ -325,7 +365,7 @@ class Tables:
 
     def update(self, proc: Process, **changes: object) -> Process:
         """Replace ``proc``'s entry with ``changes`` applied; return the new entry."""
-        new = replace(proc, **changes)  # type: ignore[arg-type]
+        new = evolve(proc, changes)
         self.processes[proc.pid] = new
         return new
 
@@ -432,7 +472,7 @@ class Tables:
 
     def set_record(self, page: PageId, **changes: object) -> PageRecord:
         """Change fields of ``page``'s record."""
-        new = replace(self.record(page), **changes)  # type: ignore[arg-type]
+        new = evolve(self.record(page), changes)
         self.pages[page] = new
         return new
 

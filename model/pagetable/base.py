@@ -78,10 +78,11 @@ class FormatBase:
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
+        self._memory_words = config.memory_words  # a derived size: asked on every walk
 
     def in_memory(self, address: int, words: int = 1) -> bool:
         """Whether ``words`` words from ``address`` lie inside physical memory."""
-        return address >= 0 and address + words <= self.config.memory_words
+        return address >= 0 and address + words <= self._memory_words
 
     def check_vpn(self, where: str, vpn: int) -> None:
         """Raise InternalError for a vpn outside the address space (a caller's bug:

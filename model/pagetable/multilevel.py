@@ -73,22 +73,26 @@ class MultilevelFormat(FormatBase):
         super().__init__(config)
         #: vpn bits indexed at each level, root first.
         self.level_bits = split_vpn_bits(vpn_bits, config.levels)
+        # The geometry, worked out once: every walk asks for it at every level.
+        self._sizes = tuple(1 << level_bits for level_bits in self.level_bits)
+        self._shifts = tuple(
+            sum(self.level_bits[level + 1 :]) for level in range(len(self.level_bits))
+        )
 
     # -- geometry ------------------------------------------------------------------
 
     @property
     def leaf_level(self) -> int:
         """Index of the last level, whose words are PTEs."""
-        return len(self.level_bits) - 1
+        return len(self._sizes) - 1
 
     def table_size(self, level: int) -> int:
         """Words in a table at ``level``."""
-        return 1 << self.level_bits[level]
+        return self._sizes[level]
 
     def index(self, vpn: int, level: int) -> int:
         """The slice of ``vpn`` that indexes a table at ``level``."""
-        shift = sum(self.level_bits[level + 1 :])
-        return (vpn >> shift) & (self.table_size(level) - 1)
+        return (vpn >> self._shifts[level]) & (self._sizes[level] - 1)
 
     def below(self, memory: Reader, table: int, level: int, slot: int) -> int | None:
         """The table at ``level + 1`` that slot ``slot`` of ``table`` points at, or None
