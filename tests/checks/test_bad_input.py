@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -269,7 +270,11 @@ def test_two_runs_never_share_a_trace_file(default_config: CheckConfig, tmp_path
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is how Ctrl-C arrives on POSIX")
 def test_ctrl_c_exits_130_and_says_so(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "pagingcheck.checks.cli", "verify", "--traces", str(tmp_path)],
+        [
+            *(sys.executable, "-m", "pagingcheck.checks.cli", "validate"),
+            *("--traces", str(tmp_path)),
+            *("--impl", "pagingcheck.impl.reference:ReferenceKernel"),  # no proofs to wait for
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PAGINGCHECK_PROFILE": "thorough"},
@@ -281,7 +286,7 @@ def test_ctrl_c_exits_130_and_says_so(tmp_path: Path) -> None:
     line = b"["
     while not line.startswith((b"[1/", b"[campaigns]")):  # until the campaigns have begun
         line = process.stderr.readline()
-        assert line, "verify ended before its first campaign"
+        assert line, "validate ended before its first campaign"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
@@ -334,7 +339,7 @@ def test_an_interrupted_run_prints_the_verdicts_it_had(tmp_path: Path) -> None:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PAGINGCHECK_PROFILE": "ci"},  # eight variants left: seconds
+        env={**os.environ, "PAGINGCHECK_PROFILE": "dev"},  # the first verdict within seconds
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stderr is not None
@@ -345,7 +350,7 @@ def test_an_interrupted_run_prints_the_verdicts_it_had(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert b"PASS  stateful:multilevel-precise-clock" in out
+    assert re.search(rb"^PASS  stateful:[\w-]+ ", out, re.M)  # the first to finish, on -j
     assert b"INTERRUPTED after " in out and b"pass:" not in out
     assert b"pagingcheck: interrupted" in err
 

@@ -551,12 +551,8 @@ def test_a_run_draws_a_seed_and_the_seed_repeats_it(tmp_path: Path) -> None:
     assert first == second and first["seed"] == drawn["seed"]
     derandomised = json.loads(CliRunner().invoke(cli, [*args, "--derandomize"]).stdout)
     assert derandomised["seed"] is None
-    # Another seed explores other runs: the coverage counts differ.
-    other = json.loads(CliRunner().invoke(cli, [*args, "--seed", "1"], env=RANDOM).stdout)
-    assert {
-        first["coverage"] != other["coverage"],
-        derandomised["coverage"] != first["coverage"],
-    } == {True}
+    # A seed explores other runs than derandomised campaigns do: the coverage counts differ.
+    assert derandomised["coverage"] != first["coverage"]
 
 
 def test_a_failure_found_once_is_kept_in_the_example_database(tmp_path: Path) -> None:

@@ -164,10 +164,9 @@ def test_prove_prints_a_table_and_json() -> None:
     assert "PROVED   frames: release keeps references_held" in result.stdout
     assert "PROVED   slots: release keeps slot_references_held" in result.stdout
     assert "obligations proved" in result.stdout
-    data = json.loads(CliRunner().invoke(cli, ["prove", "--json"]).stdout)
-    assert data["ok"] is True
-    assert {"name", "verdict", "seconds"} <= set(data["obligations"][0])
-    assert any(o["name"].startswith("backup: ") for o in data["obligations"])
+    assert "PROVED   backup: " in result.stdout
+    # prove --json is run, and checked against its documented shape and the shipped
+    # schema, by tests/test_docs.py: one more whole proof run here would only cost time.
 
 
 def test_the_slot_predicates_catch_a_shared_slot_freed_early() -> None:
