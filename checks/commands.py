@@ -311,6 +311,13 @@ class Progress:
         with self.lock:
             self._clear()
 
+    def keep(self) -> None:
+        """End the status line, if one is on screen, leaving it there."""
+        with self.lock:
+            if self.open:
+                click.echo("", err=True)
+                self.open = False
+
     def _clear(self) -> None:
         if self.open:
             click.echo("\r\033[K", err=True, nl=False, color=True)
@@ -910,26 +917,21 @@ def _frames_needed(
 
 
 class _Ticker:
-    """Progress of an exploration: at a terminal one line rewritten in place, else a line
-    each time."""
+    """Progress of an exploration: at a terminal one line rewritten in place (kept when
+    the exploration ends), else a line each time."""
 
-    def __init__(self, show: Callable[[str], None]) -> None:
-        self.show = show
-        self.in_place = sys.stderr.isatty()
-        self.open = False  # a line rewritten in place still waits for its end
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
 
     def __call__(self, tick: Tick) -> None:
-        if not self.in_place:
-            self.show(_tick_line(tick))
-            return
-        click.echo(f"\r{_tick_line(tick)}\033[K", err=True, nl=False)
-        self.open = True
+        if self.progress.in_place:
+            self.progress.status(_tick_line(tick))
+        else:
+            self.progress(_tick_line(tick))
 
     def end(self) -> None:
-        """End the line being rewritten, if any."""
-        if self.open:
-            click.echo("", err=True)
-            self.open = False
+        """End the line being rewritten, if any, keeping it on screen."""
+        self.progress.keep()
 
 
 def _tick_line(tick: Tick) -> str:

@@ -22,6 +22,7 @@ import pytest
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.model.asm import assemble
+from tests.checks.test_explore import pagingcheck
 from tests.checks.test_external import TEE, explored, validators
 
 SOURCES = Path(str(files("pagingcheck.impl").joinpath("c")))
@@ -96,15 +97,6 @@ def kernels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The kernel and its buggy twin, built from the same source."""
     tmp = tmp_path_factory.mktemp("c-kernel")
     return build(tmp, "kernel"), build(tmp, "kernel-stale-tlb", "-DBUG_STALE_TLB")
-
-
-def pagingcheck(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pagingcheck.checks.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def report(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
