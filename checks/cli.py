@@ -318,7 +318,7 @@ def _progress_bar(
 
 def _print_result(result: SimResult, as_json: bool) -> None:
     if as_json:
-        emit_json({"ok": True, **result.as_dict()})
+        emit_json(True, [{"name": result.policy, "ok": True, **result.as_dict()}], None)
         return
     rows = [
         ("policy", result.policy),

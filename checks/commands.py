@@ -222,7 +222,7 @@ def fail_usage(message: str) -> NoReturn:
 
 
 #: The version of the shape of every --json output (checks/schema/results.json).
-JSON_SCHEMA = 1
+JSON_SCHEMA = 2
 RESULTS_SCHEMA = Path(__file__).with_name("schema") / "results.json"
 
 #: Whether the command line asked for --json (an error then also answers on stdout), and
@@ -242,7 +242,7 @@ def want_json_errors(args: Sequence[str]) -> None:
 def _json_error(kind: str, message: str, code: int) -> None:
     """With --json, an error as the one JSON object on stdout a script waits for."""
     if _json_wanted:
-        emit_json({"ok": False, "error": {"kind": kind, "message": message, "exit": code}})
+        emit_json(False, [], None, error={"kind": kind, "message": message, "exit": code})
 
 
 # -- what an interrupted run had found ------------------------------------------------------
@@ -274,11 +274,21 @@ def print_found_so_far() -> None:
             pass
 
 
-def emit_json(data: dict[str, Any]) -> None:
-    """Print one JSON object on stdout, in the envelope every command shares: the schema
-    version and the command first (checks/schema/results.json)."""
-    envelope = {"schema": JSON_SCHEMA, "command": _json_command}
-    click.echo(json.dumps({**envelope, **data}, indent=2))
+def emit_json(
+    ok: bool,
+    results: Sequence[dict[str, Any]],
+    violation: dict[str, Any] | None,
+    seed: int | None = None,
+    **fields: Any,
+) -> None:
+    """Print one JSON object on stdout, in the envelope every command shares
+    (checks/schema/results.json): the schema version, the command, whether it passed, the
+    seed of its random choices (None: it made none, or was derandomised), the first
+    violation found (:meth:`Violation.to_json`), the command's own ``fields``, and last
+    its ``results``, one object with a ``name`` and ``ok`` per thing it checked."""
+    envelope = {"schema": JSON_SCHEMA, "command": _json_command, "ok": ok, "seed": seed}
+    data = {**envelope, "violation": violation, **fields, "results": list(results)}
+    click.echo(json.dumps(data, indent=2))
 
 
 class Progress:
@@ -366,15 +376,13 @@ def _print_checks(report: VerifyReport, verbose: bool) -> None:
         _print_found(check.extra.get("violation"), verbose)
 
 
-def _interrupted(
-    report: VerifyReport, as_json: bool, verbose: bool, to_json: Callable[[VerifyReport], Any]
-) -> Callable[[], None]:
+def _interrupted(report: VerifyReport, as_json: bool, verbose: bool) -> Callable[[], None]:
     """What an interrupted verify or validate prints: every check finished, with its
     trace; never a pass, since the rest did not run."""
 
     def show() -> None:
         if as_json:
-            emit_json({**to_json(report), "ok": False, "interrupted": True})
+            emit_json(**{**report.to_json(), "ok": False, "interrupted": True})
             return
         _print_checks(report, verbose)
         done = len(report.checks)
@@ -471,7 +479,7 @@ def verify_command(
     report = VerifyReport()
     progress = progress_printer(not quiet and (not as_json or sys.stderr.isatty()))
     with (
-        found_so_far(_interrupted(report, as_json, verbose, VerifyReport.to_json)),
+        found_so_far(_interrupted(report, as_json, verbose)),
         released(kernel_factory(implementation, config.limits, in_process or None)) as factory,
     ):
         verify(
@@ -491,7 +499,7 @@ def verify_command(
         )
     progress.end()
     if as_json:
-        emit_json(report.to_json())
+        emit_json(**report.to_json())
     else:
         _print_report(report, verbose)
     sys.exit(EXIT_OK if report.ok else EXIT_VIOLATED)
@@ -551,18 +559,13 @@ def replay_command(
             "records cannot be repeated (was the kernel or the trace changed?)"
         )
     if as_json:
+        steps = len(result.records)
         emit_json(
-            {
-                "ok": not violated,
-                "steps": len(result.records),
-                "violation": None
-                if result.violation is None
-                else {
-                    "property": result.violation.property,
-                    "why": result.violation.message,
-                    "step": result.failing_step,
-                },
-            }
+            not violated,
+            [{"name": str(trace_path), "ok": not violated, "steps": steps}],
+            None
+            if result.violation is None
+            else result.violation.to_json(result.failing_step, trace_path),
         )
     else:
         click.echo(traces.render(trace, result))
@@ -649,7 +652,7 @@ def validate_command(
     report = VerifyReport()
     progress = progress_printer(not quiet and not as_json)
     with (
-        found_so_far(_interrupted(report, as_json, verbose, _validate_json)),
+        found_so_far(_interrupted(report, as_json, verbose)),
         released(kernel_factory(implementation, config.limits, in_process or None)) as factory,
     ):
         verify(
@@ -670,7 +673,7 @@ def validate_command(
     failed = next((c for c in report.checks if not c.ok), None)
     violation = None if failed is None else failed.extra.get("violation")
     if as_json:
-        emit_json(_validate_json(report))
+        emit_json(**report.to_json())
     else:
         if failed is None:
             click.echo(f"pass: {implementation} refines the spec on every configuration checked")
@@ -680,20 +683,6 @@ def validate_command(
         _print_skipped(report)
         _print_coverage(report)
     sys.exit(EXIT_OK if failed is None else EXIT_VIOLATED)
-
-
-def _validate_json(report: VerifyReport) -> dict[str, Any]:
-    """The JSON object ``validate --json`` prints: the first failure, not every check."""
-    failed = next((c for c in report.checks if not c.ok), None)
-    return {
-        "ok": failed is None,
-        "violation": None if failed is None else failed.extra.get("violation"),
-        "failed_check": None if failed is None else failed.name,
-        "coverage": dict(report.coverage.table()),
-        "coverage_required": list(report.required),
-        "skipped": list(report.skipped),
-        "seed": report.seed,
-    }
 
 
 @click.command("mutants")
@@ -723,14 +712,8 @@ def mutants_command(
     rows = kill_matrix(config, trace_dir, chosen, progress_printer(not quiet and not as_json))
     killed = sum(row.killed for row in rows)
     if as_json:
-        emit_json(
-            {
-                "ok": killed == len(rows),
-                "total": len(rows),
-                "killed": killed,
-                "mutants": [row.to_json() for row in rows],
-            }
-        )
+        results = [{"name": row.name, "ok": row.killed, **row.to_json()} for row in rows]
+        emit_json(killed == len(rows), results, None, total=len(rows), killed=killed)
     else:
         click.echo(f"{'mutant':<34} {'killed':<7} {'by':<24} {'seconds':>8} {'steps':>6}")
         for row in rows:
@@ -766,8 +749,11 @@ def prove_command(as_json: bool, trace_dir: Path) -> None:
         with released(kernel_factory(REFERENCE_KERNEL, config.limits, None)) as factory:
             found = reproduce(config, factory, REFERENCE_KERNEL, trace_dir)
     if as_json:
-        system = None if found is None else found.to_json()
-        emit_json({"ok": ok, "obligations": [o.to_json() for o in outcomes], "system": system})
+        results = [o.to_json() for o in outcomes]
+        if found is not None:  # the search for the refuted obligation's bug
+            results.append(found.to_json())
+        violation = None if found is None else found.extra.get("violation")
+        emit_json(ok, results, violation)
     else:
         for o in outcomes:
             mark = {"proved": "PROVED", "refuted": "REFUTED", "unknown": "UNKNOWN"}[o.verdict]
@@ -891,7 +877,7 @@ def explore_command(
         data = _exploration_json(results)
         if least_frames:
             data["least_frames"] = needs
-        emit_json(data)
+        emit_json(**data)
     else:
         for name, result in results:
             _print_exploration(name, result, needs.get(name), least_frames)
@@ -944,14 +930,16 @@ def _tick_line(tick: Tick) -> str:
 
 def _exploration_json(results: list[tuple[str, Exploration]]) -> dict[str, Any]:
     """One JSON object for every variant explored: totals, then each variant's own."""
+    violations = [{"variant": n, **f.to_json()} for n, r in results for f in r.violations]
     return {
         "ok": all(r.ok for _, r in results),
+        "results": [{"name": n, **r.to_json()} for n, r in results],
+        "violation": violations[0] if violations else None,
         "distinct_states": sum(r.distinct_states for _, r in results),
         "transitions": sum(r.transitions for _, r in results),
         "max_depth": max(r.max_depth for _, r in results),
         "seconds": round(sum(r.seconds for _, r in results), 3),
-        "violations": [{"variant": n, **f.to_json()} for n, r in results for f in r.violations],
-        "variants": [{"name": n, **r.to_json()} for n, r in results],
+        "violations": violations,
     }
 
 
@@ -1033,7 +1021,7 @@ def check_log_command(
     )
     result = logs.check_log(logs.choose_config(config, log, variant), log)
     if as_json:
-        emit_json(result.to_json())
+        emit_json(result.ok, [{"name": str(log_path), **result.to_json()}], result.violation_json())
     else:
         click.echo(logs.describe(result))
     sys.exit(EXIT_OK if result.ok else EXIT_VIOLATED)

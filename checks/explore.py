@@ -75,11 +75,8 @@ class Finding:
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this finding."""
         return {
-            "property": self.violation.property,
-            "message": self.violation.explain(),
-            "steps": len(self.choices),
+            **self.violation.to_json(len(self.choices), self.trace),
             "loop_from": self.loop_from,
-            "trace": self.trace,
         }
 
 

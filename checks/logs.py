@@ -326,21 +326,21 @@ class LogResult:
         return self.violation is None
 
     def to_json(self) -> dict[str, Any]:
-        """The result as ``check-log --json`` prints it."""
+        """The result as ``check-log --json`` gives it, its violation apart."""
         return {
             "ok": self.ok,
             "lines": self.lines,
             "steps": self.steps,
             "inferred_steps": self.inferred_steps,
             "inferred_calls": self.inferred_calls,
-            "violation": None
-            if self.violation is None
-            else {
-                "property": self.violation.property,
-                "why": self.violation.message,
-                "line": self.line,
-            },
         }
+
+    def violation_json(self) -> dict[str, Any] | None:
+        """The violation as every command's JSON gives it, with the log line it is
+        reported at (None when the log passed)."""
+        if self.violation is None:
+            return None
+        return {**self.violation.to_json(self.steps), "line": self.line}
 
 
 def check_log(config: CheckConfig, log: Log) -> LogResult:

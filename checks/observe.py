@@ -82,6 +82,30 @@ class Violation:
         detail = ", ".join(f"{key}={value}" for key, value in self.witness)
         return f"{self.property}: {self.message}" + (f" ({detail})" if detail else "")
 
+    def to_json(self, step: int | None, trace: object = None) -> dict[str, Any]:
+        """The violation as every command's JSON gives it: the property, why, the
+        witness, the step it shows at (None where there are no steps) and the trace file
+        (None when none was written); the kernel's own traceback for a crash."""
+        data: dict[str, Any] = {
+            "property": self.property,
+            "why": self.message,
+            "witness": {key: plain(value) for key, value in self.witness},
+            "step": step,
+            "trace": None if trace is None else str(trace),
+        }
+        if self.traceback:
+            data["traceback"] = self.traceback
+        return data
+
+
+def plain(value: object) -> Any:
+    """``value`` as YAML or JSON can hold it: numbers, strings and lists of them."""
+    if isinstance(value, bool | int | str | float) or value is None:
+        return value
+    if isinstance(value, tuple | list | set | frozenset):
+        return [plain(v) for v in value]
+    return str(value)
+
 
 class TableFacts:
     """What the page tables in one memory say, for one set of declared address spaces:

@@ -38,7 +38,7 @@ from pagingcheck.checks.config import (
     words,
 )
 from pagingcheck.checks.inputs import load_yaml
-from pagingcheck.checks.observe import Violation
+from pagingcheck.checks.observe import Violation, plain
 from pagingcheck.checks.runner import KernelFactory, RunResult, run_choices
 from pagingcheck.checks.system import Choice, StepRecord
 from pagingcheck.impl.config import KernelConfig
@@ -182,7 +182,7 @@ def dump(trace: Trace) -> str:
         data["violation"] = {
             "property": trace.violation.property,
             "why": trace.violation.message,
-            "witness": {k: _plain(v) for k, v in trace.violation.witness},
+            "witness": {k: plain(v) for k, v in trace.violation.witness},
             "step": len(trace.choices),
         }
         if trace.violation.traceback:
@@ -254,15 +254,7 @@ def digest(configuration: dict[str, Any]) -> str:
 
 
 def _kernel_data(kernel: KernelConfig) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in dataclasses.asdict(kernel).items()}
-
-
-def _plain(value: object) -> Any:
-    if isinstance(value, bool | int | str | float) or value is None:
-        return value
-    if isinstance(value, tuple | list | set | frozenset):
-        return [_plain(v) for v in value]
-    return str(value)
+    return {k: plain(v) for k, v in dataclasses.asdict(kernel).items()}
 
 
 def load(text: str, source: str = "<trace>", any_version: bool = False) -> Trace:

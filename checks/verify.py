@@ -68,14 +68,17 @@ class VerifyReport:
         return all(check.ok for check in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object ``verify --json`` prints."""
+        """What ``verify --json`` and ``validate --json`` print (``commands.emit_json``'s
+        arguments): each check a result, the first failed check's violation."""
+        failed = (c.extra["violation"] for c in self.checks if "violation" in c.extra)
         return {
             "ok": self.ok,
-            "checks": [c.to_json() for c in self.checks],
+            "results": [c.to_json() for c in self.checks],
+            "violation": next(failed, None),
+            "seed": self.seed,
             "coverage": dict(self.coverage.table()),
             "coverage_required": list(self.required),
             "skipped": list(self.skipped),
-            "seed": self.seed,
         }
 
 
@@ -152,7 +155,9 @@ def _exploration(
     if result.violations:
         finding = result.violations[0]
         detail = f"{finding.violation.explain()} (trace: {finding.trace})"
-        extra["violation"] = found(finding.violation, finding.trace, implementation)
+        extra["violation"] = found(
+            finding.violation, len(finding.choices), finding.trace, implementation
+        )
         return CheckResult(name, False, detail, result.seconds, extra)
     return CheckResult(
         name,
@@ -165,15 +170,14 @@ def _exploration(
     )
 
 
-def found(violation: Violation, trace: Path | str | None, implementation: str) -> dict[str, Any]:
-    """A violation found by a check, as its JSON: the property, the trace (None when
-    none could be written), the command that replays it, and the kernel's own traceback
-    for a crash."""
-    data: dict[str, Any] = {"property": violation.property, "trace": trace and str(trace)}
+def found(
+    violation: Violation, step: int, trace: Path | str | None, implementation: str
+) -> dict[str, Any]:
+    """A violation found by a check, as its JSON (:meth:`Violation.to_json`) with the
+    command that replays its trace."""
+    data = violation.to_json(step, trace)
     if trace is not None:
         data["replay"] = replay_line(Path(trace), implementation)
-    if violation.traceback:
-        data["traceback"] = violation.traceback
     return data
 
 
@@ -219,7 +223,7 @@ def reproduce(
                 True,
                 f"on {name}: {failure.violation.explain()} (trace: {path})",
                 time.perf_counter() - began,
-                {"property": failure.violation.property, "trace": str(path)},
+                {"violation": found(failure.violation, len(failure.choices), path, implementation)},
             )
     detail = (
         f"not reproduced in {runs} runs ({steps} steps) of the {config.profile} profile: "
@@ -240,7 +244,9 @@ def _campaign_check(done: Finished, implementation: str, trace_dir: Path) -> Che
     if failure is not None and failure.violation is not None:
         path = traces.write(failure, trace_dir, f"{done.name}-{failure.violation.property}")
         result.detail = f"{failure.violation.explain()} (trace: {path})"
-        result.extra["violation"] = found(failure.violation, path, implementation)
+        result.extra["violation"] = found(
+            failure.violation, len(failure.choices), path, implementation
+        )
     else:
         result.detail = f"{done.runs} runs, {done.steps} steps, all properties held"
     return result

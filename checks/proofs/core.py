@@ -32,6 +32,7 @@ class Outcome:
         """The obligation as ``prove --json`` prints it."""
         return {
             "name": self.name,
+            "ok": self.verdict == "proved",
             "verdict": self.verdict,
             "seconds": round(self.seconds, 3),
             "detail": self.detail,

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.cli import cli
-from pagingcheck.checks.commands import RESULTS_SCHEMA
+from pagingcheck.checks.commands import JSON_SCHEMA, RESULTS_SCHEMA
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.mutants import mutant_config
 from pagingcheck.checks.runner import run_choices
@@ -395,7 +395,7 @@ def test_with_json_a_usage_error_is_also_a_json_object_on_stdout(args: list[str]
     error = json.loads(result.stdout)
     results = json.loads(RESULTS_SCHEMA.read_text())
     jsonschema.Draft202012Validator(results).validate(error)
-    assert error["command"] == args[0] and error["schema"] == 1
+    assert error["command"] == args[0] and error["schema"] == JSON_SCHEMA
     assert error["ok"] is False and error["error"]["kind"] == "usage"
     assert error["error"]["exit"] == 2
     assert result.stderr.startswith("pagingcheck: error: ")

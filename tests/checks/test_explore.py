@@ -369,7 +369,7 @@ def test_explore_json_summary(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert (data["distinct_states"], data["transitions"], data["max_depth"]) == PINNED["pair"]
-    assert data["ok"] is True and data["violations"] == [] and data["variants"][0]["complete"]
+    assert data["ok"] is True and data["violations"] == [] and data["results"][0]["complete"]
 
 
 def test_explore_reports_a_violation_with_exit_1(tmp_path: Path) -> None:

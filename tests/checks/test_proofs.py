@@ -279,11 +279,13 @@ def test_a_refuted_step_is_looked_for_on_the_whole_system_and_its_trace_replays(
     result = CliRunner().invoke(cli, ["prove", "--json", "--traces", str(tmp_path)])
     assert result.exit_code == 1
     data = json.loads(result.stdout)
-    refuted = [o for o in data["obligations"] if o["verdict"] == "refuted"]
+    refuted = [o for o in data["results"] if o.get("verdict") == "refuted"]
     assert refuted and all(o["name"].startswith("frames: unmap_user keeps ") for o in refuted)
     assert refuted[0]["detail"].startswith("reachable counterexample: unmap_user(")
-    system = data["system"]
-    assert system["ok"] is True and Path(system["trace"]).exists()
-    replayed = CliRunner().invoke(cli, ["replay", system["trace"], "--json"])
+    (system,) = [r for r in data["results"] if r["name"] == "reproduced"]
+    found = data["violation"]
+    assert system["ok"] is True and found == system["violation"]
+    assert Path(found["trace"]).exists() and found["step"] >= 1
+    replayed = CliRunner().invoke(cli, ["replay", found["trace"], "--json"])
     assert replayed.exit_code == 1
-    assert json.loads(replayed.stdout)["violation"]["property"] == system["property"]
+    assert json.loads(replayed.stdout)["violation"]["property"] == found["property"]

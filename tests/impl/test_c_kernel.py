@@ -172,7 +172,7 @@ def test_the_kernel_explores_a_small_configuration_completely(
     done = pagingcheck("explore", "--exec", str(kernel), *args)
     assert done.returncode == 0, done.stdout + done.stderr
     result = report(done)
-    (variant,) = result["variants"]
+    (variant,) = result["results"]
     assert variant["complete"] and result["ok"]
     assert (result["distinct_states"], result["transitions"], result["max_depth"]) == (SMALL_PINNED)
     caught = pagingcheck("explore", "--exec", str(twin), *args)
