@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Literal, TypeVar
 
@@ -45,6 +45,7 @@ from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.protocol import InterfaceError
 from pagingcheck.impl.interface import Kernel, KernelEvent, KernelView, SpawnRefused
 from pagingcheck.model.cpu import StepResult
+from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import PortError, UserError, quote, shorten
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import ArchState
@@ -126,14 +127,17 @@ class KernelFailed(Exception):
 
 @dataclass(frozen=True)
 class StepRecord:
-    """What one choice did: the CPU's step (if it ran one), the kernel's events, and the
-    state the instruction started in (recorded before any kernel code ran)."""
+    """What one choice did: the CPU's step (if it ran one), the kernel's events, the
+    state the instruction started in (recorded before any kernel code ran), and the disk
+    transfers it completed and started, as the disk saw them."""
 
     choice: Choice
     result: StepResult | None = None
     events: tuple[KernelEvent, ...] = ()
     spawned: int | SpawnRefused | None = None
     start: ArchState | None = None
+    completed: Request | None = None
+    submitted: tuple[Request, ...] = ()
 
 
 def _through_port(error: BaseException) -> bool:
@@ -384,13 +388,23 @@ class System:
         if choice not in (self.choices(live) if enabled is None else enabled):
             raise UserError(f"choice {list(choice)} is not enabled in this state")
         self.history.append(choice)
+        pending = self.machine.disk.pending
+        record = self._take(choice, at_user_entry)
+        if self.machine.disk.pending is not pending:  # transfers were started or completed
+            before = {id(request) for request in pending}
+            submitted = tuple(r for r in self.machine.disk.pending if id(r) not in before)
+            if submitted:
+                return replace(record, submitted=submitted)
+        return record
+
+    def _take(self, choice: Choice, at_user_entry: Callable[[int], None] | None) -> StepRecord:
         kind = choice[0]
         if kind == "run":
             return self._run(int(choice[1]), choice, at_user_entry)
         if kind == "disk":
             request = self.machine.disk.complete(int(choice[1]), self.machine.memory)
             events = self.hook("on_disk()", lambda port: self.kernel.on_disk(port, request))
-            return StepRecord(choice, events=events)
+            return StepRecord(choice, events=events, completed=request)
         if kind == "timer":
             return StepRecord(choice, events=self.hook("on_timer()", self.kernel.on_timer))
         if kind == "spawn":

@@ -44,6 +44,7 @@ from pagingcheck.checks.system import Choice, StepRecord
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.model.asm import disassemble
 from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, UserError, quote
 from pagingcheck.model.program import Program
 
@@ -130,12 +131,22 @@ def record_to_data(record: StepRecord) -> dict[str, Any]:
             data["write"] = list(result.write)
     if record.spawned is not None:
         data["spawned"] = record.spawned if isinstance(record.spawned, int) else str(record.spawned)
+    if record.completed is not None:
+        data["completed"] = transfer(record.completed)
+    if record.submitted:
+        data["submitted"] = [transfer(request) for request in record.submitted]
     if record.events:
         data["events"] = [
             " ".join(f"{k}={v}" for k, v in dataclasses.asdict(e).items() if v not in (None, ""))
             for e in record.events
         ]
     return data
+
+
+def transfer(request: Request) -> str:
+    """A disk transfer in words: ``read block 3 -> frame 17 (request 0)``."""
+    way = "->" if request.op == "read" else "<-"
+    return f"{request.op} block {request.block} {way} frame {request.pfn} (request {request.id})"
 
 
 def from_run(
@@ -448,6 +459,9 @@ def render(trace: Trace, result: RunResult) -> str:
             what.append(f"write {data['write'][1]} -> {data['write'][0]}")
         if "spawned" in data:
             what.append(f"spawned {data['spawned']}")
+        if "completed" in data:
+            what.append(f"disk done: {data['completed']}")
+        what += [f"disk started: {request}" for request in data.get("submitted", [])]
         what += data.get("events", [])
         lines.append(f"{index:>4}  {spell(record.choice):<12} {'; '.join(what)}")
     if result.violation is not None:

@@ -69,6 +69,25 @@ def test_replay_against_the_reference_kernel_no_longer_fails(default_config: Che
     assert "no property violated" in traces.render(trace, result)
 
 
+def test_the_step_table_shows_each_disk_transfer_started_and_completed(
+    default_config: CheckConfig,
+) -> None:
+    """Transfers are read from the disk's queue, not taken from the kernel's events: a
+    kernel that starts one without saying so still shows it."""
+    trace = failing_trace(default_config)
+    trace.choices = [("run", 1), ("disk", 0)]
+    result = traces.replay(trace, resolve_factory(REFERENCE_KERNEL))
+    assert result.violation is None and len(result.records) == 2
+    started, done = result.records
+    (request,) = started.submitted
+    assert request.op == "read" and done.completed == request and not done.submitted
+    table = traces.render(trace, result).splitlines()
+    assert f"disk started: read block {request.block} -> frame {request.pfn}" in table[1]
+    assert f"disk done: read block {request.block} -> frame {request.pfn}" in table[2]
+    data = traces.record_to_data(started)
+    assert data["submitted"] == [traces.transfer(request)] and "completed" not in data
+
+
 def test_runs_are_deterministic(default_config: CheckConfig) -> None:
     checker = drive_until(default_config, lambda s: len(s.view.frames) > 0 and not s.live)
     choices = checker.system.history
