@@ -111,8 +111,8 @@ jobs_option = click.option(
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Run the variants' campaigns on N processes (default: one per core); the results "
-    "are those of a serial run.",
+    help="Run the checks (proofs, campaigns, explorations) on N processes (default: one "
+    "per core); the results are those of a serial run.",
 )
 quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="No progress on stderr: only the result."

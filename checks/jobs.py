@@ -1,12 +1,14 @@
-"""The variants' campaigns of one ``verify``, one after another or on several cores.
+"""The checks of one ``verify``, one after another or on several cores.
 
-A campaign's runs depend only on its seed (or are derandomised), so a
-variant's runs, verdict and coverage do not depend on which process runs it or
-when: a parallel ``verify`` finds what a serial one with the same seed does.
-Each worker is forked and builds its own kernel factory from the kernel's name
-(a contained kernel's process or an ``--exec`` program cannot be shared between
-processes), and sends back only values: coverage, counts and the shrunk failing
-trace. Workers leave interrupts to the parent, which stops them all.
+A check's outcome depends only on its inputs: a campaign's runs on its seed (or
+they are derandomised), an exploration and the proofs on nothing else. So what
+a variant's checks find does not depend on which process runs them or when: a
+parallel ``verify`` finds what a serial one with the same seed does. Each
+worker is forked and builds its own kernel factory from the kernel's name (a
+contained kernel's process or an ``--exec`` program cannot be shared between
+processes), and sends back only values: coverage, counts, the shrunk failing
+trace, a check's result. Workers leave interrupts to the parent, which stops
+them all.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import traceback
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pagingcheck.checks import traces
-from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.config import CheckConfig, Limits
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.machines import Campaign, Randomness, run_campaign
 from pagingcheck.checks.runner import KernelFactory, kernel_factory, released
@@ -54,6 +57,7 @@ def default_jobs() -> int:
 STATUS_SECONDS = 1.0
 
 Status = Callable[[str], None]
+R = TypeVar("R")
 
 
 def campaign(
@@ -114,40 +118,46 @@ def _every(status: Status | None, line: Callable[[], str]) -> Iterator[None]:
         teller.join()
 
 
-def campaigns(
-    runs: Sequence[tuple[str, CheckConfig]],
+#: One check to run: given a kernel factory (built for it on the process that runs it)
+#: and a status callback (None on a worker), its result. A worker gets it pickled, so it
+#: is a ``functools.partial`` of a module-level function over plain values.
+Work = Callable[[KernelFactory, Status | None], R]
+
+
+def run_all(
+    works: Sequence[tuple[str, Work[R]]],
     factory: KernelFactory,
     kernel: str,
+    limits: Limits,
     jobs: int,
     in_process: bool | None,
-    randomness: Randomness | None = None,
     status: Status | None = None,
-) -> Generator[Finished, None, None]:
-    """Every variant's campaign, each as soon as it is done: in order on this process when
-    ``jobs`` is 1 (or forking is not available), else on ``jobs`` forked workers. Closing
-    the iterator early (``-x``) stops the workers still running. ``status`` hears how far
-    the running campaign is (serial) or how many are done (parallel), every
-    STATUS_SECONDS."""
-    jobs = min(jobs, len(runs))
+) -> Generator[R, None, None]:
+    """Each named work's result as soon as it is done: in order on this process with
+    ``factory`` when ``jobs`` is 1 (or forking is not available), else on ``jobs``
+    forked workers, started in the order given, each building its own factory of
+    ``kernel`` within ``limits``. Closing the iterator early (``-x``) stops the workers
+    still running. ``status`` hears how far the running work is (serial) or how many are
+    done (parallel), every STATUS_SECONDS."""
+    jobs = min(jobs, len(works))
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for index, (name, run) in enumerate(runs):
-            yield campaign(index, name, run, factory, kernel, randomness, status)
+        for _, work in works:
+            yield work(factory, status)
         return
-    tasks = [
-        (index, name, run, kernel, in_process, randomness) for index, (name, run) in enumerate(runs)
-    ]
+    tasks = [(name, work, kernel, limits, in_process) for name, work in works]
     began, finished = time.perf_counter(), [0]
 
     def how_far() -> str:
         seconds = time.perf_counter() - began
         done = finished[0]
-        left = seconds / done * (len(runs) - done) if done else None
+        left = seconds / done * (len(works) - done) if done else None
         guess = "" if left is None else f", about {left:.0f}s left"
-        return f"  {done}/{len(runs)} variants done on {jobs} processes, {seconds:.0f}s{guess}"
+        return f"  {done}/{len(works)} checks done on {jobs} processes, {seconds:.0f}s{guess}"
 
     pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_signals)
     try:
         with _every(status, how_far):
+            result: R
             for result in pool.imap_unordered(_work, tasks):
                 finished[0] += 1
                 yield result
@@ -163,17 +173,17 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _work(task: tuple[int, str, CheckConfig, str, bool | None, Randomness | None]) -> Finished:
-    index, name, run, kernel, in_process, randomness = task
+def _work(task: tuple[str, Work[R], str, Limits, bool | None]) -> R:
+    name, work, kernel, limits, in_process = task
     try:
-        with released(kernel_factory(kernel, run.limits, in_process)) as factory:
-            return campaign(index, name, run, factory, kernel, randomness)
+        with released(kernel_factory(kernel, limits, in_process)) as factory:
+            return work(factory, None)
     except UserError as error:
         # Re-raised in the parent, so it must unpickle: a plain UserError always does.
         raise UserError(str(error)) from None
     except Exception as error:
         # One line for the note on screen; the worker's traceback rides along as a note
         # (notes pickle with the exception), so the saved report still shows where it was.
-        failed = InternalError(f"{type(error).__name__} checking variant {name}: {error}")
+        failed = InternalError(f"{type(error).__name__} in check {name}: {error}")
         failed.add_note(f"in a worker process:\n{traceback.format_exc()}")
         raise failed from None

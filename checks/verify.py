@@ -16,6 +16,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from pagingcheck.checks.config import PROFILES, CheckConfig, load_reference
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.explore import explore
 from pagingcheck.checks.external import EXEC
-from pagingcheck.checks.jobs import Finished, campaign, campaigns
+from pagingcheck.checks.jobs import Finished, Status, Work, campaign, run_all
 from pagingcheck.checks.machines import Randomness
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.runner import KernelFactory
@@ -252,6 +253,56 @@ def _campaign_check(done: Finished, implementation: str, trace_dir: Path) -> Che
     return result
 
 
+def _works(
+    runs: Sequence[tuple[str, CheckConfig]],
+    implementation: str,
+    trace_dir: Path,
+    prove: bool,
+    randomness: Randomness | None,
+) -> list[tuple[str, Work[CheckResult | Finished]]]:
+    """Every check of a verify, named, in the order a serial run takes them: the proofs
+    (when ``prove``), each variant's campaign, each small exploration. In parallel they
+    start in that order too, so the short explorations fill the cores at the end."""
+    works: list[tuple[str, Work[CheckResult | Finished]]] = []
+    if prove:
+        works.append(("proofs", _prove))
+    for index, (name, run) in enumerate(runs):
+        works.append(
+            (f"stateful:{name}", partial(_campaign, index, name, run, implementation, randomness))
+        )
+    for variants, small in _explorations(runs):
+        explored = partial(_explore, variants, small, implementation, trace_dir)
+        works.append((f"explore:{variants[0]}", explored))
+    return works
+
+
+def _prove(_factory: KernelFactory, _status: Status | None) -> CheckResult:
+    return _proofs()
+
+
+def _campaign(
+    index: int,
+    name: str,
+    run: CheckConfig,
+    implementation: str,
+    randomness: Randomness | None,
+    factory: KernelFactory,
+    status: Status | None,
+) -> Finished:
+    return campaign(index, name, run, factory, implementation, randomness, status)
+
+
+def _explore(
+    variants: list[str],
+    small: CheckConfig,
+    implementation: str,
+    trace_dir: Path,
+    factory: KernelFactory,
+    _status: Status | None,
+) -> CheckResult:
+    return _exploration(variants, small, factory, implementation, trace_dir)
+
+
 def verify(
     config: CheckConfig,
     factory: KernelFactory,
@@ -285,51 +336,35 @@ def verify(
     report = VerifyReport() if report is None else report
     report.required = config.coverage
     report.seed = randomness.seed if randomness else None
-    if prove:
-        progress("[proofs] z3")
-        report.checks.append(_proofs())
-        if exit_first and not report.ok:
-            report.skipped.append("everything after the proofs (-x: stopped at a failure)")
-            return report
-    short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
     runs = chosen_variants(config, only)
-    if jobs > 1 and len(runs) > 1:
-        progress(f"[campaigns] {len(runs)} variants on {min(jobs, len(runs))} processes")
-    elif runs:
-        progress(f"[1/{len(runs)}] {runs[0][0]}")
-    finished = campaigns(runs, factory, implementation, jobs, in_process, randomness, status)
-    first, order = len(report.checks), [f"stateful:{name}" for name, _ in runs]
+    works = _works(runs, implementation, trace_dir, prove, randomness)
+    if jobs > 1 and len(works) > 1:
+        progress(f"[checks] {len(works)} checks on {min(jobs, len(works))} processes")
+    else:
+        progress(f"[1/{len(works)}] {works[0][0]}")
+    short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
+    first, order = len(report.checks), [name for name, _ in works]
+    finished = run_all(works, factory, implementation, config.limits, jobs, in_process, status)
     for count, done in enumerate(finished, start=1):
-        report.coverage.merge(done.coverage)
-        if missing_here := done.coverage.unreached(config.coverage_each):
-            short[done.name] = missing_here
-        result = _campaign_check(done, implementation, trace_dir)
-        report.checks.append(result)
-        verdict = "PASS" if result.ok else "FAIL"
-        progress(f"[{count}/{len(runs)}] {done.name}: {verdict}  {result.detail}")
-        if exit_first and not result.ok:
-            finished.close()  # stops the campaigns still running
+        if isinstance(done, Finished):
+            report.coverage.merge(done.coverage)
+            if missing_here := done.coverage.unreached(config.coverage_each):
+                short[done.name] = missing_here
+            done = _campaign_check(done, implementation, trace_dir)
+        report.checks.append(done)
+        verdict = "PASS" if done.ok else "FAIL"
+        progress(f"[{count}/{len(works)}] {done.name}: {verdict}  {done.detail}")
+        if exit_first and not done.ok:
+            finished.close()  # stops the checks still running
             ran = {check.name for check in report.checks}
-            left = [name for name, _ in runs if f"stateful:{name}" not in ran]
-            what = f"variants {', '.join(left)}, " if left else ""
-            report.skipped.append(f"{what}the explorations and coverage (-x: stopped at a failure)")
+            left = [name for name in order if name not in ran]
+            what = f"{', '.join(left)}, " if left else ""
+            report.skipped.append(f"{what}the coverage (-x: stopped at a failure)")
             return report
-        if jobs <= 1 and count < len(runs):
-            progress(f"[{count + 1}/{len(runs)}] {runs[count][0]}")
-    # In the variants' order, whatever order they finished in: as a serial run reports.
+        if jobs <= 1 and count < len(works):
+            progress(f"[{count + 1}/{len(works)}] {works[count][0]}")
+    # In the order a serial run reports, whatever order they finished in.
     report.checks[first:] = sorted(report.checks[first:], key=lambda c: order.index(c.name))
-    explorations = _explorations(runs)
-    for index, (variants, small) in enumerate(explorations, start=1):
-        step = f"[explore {index}/{len(explorations)}] {', '.join(variants)}"
-        progress(step)
-        result = _exploration(variants, small, factory, implementation, trace_dir)
-        report.checks.append(result)
-        progress(f"{step}: {'PASS' if result.ok else 'FAIL'}  {result.detail}")
-        if exit_first and not result.ok:
-            report.skipped.append(
-                "the explorations after it and coverage (-x: stopped at a failure)"
-            )
-            return report
     if len(runs) < len(config.expand()):
         report.skipped.append(
             f"the coverage of the whole configuration (--variant ran "

@@ -449,7 +449,7 @@ def test_exitfirst_on_two_jobs_stops_both_at_the_first_failure(tmp_path: Path) -
     report = json.loads(out)
     assert report["violation"]["property"] == "busy_frame_exclusive"
     (skipped,) = report["skipped"]
-    assert "-x" in skipped and "explorations" in skipped
+    assert "-x" in skipped and "explore:" in skipped
     assert len(list(tmp_path.glob("*.yaml"))) == 1  # the workers still running were stopped
 
 
@@ -649,7 +649,7 @@ def test_verdicts_are_coloured_at_a_terminal_only_and_quiet_drops_progress(
     args += ["--variant", "hashed-decode-lru", "--profile", "dev", "--traces", str(tmp_path)]
     green = click.style("PASS", fg="green")
     terminal = CliRunner().invoke(cli, args, color=True)
-    assert green in terminal.stderr and "[1/1] hashed-decode-lru" in terminal.stderr
+    assert f"stateful:hashed-decode-lru: {green}" in terminal.stderr
     piped = CliRunner().invoke(cli, args)
     assert "\x1b[" not in piped.output and "PASS" in piped.stderr
     plain = CliRunner().invoke(cli, args, color=True, env={"NO_COLOR": "1"})
