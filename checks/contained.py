@@ -88,6 +88,17 @@ PORT_OPERATIONS: dict[str, bool] = {
 _PR_SET_PDEATHSIG = 1
 
 
+def die_with(parent: int) -> None:
+    """Have this process killed when ``parent``, the process that started it, ends (on
+    Linux; elsewhere nothing). For children that may be busy when the parent goes, and
+    so never notice a closed pipe: a kernel spinning in a loop, a worker mid-campaign."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request was made
+            os._exit(1)
+
+
 def _child_setup(megabytes: int) -> Callable[[], None]:
     """What the child does before it runs Python: cap its memory, die with its parent."""
 
@@ -96,13 +107,8 @@ def _child_setup(megabytes: int) -> Callable[[], None]:
     def apply() -> None:
         size = megabytes * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (size, size))
-        # A kernel spinning in a loop never reads the closed pipe, so without
-        # this a checker killed mid-call would leave it running for ever.
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:  # the parent died before the request was made
-                os._exit(1)
+        # Without this a checker killed mid-call would leave the kernel running for ever.
+        die_with(parent)
 
     return apply
 

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig, Limits
+from pagingcheck.checks.contained import die_with
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.machines import Campaign, Randomness, run_campaign
 from pagingcheck.checks.runner import KernelFactory, kernel_factory, released
@@ -154,7 +155,9 @@ def run_all(
         guess = "" if left is None else f", about {left:.0f}s left"
         return f"  {done}/{len(works)} checks done on {jobs} processes, {seconds:.0f}s{guess}"
 
-    pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_signals)
+    pool = multiprocessing.get_context("fork").Pool(
+        jobs, initializer=_worker_signals, initargs=(os.getpid(),)
+    )
     try:
         with _every(status, how_far):
             result: R
@@ -166,11 +169,14 @@ def run_all(
         pool.join()
 
 
-def _worker_signals() -> None:
+def _worker_signals(parent: int) -> None:
     # The parent answers Ctrl-C and SIGTERM for the whole run (and stops the workers);
-    # a worker must neither catch Ctrl-C nor print the parent's interrupt summary.
+    # a worker must neither catch Ctrl-C nor print the parent's interrupt summary. An
+    # interrupted parent ends at once (os._exit), without closing the pool: the workers
+    # go with it, or they would run on, holding its output streams open.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with(parent)
 
 
 def _work(task: tuple[str, Work[R], str, Limits, bool | None]) -> R:

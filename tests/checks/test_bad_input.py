@@ -284,13 +284,74 @@ def test_ctrl_c_exits_130_and_says_so(tmp_path: Path) -> None:
     )
     assert process.stderr is not None
     line = b"["
-    while not line.startswith((b"[1/", b"[campaigns]")):  # until the campaigns have begun
+    while not line.startswith((b"[1/", b"[checks]")):  # until the checks have begun
         line = process.stderr.readline()
-        assert line, "validate ended before its first campaign"
+        assert line, "validate ended before its first check"
+    time.sleep(0.5)  # into the campaigns, on every worker
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert b"interrupted" in err and b"Traceback" not in err
+    # The workers went with it (they would run on, holding its output open).
+    time.sleep(0.5)
+    assert not _running_with(str(tmp_path))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_a_killed_parallel_run_leaves_no_worker_running(tmp_path: Path) -> None:
+    """SIGKILL gives the parent no chance to stop its workers: they must go by themselves,
+    with their kernels, not run their campaigns on for minutes."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pagingcheck.checks.cli", "validate", "-j", "2"),
+            *("--traces", str(tmp_path), "--impl", "pagingcheck.impl.reference:ReferenceKernel"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline().startswith(b"[checks] ")
+    time.sleep(1.0)  # the workers are into their campaigns
+    assert len(_running_with(str(tmp_path))) >= 3, "no workers to outlive their parent"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while _running_with(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _running_with(str(tmp_path))
+    for pid in _pids_with(str(tmp_path)):  # never leave them behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
+def _pids_with(word: str) -> list[int]:
+    return [
+        int(entry.parent.name)
+        for entry in Path("/proc").glob("[0-9]*/cmdline")
+        if word in _read(entry)
+    ]
+
+
+def _read(entry: Path) -> str:
+    try:
+        return entry.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # ended meanwhile
+        return ""
+
+
+def _running_with(word: str) -> list[str]:
+    """The command lines of the processes running that contain ``word`` (Linux: from
+    /proc; elsewhere none are seen)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        line = _read(entry)
+        try:
+            state = (entry.parent / "stat").read_text().split(") ", 1)[1][0]
+        except OSError:  # ended meanwhile
+            continue
+        if word in line and state != "Z":
+            found.append(line)
+    return found
 
 
 SWALLOWER = """
