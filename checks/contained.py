@@ -105,10 +105,12 @@ def _child_setup(megabytes: int) -> Callable[[], None]:
     parent = os.getpid()
 
     def apply() -> None:
-        size = megabytes * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
         # Without this a checker killed mid-call would leave the kernel running for ever.
         die_with(parent)
+        # The cap last: until exec this is still a copy of the checker, which may already
+        # hold more address space than the kernel is allowed (loading libc would fail).
+        size = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
 
     return apply
 

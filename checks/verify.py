@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import PROFILES, CheckConfig, load_reference
@@ -30,6 +30,9 @@ from pagingcheck.checks.machines import Randomness
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.runner import KernelFactory
 from pagingcheck.model.errors import UserError
+
+if TYPE_CHECKING:  # the proofs import z3, which only a check that proves needs
+    from pagingcheck.checks.proofs import Outcome
 
 
 @dataclass
@@ -86,12 +89,17 @@ class VerifyReport:
 Progress = Callable[[str], None]
 
 
-def _proofs() -> CheckResult:
-    """The z3 obligations (checks.proofs) as one check."""
-    from pagingcheck.checks import proofs
+@dataclass(frozen=True)
+class Proved:
+    """The z3 obligations' outcomes, as a value that can cross processes."""
 
-    began = time.perf_counter()
-    outcomes = proofs.verdicts()
+    outcomes: tuple[Outcome, ...]
+    seconds: float
+
+
+def _proofs_check(proved: Proved) -> CheckResult:
+    """The z3 obligations (checks.proofs) as one check."""
+    outcomes = proved.outcomes
     failed = [o for o in outcomes if o.verdict != "proved"]
     detail = (
         f"all {len(outcomes)} z3 obligations proved"
@@ -102,7 +110,7 @@ def _proofs() -> CheckResult:
         "proofs",
         not failed,
         detail,
-        seconds=time.perf_counter() - began,
+        seconds=proved.seconds,
         extra={"obligations": len(outcomes), "not_proved": [o.name for o in failed]},
     )
 
@@ -259,11 +267,11 @@ def _works(
     trace_dir: Path,
     prove: bool,
     randomness: Randomness | None,
-) -> list[tuple[str, Work[CheckResult | Finished]]]:
+) -> list[tuple[str, Work[CheckResult | Finished | Proved]]]:
     """Every check of a verify, named, in the order a serial run takes them: the proofs
     (when ``prove``), each variant's campaign, each small exploration. In parallel they
     start in that order too, so the short explorations fill the cores at the end."""
-    works: list[tuple[str, Work[CheckResult | Finished]]] = []
+    works: list[tuple[str, Work[CheckResult | Finished | Proved]]] = []
     if prove:
         works.append(("proofs", _prove))
     for index, (name, run) in enumerate(runs):
@@ -276,8 +284,12 @@ def _works(
     return works
 
 
-def _prove(_factory: KernelFactory, _status: Status | None) -> CheckResult:
-    return _proofs()
+def _prove(_factory: KernelFactory, _status: Status | None) -> Proved:
+    from pagingcheck.checks import proofs
+
+    began = time.perf_counter()
+    outcomes = proofs.verdicts()
+    return Proved(outcomes, time.perf_counter() - began)
 
 
 def _campaign(
@@ -346,7 +358,12 @@ def verify(
     first, order = len(report.checks), [name for name, _ in works]
     finished = run_all(works, factory, implementation, config.limits, jobs, in_process, status)
     for count, done in enumerate(finished, start=1):
-        if isinstance(done, Finished):
+        if isinstance(done, Proved):
+            from pagingcheck.checks import proofs
+
+            proofs.remember(done.outcomes)  # decided on a worker: kept here for next time
+            done = _proofs_check(done)
+        elif isinstance(done, Finished):
             report.coverage.merge(done.coverage)
             if missing_here := done.coverage.unreached(config.coverage_each):
                 short[done.name] = missing_here

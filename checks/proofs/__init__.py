@@ -21,13 +21,21 @@ Each module proves one part and yields its obligations lazily:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 
 from pagingcheck.checks.proofs import backup, bookkeeping, mappings, translation
 from pagingcheck.checks.proofs.core import TIMEOUT_MS, Outcome, Verdict, solve
 
-__all__ = ["TIMEOUT_MS", "Outcome", "Verdict", "obligations", "prove_all", "solve", "verdicts"]
+__all__ = [
+    "TIMEOUT_MS",
+    "Outcome",
+    "Verdict",
+    "obligations",
+    "prove_all",
+    "remember",
+    "solve",
+    "verdicts",
+]
 
 
 def obligations() -> Iterator[Callable[[], Outcome]]:
@@ -48,8 +56,21 @@ def prove_all(progress: Callable[[Outcome], None] = lambda _: None) -> list[Outc
     return outcomes
 
 
-@functools.cache
+#: The verdicts this process has, once decided.
+_decided: tuple[Outcome, ...] | None = None
+
+
 def verdicts() -> tuple[Outcome, ...]:
     """Every obligation's outcome, decided once per process: they depend on the code only,
     so a process that runs several checks (the tests, a long session) proves them once."""
-    return tuple(prove_all())
+    global _decided
+    if _decided is None:
+        _decided = tuple(prove_all())
+    return _decided
+
+
+def remember(outcomes: tuple[Outcome, ...]) -> None:
+    """Keep the verdicts a worker forked from this process decided (the same code), so
+    the next check that needs them here does not prove them again."""
+    global _decided
+    _decided = outcomes

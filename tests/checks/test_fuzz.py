@@ -387,9 +387,19 @@ def check_hostile(kernel: tuple[str, str, int], serial: list[int]) -> None:
 # -- the suites --------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def proved() -> None:
+    """The z3 verdicts, decided once before the fuzzing: a verify of the reference kernel
+    proves them the first time in a process (half a minute), whatever its input, and the
+    time limit is about what each input costs. Workers forked from here inherit them."""
+    from pagingcheck.checks import proofs
+
+    proofs.verdicts()
+
+
 @fuzz(120)
 @given(configurations)
-def test_fuzzed_configurations_keep_the_contract(text: bytes) -> None:
+def test_fuzzed_configurations_keep_the_contract(proved: None, text: bytes) -> None:
     check_configuration(text)
 
 
