@@ -97,7 +97,7 @@ def where_the_time_goes(name: str) -> None:
 def main() -> None:
     """Every reference configuration, smallest first, then the profile."""
     print("one process:")
-    for name in ("pair", "shared", "software", "tiny"):
+    for name in ("pair", "shared", "software", "tiny", "trio", "large"):
         measure(name)
     print("\nworker processes (the same states, sharded by fingerprint):")
     for name in ("software", "tiny"):

@@ -49,6 +49,7 @@ PINNED = {
     "software": (3115, 4146, 38),
     "tiny": (5535, 8136, 31),
     "trio": (28672, 55797, 28),
+    "large": (32167, 95428, 27),
 }
 
 #: Every seeded mutant, the smallest reference configuration that shows it, and the
@@ -102,7 +103,7 @@ def test_small_references_explore_completely_to_their_pinned_counts(name: str) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["software", "tiny", "trio"])
+@pytest.mark.parametrize("name", ["software", "tiny", "trio", "large"])
 def test_larger_references_explore_completely_to_their_pinned_counts(name: str) -> None:
     assert counts(name) == PINNED[name]
 
