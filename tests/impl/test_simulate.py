@@ -318,7 +318,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 def test_cli_json_has_the_counts() -> None:
     code, out, _ = invoke("--policy", "opt", "--frames", "3", "--refs", TEXTBOOK, "--json")
     assert code == 0
-    data = json.loads(out)
+    (data,) = json.loads(out)["results"]
     assert data["policy"] == "opt" and data["frames"] == 3
     assert (data["references"], data["faults"], data["hits"], data["writebacks"]) == (20, 9, 11, 0)
     assert all(isinstance(data[key], int) for key in ("references", "faults", "hits"))
@@ -335,7 +335,7 @@ def test_cli_reads_a_refs_file(tmp_path: Path) -> None:
     path.write_text("1w\n2\n1\n3\n")
     code, out, _ = invoke("-p", "lru", "-n", "1", "--refs-file", str(path), "--json")
     assert code == 0
-    assert json.loads(out)["writebacks"] == 1
+    assert json.loads(out)["results"][0]["writebacks"] == 1
 
 
 def test_cli_reads_a_lackey_log(tmp_path: Path) -> None:
