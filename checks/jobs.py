@@ -37,7 +37,6 @@ from pagingcheck.model.errors import InternalError, UserError
 class Finished:
     """One variant's campaign, as a value that can cross processes."""
 
-    index: int  # the variant's place in the configuration's order
     name: str
     coverage: Coverage
     runs: int
@@ -62,7 +61,6 @@ R = TypeVar("R")
 
 
 def campaign(
-    index: int,
     name: str,
     run: CheckConfig,
     factory: KernelFactory,
@@ -94,7 +92,7 @@ def campaign(
             campaign=done,
         )
     return Finished(
-        index, name, done.coverage, done.runs, done.steps, failure, time.perf_counter() - began
+        name, done.coverage, done.runs, done.steps, failure, time.perf_counter() - began
     )
 
 

@@ -190,14 +190,10 @@ def dump(trace: Trace) -> str:
         "steps": trace.steps,
     }
     if trace.violation is not None:
-        data["violation"] = {
-            "property": trace.violation.property,
-            "why": trace.violation.message,
-            "witness": {k: plain(v) for k, v in trace.violation.witness},
-            "step": len(trace.choices),
-        }
-        if trace.violation.traceback:
-            data["violation"]["traceback"] = trace.violation.traceback
+        # As every command's JSON gives it, less the trace file: this is the file.
+        violation = trace.violation.to_json(len(trace.choices))
+        del violation["trace"]
+        data["violation"] = violation
         data["state_difference"] = trace.difference
     if trace.stderr:
         data["kernel_stderr"] = trace.stderr

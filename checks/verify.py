@@ -152,12 +152,14 @@ def _explorations(
 def _exploration(
     variants: list[str],
     config: CheckConfig,
-    factory: KernelFactory,
     implementation: str,
     trace_dir: Path,
+    factory: KernelFactory,
+    _status: Status | None = None,
 ) -> CheckResult:
     """Every reachable state of ``config``, a small exploration standing for ``variants``,
-    as one check named after the first of them."""
+    as one check named after the first of them (a :data:`Work` once its first four
+    arguments are given)."""
     result = explore(config, factory, implementation, trace_dir, name=f"explore-{variants[0]}")
     name = f"explore:{variants[0]}"
     extra: dict[str, Any] = {"variants": variants}
@@ -222,8 +224,8 @@ def reproduce(
     it). ``ok`` is true when one was found."""
     began = time.perf_counter()
     runs = steps = 0
-    for index, (name, run) in enumerate(config.expand()):
-        done = campaign(index, name, run, factory, implementation)
+    for name, run in config.expand():
+        done = campaign(name, run, factory, implementation)
         runs, steps, failure = runs + done.runs, steps + done.steps, done.failure
         if failure is not None and failure.violation is not None:
             path = traces.write(failure, trace_dir, f"proof-{name}-{failure.violation.property}")
@@ -274,12 +276,11 @@ def _works(
     works: list[tuple[str, Work[CheckResult | Finished | Proved]]] = []
     if prove:
         works.append(("proofs", _prove))
-    for index, (name, run) in enumerate(runs):
-        works.append(
-            (f"stateful:{name}", partial(_campaign, index, name, run, implementation, randomness))
-        )
+    for name, run in runs:
+        campaigned = partial(_campaign, name, run, implementation, randomness)
+        works.append((f"stateful:{name}", campaigned))
     for variants, small in _explorations(runs):
-        explored = partial(_explore, variants, small, implementation, trace_dir)
+        explored = partial(_exploration, variants, small, implementation, trace_dir)
         works.append((f"explore:{variants[0]}", explored))
     return works
 
@@ -293,7 +294,6 @@ def _prove(_factory: KernelFactory, _status: Status | None) -> Proved:
 
 
 def _campaign(
-    index: int,
     name: str,
     run: CheckConfig,
     implementation: str,
@@ -301,18 +301,7 @@ def _campaign(
     factory: KernelFactory,
     status: Status | None,
 ) -> Finished:
-    return campaign(index, name, run, factory, implementation, randomness, status)
-
-
-def _explore(
-    variants: list[str],
-    small: CheckConfig,
-    implementation: str,
-    trace_dir: Path,
-    factory: KernelFactory,
-    _status: Status | None,
-) -> CheckResult:
-    return _exploration(variants, small, factory, implementation, trace_dir)
+    return campaign(name, run, factory, implementation, randomness, status)
 
 
 def verify(

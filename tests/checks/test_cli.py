@@ -663,7 +663,7 @@ def test_a_running_campaign_says_how_far_it_is(monkeypatch: pytest.MonkeyPatch) 
     (name, run), *_ = checkconfig.load(None).with_profile("dev").expand()
     heard: list[str] = []
     factory = resolve_factory(REFERENCE_KERNEL)
-    done = jobs.campaign(0, name, run, factory, REFERENCE_KERNEL, status=heard.append)
+    done = jobs.campaign(name, run, factory, REFERENCE_KERNEL, status=heard.append)
     assert heard, "no status while the campaign ran"
     first, last = heard[0], heard[-1]
     assert first.startswith(f"  {name}: run ") and f"/{run.budget.examples}, " in first
