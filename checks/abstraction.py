@@ -32,10 +32,9 @@ def page_contents(machine: Machine, home: Location) -> Page:
     """The words of a page stored at ``home`` (a slot or image is its disk block)."""
     words = machine.config.page_words
     if home.where == "frame" and home.index < machine.config.total_frames:
-        base = home.index * words
-        return tuple(machine.memory.words[base : base + words].tolist())
+        return machine.memory.frames[home.index]
     if home.where in ("slot", "image") and 0 <= home.index < machine.config.disk_blocks:
-        return tuple(machine.disk.blocks[home.index].tolist())
+        return machine.disk.blocks[home.index]
     return (0,) * words
 
 

@@ -30,13 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-import numpy as np
-
 from pagingcheck.impl.interface import KernelView, Location, PageView, ProcessView
 from pagingcheck.model import bits
 from pagingcheck.model.disk import Request
 from pagingcheck.model.machine import Machine
-from pagingcheck.model.memory import PhysicalMemory
 from pagingcheck.model.pagetable import Entry, PageTableFormat
 
 User = tuple[int, int]  # (pid, vpn)
@@ -112,12 +109,11 @@ class TableFacts:
     read from a machine once and shared, read-only, by every state with the same memory
     words and spaces (and format). Each fact is worked out when first asked for."""
 
-    def __init__(self, machine: Machine, words: bytes, spaces: dict[int, int]) -> None:
-        # The memory and spaces as they are now (``words`` is the memory's bytes): the facts
-        # are about this content, whatever the machine they came from does next.
+    def __init__(self, machine: Machine, spaces: dict[int, int]) -> None:
+        # A copy of the memory and spaces as they are now: the facts are about this
+        # content, whatever the machine they came from does next.
         self.format: PageTableFormat = machine.format
-        dtype = machine.memory.words.dtype
-        self.memory = PhysicalMemory(machine.config, np.frombuffer(words, dtype=dtype))
+        self.memory = machine.memory.copy()
         self.spaces = dict(spaces)
         self._walks: dict[tuple[int, int, int], Entry | None] = {}
         self._words: dict[int, list[tuple[int, int]]] = {}
@@ -165,11 +161,12 @@ class TableFacts:
         return found
 
 
-#: The facts of the memories seen lately, by format, memory words and declared spaces (in
+#: The facts of the memories seen lately, by format, memory digest and declared spaces (in
 #: their order, so even the order the facts are listed in is the state's own).
 _FACTS: dict[tuple[Any, ...], TableFacts] = {}
 #: How many memories' facts are kept at most; past it the cache starts again (it only
-#: saves time). A memory's bytes are kept once per entry (in its key), and...
+#: saves time). Each entry keeps a copy of a memory, sharing the frames it did not
+#: write, and...
 FACTS_KEPT = 1 << 13
 #: ... no more than this many bytes of memories in all, whatever the machine's size.
 FACTS_BYTES = 32 << 20
@@ -178,13 +175,12 @@ FACTS_BYTES = 32 << 20
 def table_facts(machine: Machine) -> TableFacts:
     """The page-table facts of ``machine``'s memory and spaces as they are now."""
     spaces = machine.spaces
-    words = machine.memory.words.tobytes()
-    key = (machine.format, words, tuple(spaces.items()))
+    key = (machine.format, machine.memory.digest(), tuple(spaces.items()))
     found = _FACTS.get(key)
     if found is None:
-        if len(_FACTS) >= min(FACTS_KEPT, FACTS_BYTES // max(1, len(words))):
+        if len(_FACTS) >= min(FACTS_KEPT, FACTS_BYTES // (4 * machine.config.memory_words)):
             _FACTS.clear()
-        found = _FACTS[key] = TableFacts(machine, words, spaces)
+        found = _FACTS[key] = TableFacts(machine, spaces)
     return found
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.memory import PhysicalMemory, Words
+from pagingcheck.model.memory import Frame, PhysicalMemory, Words, digest
 
 DiskOp = Literal["read", "write"]
 
@@ -48,12 +48,16 @@ class Request:
 class Disk:
     """Blocks of words plus the queue of pending requests."""
 
-    __slots__ = ("blocks", "config", "order", "pending")
+    __slots__ = ("blocks", "config", "digests", "order", "pending")
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
         self.order = config.disk_order
-        self.blocks: Words = np.zeros((config.disk_blocks, config.page_words), dtype=np.uint32)
+        # One tuple of words per block, replaced (never changed) by a write, so copies of
+        # the disk share every block neither has written since, as memory shares frames
+        # (and a transfer shares its words between the block and the frame).
+        self.blocks: list[Frame] = [(0,) * config.page_words] * config.disk_blocks
+        self.digests: list[bytes | None] = [None] * config.disk_blocks
         self.pending: tuple[Request, ...] = ()
 
     @property
@@ -107,7 +111,8 @@ class Disk:
         if request.op == "read":
             memory.fill_frame(request.pfn, self.blocks[request.block])
         else:
-            self.blocks[request.block] = memory.frame(request.pfn)
+            self.blocks[request.block] = memory.frames[request.pfn]
+            self.digests[request.block] = None
         self.pending = self.pending[:index] + self.pending[index + 1 :]
         return request
 
@@ -116,8 +121,7 @@ class Disk:
     def read_block(self, block: int) -> Words:
         """A copy of the words of ``block``."""
         self._check_block(block, "read_block")
-        data: Words = self.blocks[block].copy()
-        return data
+        return np.array(self.blocks[block], dtype=np.uint32)
 
     def write_block(self, block: int, words: Sequence[int] | Words) -> None:
         """Store ``words`` (at most page_words; the rest of the block becomes 0) in ``block``."""
@@ -130,16 +134,18 @@ class Disk:
             )
         padded = np.zeros(self.config.page_words, dtype=np.uint32)
         padded[: len(data)] = data & 0xFFFF_FFFF
-        self.blocks[block] = padded
+        self.blocks[block] = tuple(padded.tolist())
+        self.digests[block] = None
 
     # -- values ----------------------------------------------------------------------
 
     def copy(self) -> Disk:
-        """An independent copy."""
+        """An independent copy, sharing every block until one side writes it."""
         clone = Disk.__new__(Disk)
         clone.config = self.config
         clone.order = self.order
-        clone.blocks = self.blocks.copy()
+        clone.blocks = list(self.blocks)
+        clone.digests = list(self.digests)
         clone.pending = self.pending
         return clone
 
@@ -147,10 +153,20 @@ class Disk:
         return (
             isinstance(other, Disk)
             and self.pending == other.pending
-            and bool(np.array_equal(self.blocks, other.blocks))
+            and self.blocks == other.blocks
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def contents(self) -> Words:
+        """Every block's words as one new array of shape (disk_blocks, page_words)."""
+        return np.array(self.blocks, dtype=np.uint32)
+
+    def digest(self) -> bytes:
+        """A 16-byte digest of every block's words, hashing only the blocks written since
+        the last digest (see :func:`pagingcheck.model.memory.digest`)."""
+        return digest(self.blocks, self.digests)
 
     def snapshot(self) -> tuple[tuple[int, str, int, int], ...]:
         """The pending queue as a hashable value (block contents are in ``blocks``)."""
@@ -158,4 +174,4 @@ class Disk:
 
     def fingerprint(self) -> bytes:
         """A stable digest of blocks and pending queue."""
-        return fingerprint(self.blocks, self.snapshot())
+        return fingerprint(self.digest(), self.snapshot())

@@ -73,8 +73,8 @@ class Machine:
     def fingerprint(self) -> bytes:
         """A stable digest of the whole machine state."""
         return fingerprint(
-            self.memory.words,
-            self.disk.blocks,
+            self.memory.digest(),
+            self.disk.digest(),
             self.disk.snapshot(),
             self.mmu.snapshot(),
             self.cpu.snapshot(),

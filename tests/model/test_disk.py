@@ -33,7 +33,7 @@ def setup(order: str = "fifo") -> tuple[Disk, PhysicalMemory]:
 
 def test_layout_is_swap_slots_then_image_blocks() -> None:
     disk, _ = setup()
-    assert disk.blocks.shape == (6, 4) and disk.blocks.dtype == np.uint32
+    assert disk.contents.shape == (6, 4) and disk.contents.dtype == np.uint32
     assert disk.first_image_block == 4
 
 

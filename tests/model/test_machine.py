@@ -56,6 +56,42 @@ def test_copy_is_independent_and_equal() -> None:
     assert clone.fingerprint() != machine.fingerprint()
 
 
+def test_copies_share_the_frames_and_blocks_neither_wrote() -> None:
+    config = HardwareConfig()
+    machine = booted(config)
+    machine.disk.write_block(3, [4, 5])
+    clone = machine.copy()
+    written = config.first_user_frame
+    clone.memory.write(written * config.page_words + 1, 99)
+    clone.disk.write_block(3, [6])
+    # What the clone wrote is its own: the original still reads its old words.
+    assert machine.memory.read(written * config.page_words + 1) != 99
+    assert machine.disk.read_block(3).tolist()[:2] == [4, 5]
+    assert clone.disk.read_block(3).tolist()[:2] == [6, 0]
+    # Every other frame and block is one object for both, not a copy per state.
+    shared = [
+        mine is theirs
+        for mine, theirs in zip(machine.memory.frames, clone.memory.frames, strict=True)
+    ]
+    assert shared.count(False) == 1 and not shared[written]
+    blocks = [a is b for a, b in zip(machine.disk.blocks, clone.disk.blocks, strict=True)]
+    assert blocks.count(False) == 1 and not blocks[3]
+
+
+def test_a_transfer_shares_its_words_between_block_and_frame() -> None:
+    config = HardwareConfig()
+    machine = booted(config)
+    machine.disk.write_block(2, [7, 8])
+    frame = config.first_user_frame + 1
+    machine.disk.submit("read", 2, frame)
+    machine.disk.complete(0, machine.memory)
+    assert machine.memory.frames[frame] is machine.disk.blocks[2]
+    before = machine.fingerprint()
+    machine.memory.write(frame * config.page_words, 9)  # the frame changes, the block not
+    assert machine.disk.read_block(2).tolist()[:2] == [7, 8]
+    assert machine.fingerprint() != before
+
+
 @pytest.mark.parametrize("part", ["memory", "disk", "tlb", "cpu", "mmu", "timer", "spaces"])
 def test_fingerprint_sees_every_part(part: str) -> None:
     machine = booted(HardwareConfig())

@@ -48,9 +48,8 @@ WORDS = st.one_of(
 def test_any_memory_walks_without_raising(kind: PageTableKind, data: st.DataObject) -> None:
     config = config_for(kind)
     fmt = make_format(config)
-    memory = PhysicalMemory(config)
     words = data.draw(st.lists(WORDS, min_size=config.memory_words, max_size=config.memory_words))
-    memory.words[:] = np.array(words, dtype=np.uint32)
+    memory = PhysicalMemory(config, np.array(words, dtype=np.uint32))
     before = memory.copy()
     root = data.draw(st.one_of(st.integers(0, config.memory_words + 4), WORDS))
     asid = data.draw(st.integers(0, 3))
