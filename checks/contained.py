@@ -522,7 +522,7 @@ def _drop(host: HostProcess, ident: int, generation: int) -> None:
 
 def hardware_json(hardware: HardwareConfig) -> dict[str, Any]:
     """The machine's parameters as JSON, as the protocol sends them."""
-    return {f.name: getattr(hardware, f.name) for f in dataclasses.fields(hardware)}
+    return hardware.to_mapping()
 
 
 def kernel_json(kernel: KernelConfig) -> dict[str, Any]:

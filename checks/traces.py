@@ -217,7 +217,7 @@ def _configuration(trace: Trace) -> dict[str, Any]:
     """The sections of a trace that decide how it runs, as plain data."""
     workload = trace.workload
     return {
-        "hardware": dataclasses.asdict(trace.hardware),
+        "hardware": trace.hardware.to_mapping(),
         "kernel": _kernel_data(trace.kernel),
         "workload": workload_to_data(workload, trace.programs),
         "limits": dataclasses.asdict(trace.limits),

@@ -47,6 +47,9 @@ class HardwareConfig:
     and are never paged; the ``user_frames`` frames above them are the pool
     the kernel pages into. The disk has ``swap_slots`` page-sized swap slots
     followed by ``image_blocks`` page-sized blocks holding program images.
+    ``level_bits`` gives the vpn bits each level of a multi-level table
+    indexes, root first (empty: the ``levels`` levels share them evenly); other
+    formats ignore it, as they ignore ``levels``.
     """
 
     page_words: int = 16
@@ -55,6 +58,7 @@ class HardwareConfig:
     user_frames: int = 8
     page_table: PageTableKind = "multilevel"
     levels: int = 2
+    level_bits: tuple[int, ...] = ()
     hash_buckets: int = 8
     tlb_entries: int = 4
     tlb_tagged: bool = True
@@ -117,6 +121,14 @@ class HardwareConfig:
                     raise ConfigError(
                         f"hardware.{field.name}: {quote(value)} is not one of: {allowed}"
                     )
+            elif field.name == "level_bits":
+                if not isinstance(value, tuple) or not all(
+                    isinstance(item, int) and not isinstance(item, bool) for item in value
+                ):
+                    raise ConfigError(
+                        "hardware.level_bits: expected a list of integers, got "
+                        f"{quote(list(value) if isinstance(value, tuple) else value)}"
+                    )
             elif field.type in ("bool", bool):
                 if not isinstance(value, bool):
                     raise ConfigError(
@@ -159,6 +171,26 @@ class HardwareConfig:
                 f"hardware.levels: {self.levels} levels need at least {self.levels} vpn bits, "
                 f"but va_pages={self.va_pages} gives {vpn_bits}"
             )
+        if self.page_table == "multilevel" and self.level_bits:
+            self._check_split(vpn_bits)
+
+    def _check_split(self, vpn_bits: int) -> None:
+        if len(self.level_bits) != self.levels:
+            raise ConfigError(
+                f"hardware.level_bits: {len(self.level_bits)} slices for {self.levels} levels; "
+                "give one slice per level (leave levels out: it is then their count)"
+            )
+        if min(self.level_bits) < 1:
+            raise ConfigError(
+                f"hardware.level_bits: {list(self.level_bits)}: every level indexes at least "
+                "one bit"
+            )
+        if sum(self.level_bits) != vpn_bits:
+            raise ConfigError(
+                f"hardware.level_bits: {list(self.level_bits)} add up to "
+                f"{sum(self.level_bits)} bits, but va_pages={self.va_pages} has {vpn_bits} "
+                "vpn bits"
+            )
 
     def _check_bounds(self) -> None:
         bounds = {
@@ -200,8 +232,25 @@ class HardwareConfig:
                 f"{where}: unknown key {quote(unknown[0])}; "
                 f"known keys are: {', '.join(sorted(known))}"
             )
-        return cls(**data)
+        return cls(**_settings(data))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The settings as plain data (YAML, JSON): what :meth:`from_mapping` reads back."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {key: list(v) if isinstance(v, tuple) else v for key, v in values.items()}
 
     def replace(self, **changes: Any) -> HardwareConfig:
         """A copy with some settings changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **_settings(changes))
+
+
+def _settings(data: dict[str, Any]) -> dict[str, Any]:
+    """Settings as written (YAML, JSON) made fields: ``level_bits`` a tuple, and
+    ``levels`` its count unless given."""
+    settings = dict(data)
+    split = settings.get("level_bits")
+    if isinstance(split, list):
+        settings["level_bits"] = tuple(split)
+    if isinstance(settings.get("level_bits"), tuple):
+        settings.setdefault("levels", len(settings["level_bits"]))
+    return settings

@@ -2377,6 +2377,23 @@ static void free_state(void)
              why_);                                                                        \
     } while (0)
 
+/* The vpn bits each level indexes, root first, as hardware.level_bits gives them. */
+static void take_split(const jv *split, uint32_t va_bits)
+{
+    const jv *slice;
+    uint32_t i = 0, sum = 0;
+    if (split->count != cfg.levels)
+        FAIL("interface_error", "hello: hardware.level_bits has %zu slices for %" PRIu32 " levels",
+             split->count, cfg.levels);
+    for (slice = split->first; slice; slice = slice->next, i++) {
+        cfg.level_bits[i] = (uint32_t)need_int(slice, "hello hardware.level_bits", 1, 32);
+        sum += cfg.level_bits[i];
+    }
+    if (sum != va_bits)
+        FAIL("interface_error", "hello: hardware.level_bits add up to %" PRIu32 ", not %" PRIu32,
+             sum, va_bits);
+}
+
 static void call_hello(const jv *message)
 {
     const jv *hw = need(jget(message, "hardware"), J_OBJ, "hello hardware");
@@ -2388,6 +2405,7 @@ static void call_hello(const jv *message)
     const char *allocation = config_string(kn, "allocation", "global");
     const jv *prepage = jget(kn, "prepage"), *cleaner = jget(kn, "cleaner");
     const jv *tagged = need(jget(hw, "tlb_tagged"), J_BOOL, "hello hardware.tlb_tagged");
+    const jv *split = jget(hw, "level_bits");
     uint32_t va_bits = 0, i, shift = 0, share, extra;
 
     if (need_int(jget(message, "protocol"), "hello protocol", 0, WORD_MAX) != PROTOCOL_VERSION)
@@ -2435,8 +2453,11 @@ static void call_hello(const jv *message)
                     cfg.va_pages, cfg.levels);
     share = va_bits / cfg.levels;
     extra = va_bits % cfg.levels;
-    for (i = cfg.levels; i-- > 0;) {
+    for (i = 0; i < cfg.levels; i++)
         cfg.level_bits[i] = share + (i < extra ? 1 : 0);
+    if (cfg.levels > 1 && split && split->type == J_ARR && split->count > 0)
+        take_split(split, va_bits);
+    for (i = cfg.levels; i-- > 0;) {
         cfg.level_shift[i] = shift;
         shift += cfg.level_bits[i];
     }

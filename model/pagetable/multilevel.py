@@ -1,9 +1,10 @@
 """Multi-level page table: a tree of tables, each indexed by one slice of the vpn.
 
 The vpn has ``B = log2(va_pages)`` bits. They are cut into ``L = levels``
-slices, level 0 (the root) taking the most significant ones. Every level
-gets ``B // L`` bits and the ``B % L`` remainder bits go one each to the
-levels nearest the root, so B=6, L=4 gives 2,2,1,1 bits. A table at level
+slices, level 0 (the root) taking the most significant ones: as
+``level_bits`` says (a 9/11 split, say), or else evenly: every level gets
+``B // L`` bits and the ``B % L`` remainder bits go one each to the levels
+nearest the root, so B=6, L=4 gives 2,2,1,1 bits. A table at level
 ``i`` has ``2**bits[i]`` words::
 
     vpn:   | index at level 0 | index at level 1 | ... | index at level L-1 |
@@ -72,7 +73,7 @@ class MultilevelFormat(FormatBase):
             )
         super().__init__(config)
         #: vpn bits indexed at each level, root first.
-        self.level_bits = split_vpn_bits(vpn_bits, config.levels)
+        self.level_bits = config.level_bits or split_vpn_bits(vpn_bits, config.levels)
         # The geometry, worked out once: every walk asks for it at every level.
         self._sizes = tuple(1 << level_bits for level_bits in self.level_bits)
         self._shifts = tuple(

@@ -269,6 +269,12 @@ def test_hello_boot_and_refusals_spoken_directly(
                 "hardware": {**HARDWARE, "page_table": "inverted"},
                 "kernel": KERNEL,
             },
+            {
+                "op": "hello",
+                "protocol": 1,
+                "hardware": {**HARDWARE, "page_table": "multilevel", "level_bits": [2, 1]},
+                "kernel": KERNEL,
+            },
         ],
     )
     _, from_kernel = validators()
@@ -288,6 +294,9 @@ def test_hello_boot_and_refusals_spoken_directly(
     assert replies[6]["failed"] == "interface_error"
     assert replies[7]["failed"] == "interface_error"
     assert "hardware.page_table is 'inverted'" in replies[7]["message"]
+    # A split that does not cover the vpn (two bits here) is refused, not used.
+    assert replies[8]["failed"] == "interface_error"
+    assert "level_bits add up to 3, not 2" in replies[8]["message"]
 
 
 def test_equal_states_save_as_equal_strings(kernels: tuple[Path, Path]) -> None:

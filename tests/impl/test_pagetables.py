@@ -147,6 +147,7 @@ VARIANTS = {
     "levels1-buckets1": {"levels": 1, "hash_buckets": 1},
     "levels2-buckets2": {"levels": 2, "hash_buckets": 2},
     "levels3-buckets8": {"levels": 3, "hash_buckets": 8},
+    "split-1-3-buckets3": {"level_bits": (1, 3), "levels": 2, "hash_buckets": 3},
 }
 
 
@@ -280,6 +281,13 @@ def test_multilevel_gives_remainder_bits_to_the_levels_nearest_the_root() -> Non
     fmt = MultilevelFormat(config_for("multilevel", va_pages=64, levels=4))
     assert fmt.level_bits == (2, 2, 1, 1)
     assert [fmt.index(0b10_01_1_0, level) for level in range(4)] == [2, 1, 1, 0]
+
+
+def test_multilevel_indexes_each_level_with_the_configured_bits() -> None:
+    fmt = MultilevelFormat(config_for("multilevel", va_pages=64, level_bits=(4, 2)))
+    assert fmt.level_bits == (4, 2)
+    assert [fmt.table_size(level) for level in range(2)] == [16, 4]
+    assert [fmt.index(0b1011_01, level) for level in range(2)] == [0b1011, 0b01]
 
 
 def test_linear_and_multilevel_layout() -> None:

@@ -19,11 +19,25 @@ from pagingcheck.model.errors import ConfigError, InternalError
         ({"page_table": "radix"}, "not one of"),
         ({"user_frames": 0}, "at least 1"),
         ({"levels": 9}, "levels"),
+        ({"level_bits": [2, 2]}, r"add up to 4 bits, but va_pages=64 has 6"),
+        ({"level_bits": [0, 6]}, "at least one bit"),
+        ({"levels": 3, "level_bits": [2, 4]}, "2 slices for 3 levels"),
+        ({"level_bits": "2,4"}, "expected a list of integers"),
+        ({"level_bits": [True, 5]}, "expected a list of integers"),
     ],
 )
 def test_bad_settings_are_named(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         HardwareConfig.from_mapping(data)
+
+
+def test_a_split_of_the_vpn_bits_sets_the_levels_and_round_trips() -> None:
+    config = HardwareConfig.from_mapping({"va_pages": 64, "level_bits": [2, 4]})
+    assert (config.levels, config.level_bits) == (2, (2, 4))
+    assert HardwareConfig.from_mapping(config.to_mapping()) == config
+    assert config.replace(level_bits=[1, 1, 4]).levels == 3
+    # Other formats ignore the split, as they ignore the number of levels.
+    assert config.replace(page_table="linear").level_bits == (2, 4)
 
 
 def test_derived_sizes() -> None:
