@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from importlib.metadata import version
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, cast
 
 import click
 
@@ -29,7 +29,17 @@ from pagingcheck.checks.commands import (
 )
 from pagingcheck.checks.helptext import document
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
-from pagingcheck.impl.simulate import Ref, SimResult, parse_refs, read_lackey, read_refs, run
+from pagingcheck.impl.simulate import (
+    FORMATS,
+    Format,
+    Ref,
+    SimResult,
+    detect_format,
+    open_trace,
+    parse_refs,
+    read_trace,
+    run,
+)
 from pagingcheck.model.errors import UserError
 
 INTERRUPT_GRACE = 10.0
@@ -217,18 +227,27 @@ def cli() -> None:
 @click.option(
     "--refs-file",
     metavar="FILE",
-    help="Pages from FILE, one per line (12 or 12w), or a lackey log with --lackey.",
+    help="References from FILE: page numbers one a line (12 or 12w), 'KIND PAGE' lines "
+    "(L 12, S 12) or a valgrind lackey log, plain or gzip-compressed.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", *FORMATS]),
+    default="auto",
+    show_default=True,
+    help="FILE's format; auto tells them apart by the first record line.",
 )
 @click.option(
     "--lackey",
     is_flag=True,
-    help="FILE is a valgrind --tool=lackey --trace-mem=yes log.",
+    help="Same as --format lackey: FILE is a valgrind --tool=lackey --trace-mem=yes log.",
 )
 @click.option(
     "--page-size",
     type=int,
     metavar="BYTES",
-    help="Page size for --lackey addresses [default: 4096].",
+    help="Page size for lackey addresses [default: 4096].",
 )
 @click.option(
     "--tick",
@@ -250,6 +269,7 @@ def simulate(
     frames: int,
     refs_text: str | None,
     refs_file: str | None,
+    fmt: str,
     lackey: bool,
     page_size: int | None,
     tick: int | None,
@@ -265,10 +285,14 @@ def simulate(
     """
     if (refs_text is None) == (refs_file is None):
         fail_usage("give exactly one of --refs LIST and --refs-file FILE")
-    if lackey and refs_file is None:
-        fail_usage("--lackey describes the format of --refs-file; it cannot be used with --refs")
-    if page_size is not None and not lackey:
-        fail_usage("--page-size applies only to --lackey logs")
+    if lackey:
+        if fmt not in ("auto", "lackey"):
+            fail_usage(f"--lackey says the file is a lackey log, --format says {fmt}")
+        fmt = "lackey"
+    if fmt != "auto" and refs_file is None:
+        fail_usage("--format and --lackey describe --refs-file; they cannot be used with --refs")
+    if page_size is not None and (refs_file is None or fmt not in ("auto", "lackey")):
+        fail_usage("--page-size applies only to lackey logs")
     if policy not in POLICY_NAMES:
         fail_usage(
             f"unknown replacement policy {policy!r}; choose one of: {', '.join(POLICY_NAMES)}"
@@ -283,15 +307,18 @@ def simulate(
             else:
                 assert refs_file is not None
                 try:
-                    stream = stack.enter_context(open(refs_file, "rb"))
-                    size = os.fstat(stream.fileno()).st_size
+                    raw = stack.enter_context(open(refs_file, "rb"))
+                    size = os.fstat(raw.fileno()).st_size
+                    stream = stack.enter_context(open_trace(raw))
+                    found = (
+                        detect_format(stream, refs_file) if fmt == "auto" else cast(Format, fmt)
+                    )  # click checked it
                 except OSError as error:
                     fail_usage(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
-                if lackey:
-                    refs = read_lackey(stream, page_size or 4096, refs_file)
-                else:
-                    refs = read_refs(stream, refs_file)
-                progress = _progress_bar(stack, stream.tell, size)
+                if page_size is not None and found != "lackey":
+                    fail_usage(f"--page-size applies only to lackey logs; {refs_file} is {found}")
+                refs = read_trace(stream, found, page_size or 4096, refs_file)
+                progress = _progress_bar(stack, raw.tell, size)
             result = run(policy, refs, frames, seed=seed, tau=tau, tick=tick, progress=progress)
     except UserError as error:
         fail_usage(str(error))

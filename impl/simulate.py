@@ -21,9 +21,11 @@ written back and not counted.
 
 Input readers turn text into references: :func:`parse_refs` for
 ``"1,2w,3"``; and lazily, a block of lines at a time, :func:`read_refs` for
-a file of one page per line and :func:`read_lackey` for a valgrind
-``--tool=lackey --trace-mem=yes`` log. Bad input raises :class:`UserError`
-naming the item or the line.
+a file of one page per line, :func:`read_kinds` for ``KIND PAGE`` lines and
+:func:`read_lackey` for a valgrind ``--tool=lackey --trace-mem=yes`` log;
+:func:`open_trace` opens a file (gzip-compressed or not) and
+:func:`detect_format` tells these formats apart. Bad input raises
+:class:`UserError` naming the item or the line.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import sys
 from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from io import BufferedReader
 from itertools import chain, compress, count, islice, repeat
 from operator import add, floordiv, itemgetter, ne, sub
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, Policy, make_policy, needs_tick
 from pagingcheck.model.errors import InternalError, UserError, quote, shorten
@@ -493,6 +496,133 @@ def _lackey_slow(lines: list[bytes], first_line: int, page_size: int, source: st
         last = (address + size - 1) // page_size
         refs.extend((page, write) for page in range(address // page_size, last + 1))
     return refs
+
+
+#: The kinds of a ``KIND PAGE`` line, as lackey names its records: fetch, load, store
+#: and modify; a store or a modify dirties the page.
+_KIND_READ = frozenset({b"I", b"L"})
+_KIND_WRITE = frozenset({b"S", b"M"})
+_KINDS = _KIND_READ | _KIND_WRITE
+
+
+def read_kinds(stream: BinaryIO, source: str = "refs") -> Iterator[Ref]:
+    """References from ``KIND PAGE`` lines: KIND is ``I`` (fetch) or ``L`` (load), which
+    read, or ``S`` (store) or ``M`` (modify), which write; PAGE a page number, decimal or
+    ``0x`` hex. The form a lackey log takes once its addresses are turned into pages.
+
+    Blank lines and lines starting with ``#`` are skipped. Reads a block at a time
+    (see :data:`BLOCK_BYTES`). Raises UserError naming ``source`` and the line.
+    """
+    return chain.from_iterable(_kind_blocks(stream, source))
+
+
+def _kind_blocks(stream: BinaryIO, source: str) -> Iterator[Iterable[Ref]]:
+    for first_line, block in _blocks(stream):
+        lines = _lines(block)
+        refs = _kinds_fast(lines)
+        yield _kinds_slow(lines, first_line, source) if refs is None else refs
+
+
+def _kinds_fast(lines: list[bytes]) -> Iterable[Ref] | None:
+    """The references of ``lines`` when every one is ``KIND DECIMAL`` with one space,
+    parsed with loops in C; None when some line needs the careful per-line parse."""
+    kinds = list(map(_kind_letter, lines))
+    if not _KINDS.issuperset(kinds) or not all(map(_spaced, lines)):
+        return None
+    try:
+        pages = list(map(int, map(_kind_page, lines)))
+    except ValueError:
+        return None
+    if pages and (min(pages) < 0 or max(pages) >= MAX_PAGE):
+        return None
+    return zip(pages, map(_KIND_WRITE.__contains__, kinds), strict=True)
+
+
+_kind_letter = itemgetter(slice(0, 1))
+_kind_page = itemgetter(slice(2, None))
+
+
+def _spaced(line: bytes) -> bool:
+    return line[1:2] == b" " and line[2:3].isdigit()
+
+
+def _kinds_slow(lines: list[bytes], first_line: int, source: str) -> list[Ref]:
+    """The references of ``lines`` (numbered from ``first_line``), one line at a time."""
+    refs: list[Ref] = []
+    for number, line in enumerate(lines, first_line):
+        fields = line.split()
+        if not fields or fields[0].startswith(b"#"):
+            continue
+        if len(fields) != 2 or fields[0].upper() not in _KINDS:
+            shown = quote(line.decode(errors="replace").strip())
+            raise UserError(
+                f"{source}:{number}: {shown} is not a 'KIND PAGE' line (KIND is I, L, S or M; "
+                "PAGE a page number)"
+            )
+        try:
+            page = int(fields[1], 0)
+        except ValueError:
+            shown = quote(fields[1].decode(errors="replace"))
+            raise UserError(f"{source}:{number}: {shown} is not a page number") from None
+        if not 0 <= page < MAX_PAGE:
+            problem = "is negative" if page < 0 else "is too large (at most 64 bits)"
+            raise UserError(f"{source}:{number}: page number {shorten(str(page))} {problem}")
+        refs.append((page, fields[0].upper() in _KIND_WRITE))
+    return refs
+
+
+# -- files -------------------------------------------------------------------------------
+
+Format = Literal["pages", "kinds", "lackey"]
+FORMATS: tuple[str, ...] = ("pages", "kinds", "lackey")
+GZIP_MAGIC = b"\x1f\x8b"
+
+_LACKEY_LINE = re.compile(rb"(?:I  | [LSM] )[0-9a-fA-F]+,[0-9]+\s*|(?:==|--)[0-9]+(?:==|--).*")
+_KIND_LINE = re.compile(rb"[ILSMilsm]\s+(?:0[xX][0-9a-fA-F]+|[0-9]+)\s*")
+
+
+def open_trace(raw: BufferedReader) -> BinaryIO:
+    """The references' bytes of ``raw`` (a file opened for reading in binary): through
+    gzip when the file is gzip-compressed (told by its first two bytes, whatever its
+    name), else ``raw`` itself. ``raw.tell()`` still says how far into the file reading
+    has gone."""
+    if raw.peek(2)[:2] != GZIP_MAGIC:
+        return raw
+    import gzip  # only for a compressed file: simulate starts without it
+
+    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def detect_format(stream: BinaryIO, source: str = "refs") -> Format:
+    """Which format the first record line of ``stream`` is in, without consuming it (the
+    stream must offer ``peek``): a lackey record or valgrind line is a lackey log, a
+    ``KIND PAGE`` line a kinds file, anything else a page list (whose reader names a
+    line it cannot parse). A file that starts as no text does is refused here."""
+    head = stream.peek(1 << 16)[: 1 << 16]  # type: ignore[attr-defined]
+    if b"\0" in head:
+        raise UserError(
+            f"{source}: not a text file of references (it holds NUL bytes); give page "
+            "numbers, 'KIND PAGE' lines or a lackey log, plain or gzip-compressed"
+        )
+    for line in head.split(b"\n")[:-1] or [head]:
+        text = line.rstrip(b"\r")
+        if not text.strip() or text.lstrip().startswith(b"#"):
+            continue
+        if _LACKEY_LINE.fullmatch(text):
+            return "lackey"
+        if _KIND_LINE.fullmatch(text.strip()):
+            return "kinds"
+        return "pages"
+    return "pages"
+
+
+def read_trace(stream: BinaryIO, fmt: Format, page_size: int, source: str) -> Iterator[Ref]:
+    """The references of ``stream`` in format ``fmt`` (``page_size`` for lackey logs)."""
+    if fmt == "lackey":
+        return read_lackey(stream, page_size, source)
+    if fmt == "kinds":
+        return read_kinds(stream, source)
+    return read_refs(stream, source)
 
 
 def _malformed(source: str, number: int, line: bytes) -> UserError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import sys
@@ -18,7 +19,15 @@ from pagingcheck.checks import cli as cli_module
 from pagingcheck.checks.cli import cli
 from pagingcheck.impl import simulate as sim
 from pagingcheck.impl.lib.replacement import RefBits, make_policy
-from pagingcheck.impl.simulate import load, parse_refs, read_lackey, read_refs, run, simulate
+from pagingcheck.impl.simulate import (
+    load,
+    parse_refs,
+    read_kinds,
+    read_lackey,
+    read_refs,
+    run,
+    simulate,
+)
 from pagingcheck.model.errors import InternalError, UserError
 
 TEXTBOOK = "7,0,1,2,0,3,0,4,2,3,0,3,2,1,2,0,1,7,0,1"
@@ -385,6 +394,105 @@ def test_cli_bad_file_content_exits_2(tmp_path: Path) -> None:
     code, _, err = invoke("-p", "clock", "-n", "2", "--refs-file", str(log), "--lackey")
     assert code == 2 and f"{log}:2: malformed lackey line" in err
     assert err.count("\n") == 1
+
+
+# -- KIND PAGE lines, gzip, and telling the formats apart --------------------------------
+
+
+def test_read_kinds_reads_writes_hex_and_comments() -> None:
+    text = b"# header\nI 4\n L 5\nS 6\nm 0x10\n\nL 4\n"
+    refs = [(4, False), (5, False), (6, True), (16, True), (4, False)]
+    assert list(read_kinds(io.BytesIO(text))) == refs
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"X 4", "is not a 'KIND PAGE' line"),
+        (b"L 4 5", "is not a 'KIND PAGE' line"),
+        (b"L four", "'four' is not a page number"),
+        (b"S -3", "is negative"),
+    ],
+)
+def test_read_kinds_names_the_bad_line(line: bytes, message: str) -> None:
+    with pytest.raises(UserError, match=message) as raised:
+        list(read_kinds(io.BytesIO(b"L 1\n" + line + b"\n"), "t.txt"))
+    assert str(raised.value).startswith("t.txt:2: ")
+
+
+kind_line = st.tuples(
+    st.sampled_from("ILSMx"), st.sampled_from(["", " ", "  "]), st.integers(-2, 99)
+)
+
+
+@given(st.lists(kind_line.map(lambda f: f"{f[0]}{f[1]}{f[2]}".encode()), max_size=12))
+def test_kinds_fast_path_accepts_only_what_the_careful_parse_accepts(lines: list[bytes]) -> None:
+    fast = sim._kinds_fast(lines)
+    if fast is not None:
+        assert list(fast) == sim._kinds_slow(lines, 1, "t")
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        (b"1\n2w\n", "pages"),
+        (b"# pages\n\n12\n", "pages"),
+        (b"L 12\nS 13\n", "kinds"),
+        (b"# kinds\nm 0x1f\n", "kinds"),
+        (b"==123== Lackey\nI  0400d7d4,8\n", "lackey"),
+        (b" S 7ff000398,8\n", "lackey"),
+        (b"three\n", "pages"),  # its reader names the line it cannot parse
+        (b"", "pages"),
+    ],
+)
+def test_detect_format_reads_the_first_record_line(text: bytes, fmt: str) -> None:
+    stream = io.BufferedReader(io.BytesIO(text))
+    assert sim.detect_format(stream) == fmt
+    assert stream.read() == text, "detecting consumed input"
+
+
+def test_detect_format_refuses_binary_input() -> None:
+    with pytest.raises(UserError, match="not a text file of references"):
+        sim.detect_format(io.BufferedReader(io.BytesIO(b"\x7fELF\x00\x01")), "a.out")
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        (b"1w\n2\n1\n3\n", []),
+        (b"S 1\nL 2\nL 1\nI 3\n", []),
+        (LACKEY, ["--page-size", "4096"]),
+    ],
+    ids=["pages", "kinds", "lackey"],
+)
+def test_cli_reads_each_format_plain_or_gzipped_without_being_told(
+    tmp_path: Path, text: bytes, args: list[str]
+) -> None:
+    plain, packed = tmp_path / "refs", tmp_path / "refs.gz"
+    plain.write_bytes(text)
+    packed.write_bytes(gzip.compress(text))
+    outputs = []
+    for path in (plain, packed):
+        code, out, err = invoke("-p", "fifo", "-n", "1", "--refs-file", str(path), *args, "--json")
+        assert code == 0, err
+        outputs.append(json.loads(out)["results"][0])
+    assert outputs[0] == outputs[1]
+    assert outputs[0]["writebacks"] >= 1  # the writes were read as writes
+
+
+def test_cli_format_flags_conflict_or_do_not_apply(tmp_path: Path) -> None:
+    kinds = tmp_path / "kinds.txt"
+    kinds.write_text("L 1\nS 2\n")
+    code, _, err = invoke("-p", "lru", "-n", "2", "--refs-file", str(kinds), "--page-size", "64")
+    assert code == 2 and "--page-size applies only to lackey logs" in err and "is kinds" in err
+    code, _, err = invoke("-p", "lru", "-n", "2", "--refs-file", str(kinds), "--format", "pages")
+    assert code == 2 and f"{kinds}:1: 'L 1' is not a page number" in err
+    code, _, err = invoke(
+        "-p", "lru", "-n", "2", "--refs-file", str(kinds), "--lackey", "--format", "kinds"
+    )
+    assert code == 2 and "--lackey says the file is a lackey log, --format says kinds" in err
+    code, _, err = invoke("-p", "lru", "-n", "2", "--refs", "1", "--format", "kinds")
+    assert code == 2 and "cannot be used with --refs" in err
 
 
 class Terminal(io.StringIO):
