@@ -11,7 +11,9 @@ Two timings per policy, each the best of three runs in CPU seconds:
 simulator and policy alone), ``file`` reads the same references from a
 one-page-per-line file through :func:`read_refs` (what ``pagingcheck
 simulate --refs-file`` does). A third line times :func:`read_lackey` alone
-on the same references written as a lackey log.
+on the same references written as a lackey log. Last, the fault curve over 1 to
+``--frames`` frames for LRU and OPT: one pass (:func:`curve`) against a run per
+frame count, and how many times faster the pass is.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from pagingcheck.impl.lib.replacement import POLICY_NAMES
-from pagingcheck.impl.simulate import SimResult, read_lackey, read_refs, run
+from pagingcheck.impl.simulate import (
+    STACK_POLICIES,
+    SimResult,
+    curve,
+    read_lackey,
+    read_refs,
+    run,
+)
 
 T = TypeVar("T")
 
@@ -103,6 +112,23 @@ def main() -> None:
 
         count, seconds = timed(parse_lackey)
         print(f"read_lackey alone: {count / seconds:,.0f} refs/s")
+    print_curves(refs[: min(len(refs), 500_000)], args.frames)
+
+
+def print_curves(refs: list[tuple[int, bool]], frames: int) -> None:
+    """One pass against a run per frame count, for every count from 1 to ``frames``."""
+    sizes = range(1, frames + 1)
+    print(f"fault curve over 1-{frames} frames, {len(refs)} references:")
+    for name in STACK_POLICIES:
+        found, one_pass = timed(lambda name=name: curve(name, refs, sizes))  # type: ignore[misc]
+        start = time.process_time()
+        faults = [run(name, refs, size).faults for size in sizes]
+        per_size = time.process_time() - start
+        assert faults == [point.faults for point in found.points], "the pass disagrees"
+        print(
+            f"  {name:<4} one pass {one_pass:6.2f} s, a run per count {per_size:7.2f} s "
+            f"({per_size / one_pass:5.1f} times faster)"
+        )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ from pagingcheck.checks.helptext import document
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import (
     FORMATS,
+    Curve,
     Format,
     Ref,
     SimResult,
+    curve,
     detect_format,
     open_trace,
     parse_refs,
@@ -208,6 +210,30 @@ def cli() -> None:
     """Check demand-paging designs and implementations against an abstract spec."""
 
 
+class FrameCounts(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3
+    """A number of frames, ``N``, or every number from A to B, ``A-B``: as a range."""
+
+    name = "frames"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: Any) -> range:
+        """``value`` as a range of frame counts, or a usage error naming the problem."""
+        if isinstance(value, range):
+            return value
+        text = str(value).strip()
+        first, dash, last = text.partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            self.fail(f"{text!r} is not a number of frames or a range A-B", param, ctx)
+        for count in (low, high):
+            if not 1 <= count <= MAX_FRAMES:
+                self.fail(f"{count} is not in the range 1<=x<={MAX_FRAMES}", param, ctx)
+        if high < low:
+            self.fail(f"{text}: the range runs backwards", param, ctx)
+        return range(low, high + 1)
+
+
 @cli.command()
 @click.option(
     "--policy",
@@ -220,8 +246,10 @@ def cli() -> None:
     "--frames",
     "-n",
     required=True,
-    type=click.IntRange(1, MAX_FRAMES),
-    help=f"Number of page frames (1 to {MAX_FRAMES}).",
+    type=FrameCounts(),
+    metavar="N|A-B",
+    help=f"Number of page frames (1 to {MAX_FRAMES}), or a range A-B for the fault curve "
+    "over every count in it.",
 )
 @click.option("--refs", "refs_text", metavar="LIST", help="Pages inline: 1,2,3 (2w = write to 2).")
 @click.option(
@@ -266,7 +294,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def simulate(
     policy: str,
-    frames: int,
+    frames: range,
     refs_text: str | None,
     refs_file: str | None,
     fmt: str,
@@ -280,8 +308,10 @@ def simulate(
     """Count page faults of a replacement policy on a reference string.
 
     Give the references with exactly one of --refs and --refs-file. Prints
-    references, faults, hits, writebacks and the fault rate. Bad input
-    exits with status 2 and a message naming the problem.
+    references, faults, hits, writebacks and the fault rate; with a range of
+    frame counts, the faults for each (LRU and OPT in one pass) and where
+    more frames fault more (Belady's anomaly). Bad input exits with status 2
+    and a message naming the problem.
     """
     if (refs_text is None) == (refs_file is None):
         fail_usage("give exactly one of --refs LIST and --refs-file FILE")
@@ -310,21 +340,28 @@ def simulate(
                     raw = stack.enter_context(open(refs_file, "rb"))
                     size = os.fstat(raw.fileno()).st_size
                     stream = stack.enter_context(open_trace(raw))
-                    found = (
-                        detect_format(stream, refs_file) if fmt == "auto" else cast(Format, fmt)
-                    )  # click checked it
+                    # click has checked that fmt is one of the formats.
+                    known = cast(Format, fmt)
+                    found = detect_format(stream, refs_file) if fmt == "auto" else known
                 except OSError as error:
                     fail_usage(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
                 if page_size is not None and found != "lackey":
                     fail_usage(f"--page-size applies only to lackey logs; {refs_file} is {found}")
                 refs = read_trace(stream, found, page_size or 4096, refs_file)
                 progress = _progress_bar(stack, raw.tell, size)
-            result = run(policy, refs, frames, seed=seed, tau=tau, tick=tick, progress=progress)
+            options = {"seed": seed, "tau": tau, "tick": tick, "progress": progress}
+            if len(frames) == 1:
+                result = run(policy, refs, frames.start, **options)  # type: ignore[arg-type]
+            else:
+                found_curve = curve(policy, refs, frames, **options)  # type: ignore[arg-type]
     except UserError as error:
         fail_usage(str(error))
     except OSError as error:  # a read failing part way through the file
         fail_usage(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
-    _print_result(result, as_json)
+    if len(frames) == 1:
+        _print_result(result, as_json)
+    else:
+        _print_curve(found_curve, as_json)
 
 
 def _progress_bar(
@@ -341,6 +378,35 @@ def _progress_bar(
         bar.update(min(position(), size) - bar.pos)
 
     return advance
+
+
+def _print_curve(found: Curve, as_json: bool) -> None:
+    anomalies = [
+        {"frames": frames, "faults": faults, "more_frames_faults": more}
+        for frames, faults, more in found.anomalies
+    ]
+    if as_json:
+        results = [
+            {"name": f"{point.policy} {point.frames}", "ok": True, **point.as_dict()}
+            for point in found.points
+        ]
+        emit_json(True, results, None, one_pass=found.one_pass, anomalies=anomalies)
+        return
+    first = found.points[0]
+    how = "one pass: a stack algorithm" if found.one_pass else "a run per frame count"
+    click.echo(f"policy {found.policy}, {first.references} references ({how})")
+    click.echo(f"{'frames':>8} {'faults':>10} {'fault rate':>11}")
+    for point in found.points:
+        click.echo(f"{point.frames:>8} {point.faults:>10} {point.fault_rate:>11.4f}")
+    if found.one_pass:
+        return  # a stack algorithm cannot show the anomaly
+    if not anomalies:
+        click.echo("no Belady anomaly: more frames never fault more on this trace")
+    for item in anomalies:
+        click.echo(
+            f"Belady's anomaly: {item['frames'] + 1} frames fault {item['more_frames_faults']} "
+            f"times, {item['frames']} frames {item['faults']}"
+        )
 
 
 def _print_result(result: SimResult, as_json: bool) -> None:

@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BufferedReader
-from itertools import chain, compress, count, islice, repeat
+from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import add, floordiv, itemgetter, ne, sub
 from typing import BinaryIO, Literal
 
@@ -63,7 +63,7 @@ class SimResult:
     references: int
     faults: int
     hits: int
-    writebacks: int
+    writebacks: int | None  # None: counted in one pass over every frame count (faults only)
 
     @property
     def fault_rate(self) -> float:
@@ -263,6 +263,131 @@ def load(
         if progress is not None:
             progress(done)
     return (pages if mixed is None else mixed), writes
+
+
+# -- every frame count -------------------------------------------------------------------
+
+#: Policies that are stack algorithms (Mattson et al., 1970): the pages resident with F
+#: frames are always among those resident with F + 1, so one pass over the references,
+#: measuring each one's depth in the policy's stack, gives the faults for every F, and
+#: more frames never fault more.
+STACK_POLICIES = ("lru", "opt")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The faults of one policy for every frame count of ``sizes``, and where more frames
+    fault more (Belady's anomaly): each ``(frames, faults, faults with one frame more)``."""
+
+    policy: str
+    points: tuple[SimResult, ...]
+    one_pass: bool  # a stack algorithm, measured in one pass
+
+    @property
+    def anomalies(self) -> tuple[tuple[int, int, int], ...]:
+        """Each frame count after which one more frame faults more."""
+        pairs = zip(self.points, self.points[1:], strict=False)
+        return tuple(
+            (a.frames, a.faults, b.faults)
+            for a, b in pairs
+            if b.frames == a.frames + 1 and b.faults > a.faults
+        )
+
+
+def curve(
+    name: str,
+    refs: Iterable[Ref],
+    sizes: range,
+    *,
+    seed: int = 0,
+    tau: int = DEFAULT_TAU,
+    tick: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Curve:
+    """The faults of policy ``name`` for every number of frames in ``sizes`` (step 1).
+    The references are loaded into memory once (``progress`` reports that pass); a stack
+    algorithm (:data:`STACK_POLICIES`) then takes one more pass for all of ``sizes``, any
+    other policy a run per size."""
+    if sizes.step != 1 or not sizes or sizes.start < 1:
+        raise UserError(f"frames: {sizes.start}-{sizes.stop - 1} is not a range of counts >= 1")
+    _check(sizes.start, tick)
+    pages, writes = load(refs, progress)
+    if name in STACK_POLICIES:
+        depths = (_lru_depths if name == "lru" else _opt_depths)(pages, sizes.stop - 1)
+        hits = list(accumulate(depths))
+        points = tuple(
+            SimResult(name, size, 0, len(pages), len(pages) - hits[size - 1], hits[size - 1], None)
+            for size in sizes
+        )
+        return Curve(name, points, one_pass=True)
+    runs = (
+        run(name, zip(pages, map(bool, writes), strict=True), size, seed=seed, tau=tau, tick=tick)
+        for size in sizes
+    )
+    return Curve(name, tuple(runs), one_pass=False)
+
+
+def _lru_depths(pages: Sequence[Hashable], top: int) -> list[int]:
+    """How many references hit at each depth 0 .. top-1 of the LRU stack (most recent
+    first): a reference at depth d hits with more than d frames. The stack is kept to
+    ``top`` pages, so each step is a search and a move in C."""
+    stack: list[Hashable] = []
+    members: set[Hashable] = set()
+    depths = [0] * top
+    for page in pages:
+        if page in members:
+            depth = stack.index(page)
+            depths[depth] += 1
+            if depth:
+                del stack[depth]
+                stack.insert(0, page)
+            continue
+        stack.insert(0, page)
+        members.add(page)
+        if len(stack) > top:
+            members.discard(stack.pop())
+    return depths
+
+
+def _opt_depths(pages: Sequence[Hashable], top: int) -> list[int]:
+    """As :func:`_lru_depths` for OPT, whose stack is ordered by priority: after each
+    reference the referenced page is on top, and down to its old depth each level keeps
+    whichever of its page and the one pushed down from above is needed sooner (Mattson's
+    update), the other going on down."""
+    never = len(pages)
+    upcoming = [never] * len(pages)  # when each reference's page is referenced next
+    last: dict[Hashable, int] = {}
+    for index in range(len(pages) - 1, -1, -1):
+        upcoming[index] = last.get(pages[index], never)
+        last[pages[index]] = index
+    due: dict[Hashable, int] = {}
+    stack: list[Hashable] = []
+    members: set[Hashable] = set()
+    depths = [0] * top
+    for index, page in enumerate(pages):
+        if page in members:
+            depth = stack.index(page)
+            depths[depth] += 1
+        else:
+            depth = len(stack)  # below the bottom: a fault with every number of frames
+            members.add(page)
+        due[page] = upcoming[index]
+        if not stack:
+            stack.append(page)
+            continue
+        if depth == 0:
+            continue
+        carried, stack[0] = stack[0], page
+        for level in range(1, min(depth, len(stack))):
+            if due[carried] < due[stack[level]]:
+                carried, stack[level] = stack[level], carried
+        if depth < len(stack):
+            stack[depth] = carried
+        elif len(stack) < top:
+            stack.append(carried)
+        else:
+            members.discard(carried)
+    return depths
 
 
 # -- input formats -----------------------------------------------------------------------

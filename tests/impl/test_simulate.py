@@ -396,6 +396,61 @@ def test_cli_bad_file_content_exits_2(tmp_path: Path) -> None:
     assert err.count("\n") == 1
 
 
+# -- every frame count -----------------------------------------------------------------
+
+BELADY = [(page, False) for page in (1, 2, 3, 4, 1, 2, 5, 1, 2, 3, 4, 5)]
+
+
+@pytest.mark.parametrize("policy", sim.STACK_POLICIES)
+@given(
+    pages=st.lists(st.integers(0, 8), max_size=80),
+    writes=st.lists(st.booleans(), min_size=80, max_size=80),
+)
+def test_one_pass_gives_every_frame_count_what_a_run_per_count_gives(
+    policy: str, pages: list[int], writes: list[bool]
+) -> None:
+    refs = list(zip(pages, writes, strict=False))
+    found = sim.curve(policy, refs, range(1, 11))
+    assert found.one_pass and [p.frames for p in found.points] == list(range(1, 11))
+    assert [p.faults for p in found.points] == [run(policy, refs, n).faults for n in range(1, 11)]
+    assert found.anomalies == ()
+
+
+def test_fifo_shows_beladys_anomaly_on_the_classic_string() -> None:
+    found = sim.curve("fifo", BELADY, range(1, 6))
+    assert not found.one_pass
+    assert [p.faults for p in found.points] == [12, 12, 9, 10, 5]
+    assert found.anomalies == ((3, 9, 10),)
+    assert [p.writebacks for p in found.points] == [0] * 5  # counted by full runs
+
+
+def test_a_curve_needs_counts_from_one() -> None:
+    with pytest.raises(UserError, match="range of counts"):
+        sim.curve("lru", BELADY, range(0, 3))
+
+
+def test_cli_prints_the_curve_and_the_anomaly() -> None:
+    refs = ",".join(str(page) for page, _ in BELADY)
+    code, out, _ = invoke("-p", "fifo", "-n", "2-4", "--refs", refs)
+    assert code == 0
+    assert "a run per frame count" in out and "       3          9" in out
+    assert "Belady's anomaly: 4 frames fault 10 times, 3 frames 9" in out
+    code, out, _ = invoke("-p", "lru", "-n", "2-4", "--refs", refs, "--json")
+    answer = json.loads(out)
+    assert answer["one_pass"] and answer["anomalies"] == []
+    assert [r["faults"] for r in answer["results"]] == [12, 10, 8]
+    assert all(r["writebacks"] is None for r in answer["results"])
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [("4-2", "the range runs backwards"), ("two", "is not a number of frames"), ("1-0", "0 is")],
+)
+def test_cli_bad_frame_ranges_are_named(frames: str, message: str) -> None:
+    code, _, err = invoke("-p", "lru", "-n", frames, "--refs", "1")
+    assert code == 2 and message in err
+
+
 # -- KIND PAGE lines, gzip, and telling the formats apart --------------------------------
 
 
