@@ -14,9 +14,8 @@ from typing import Any, NoReturn, TextIO, cast
 
 import click
 
-from pagingcheck.checks import traces
-from pagingcheck.checks.commands import (
-    COMMANDS,
+from pagingcheck.checks.helptext import document
+from pagingcheck.checks.output import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
@@ -27,7 +26,6 @@ from pagingcheck.checks.commands import (
     print_found_so_far,
     want_json_errors,
 )
-from pagingcheck.checks.helptext import document
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import (
     FORMATS,
@@ -88,6 +86,32 @@ class Pagingcheck(click.Group):
             fail_internal(error)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command named ``cmd_name``, loading the checking commands if it is one."""
+        found = super().get_command(ctx, cmd_name)
+        if found is None and _add_checking_commands(self):
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, the checking commands' included."""
+        _add_checking_commands(self)
+        return super().list_commands(ctx)
+
+
+def _add_checking_commands(group: click.Group) -> bool:
+    """Add the checking commands to ``group`` the first time one is asked for; whether
+    they were added now. Importing them (hypothesis, z3, the checks) is most of a start,
+    which ``simulate`` does without."""
+    from pagingcheck.checks.commands import COMMANDS
+
+    if all(command.name in group.commands for command in COMMANDS):
+        return False
+    for command in COMMANDS:
+        document(command)
+        group.add_command(command)
+    return True
+
 
 _interrupted = threading.Event()
 _ending = threading.Lock()
@@ -130,7 +154,9 @@ def _end_interrupted() -> NoReturn:
     with the documented status. A trace being written is finished first.
     """
     _ending.acquire()
-    traces.WRITING.acquire(timeout=1.0)  # this very thread may hold it, if interrupted mid-write
+    traces = sys.modules.get("pagingcheck.checks.traces")  # none written if it is not loaded
+    if traces is not None:
+        traces.WRITING.acquire(timeout=1.0)  # this very thread may hold it mid-write
     print_found_so_far()
     # The real streams: a kernel call may have redirected sys.stderr when the timer fires.
     for stream in (sys.stdout, sys.__stdout__, sys.__stderr__):
@@ -426,10 +452,7 @@ def _print_result(result: SimResult, as_json: bool) -> None:
         click.echo(f"{label:<12}{value}")
 
 
-for _command in COMMANDS:
-    cli.add_command(_command)
-for _command in cli.commands.values():
-    document(_command)
+document(simulate)  # the checking commands are documented as they are added
 
 
 def main() -> None:

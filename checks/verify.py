@@ -72,7 +72,7 @@ class VerifyReport:
         return all(check.ok for check in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        """What ``verify --json`` and ``validate --json`` print (``commands.emit_json``'s
+        """What ``verify --json`` and ``validate --json`` print (``output.emit_json``'s
         arguments): each check a result, the first failed check's violation."""
         failed = (c.extra["violation"] for c in self.checks if "violation" in c.extra)
         return {

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import click
 import jsonschema
 import pytest
 import yaml
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.cli import cli
-from pagingcheck.checks.commands import JSON_SCHEMA, RESULTS_SCHEMA
+from pagingcheck.checks.output import JSON_SCHEMA, RESULTS_SCHEMA
 from pagingcheck.model.asm import assemble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +200,8 @@ def test_a_shell_example_is_a_command_that_exists_with_those_options(
         assert "--tool=lackey" in words
     else:
         assert words[0] == "pagingcheck"
-        sub = cli.commands[words[1]]
+        sub = cli.get_command(click.Context(cli), words[1])
+        assert sub is not None, words[1]
         sub.make_context(words[1], words[2:])  # a usage error raises here
 
 

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.cli import cli
-from pagingcheck.checks.commands import JSON_SCHEMA, RESULTS_SCHEMA
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.mutants import mutant_config
+from pagingcheck.checks.output import JSON_SCHEMA, RESULTS_SCHEMA
 from pagingcheck.checks.runner import run_choices
 from pagingcheck.checks.system import Choice
 from pagingcheck.impl.mutants import BY_NAME, factory

@@ -607,9 +607,39 @@ def test_python_dash_m_pagingcheck_is_the_same_command_line(tmp_path: Path) -> N
     assert checkconfig.load_text(done.stdout) == checkconfig.load_reference("pair")
 
 
+def test_simulate_starts_without_the_checking_machinery() -> None:
+    # simulate's start-up is part of its speed: it must not import what only the
+    # checking commands need (and a command asked for by name still loads them).
+    probe = (
+        "import atexit, sys\n"
+        "heavy = ('hypothesis', 'z3', 'pagingcheck.checks.commands', 'pagingcheck.checks.system')\n"
+        "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules)))\n"
+        "from pagingcheck.checks.cli import main\n"
+        "sys.argv = ['pagingcheck', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    run = [sys.executable, "-c", probe]
+    light = subprocess.run(
+        [*run, "simulate", "-p", "lru", "-n", "2", "--refs", "1,2,1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert light.returncode == 0, light.stderr
+    assert light.stdout.rstrip().endswith("[]"), light.stdout
+    heavy = subprocess.run(
+        [*run, "config", "--default"], capture_output=True, text=True, timeout=120
+    )
+    assert heavy.returncode == 0, heavy.stderr
+    assert "'pagingcheck.checks.commands'" in heavy.stdout.splitlines()[-1]
+
+
 def test_every_command_has_a_whole_summary_examples_that_parse_and_exit_codes() -> None:
-    assert set(cli.commands) == set(HELP)
-    for name, command in cli.commands.items():
+    context = click.Context(cli)
+    assert set(cli.list_commands(context)) == set(HELP)
+    for name in HELP:
+        command = cli.get_command(context, name)
+        assert command is not None
         assert command.short_help == HELP[name].summary and len(command.short_help) <= 55
         help_text = CliRunner().invoke(cli, [name, "--help"]).output
         assert "Examples:" in help_text and "Exit codes:" in help_text
