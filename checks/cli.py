@@ -33,6 +33,7 @@ from pagingcheck.impl.simulate import (
     Format,
     Ref,
     SimResult,
+    Step,
     curve,
     detect_format,
     open_trace,
@@ -317,6 +318,12 @@ class FrameCounts(click.ParamType):  # type: ignore[type-arg]  # generic from cl
     help="Window, in references, for working-set and wsclock.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random.")
+@click.option(
+    "--trace-steps",
+    is_flag=True,
+    help="Print every reference: hit or fault, the frames, the victim, R and M bits and the "
+    "policy's state (in --json, a list of steps).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def simulate(
     policy: str,
@@ -329,6 +336,7 @@ def simulate(
     tick: int | None,
     tau: int,
     seed: int,
+    trace_steps: bool,
     as_json: bool,
 ) -> None:
     """Count page faults of a replacement policy on a reference string.
@@ -341,6 +349,8 @@ def simulate(
     """
     if (refs_text is None) == (refs_file is None):
         fail_usage("give exactly one of --refs LIST and --refs-file FILE")
+    if trace_steps and len(frames) > 1:
+        fail_usage("--trace-steps follows one number of frames, not a range")
     if lackey:
         if fmt not in ("auto", "lackey"):
             fail_usage(f"--lackey says the file is a lackey log, --format says {fmt}")
@@ -375,17 +385,23 @@ def simulate(
                     fail_usage(f"--page-size applies only to lackey logs; {refs_file} is {found}")
                 refs = read_trace(stream, found, page_size or 4096, refs_file)
                 progress = _progress_bar(stack, raw.tell, size)
-            options = {"seed": seed, "tau": tau, "tick": tick, "progress": progress}
+            options: dict[str, Any] = {"seed": seed, "tau": tau, "tick": tick}
+            options["progress"] = progress
+            steps: list[Step] = []
+            if trace_steps:
+                options["watch"] = steps.append if as_json else _print_step
+                if not as_json:
+                    click.echo(STEP_HEADER)
             if len(frames) == 1:
-                result = run(policy, refs, frames.start, **options)  # type: ignore[arg-type]
+                result = run(policy, refs, frames.start, **options)
             else:
-                found_curve = curve(policy, refs, frames, **options)  # type: ignore[arg-type]
+                found_curve = curve(policy, refs, frames, **options)
     except UserError as error:
         fail_usage(str(error))
     except OSError as error:  # a read failing part way through the file
         fail_usage(f"cannot read --refs-file {refs_file}: {error.strerror or error}")
     if len(frames) == 1:
-        _print_result(result, as_json)
+        _print_result(result, as_json, [step.as_dict() for step in steps] if trace_steps else None)
     else:
         _print_curve(found_curve, as_json)
 
@@ -435,9 +451,33 @@ def _print_curve(found: Curve, as_json: bool) -> None:
         )
 
 
-def _print_result(result: SimResult, as_json: bool) -> None:
+STEP_HEADER = (
+    f"{'ref':>6} {'page':>6} {'result':<6} {'frames':<20} {'evicted':>7}  {'R':<8} {'M':<8} policy"
+)
+
+
+def _print_step(step: Step) -> None:
+    """One line of --trace-steps: the reference, what it did, the state after it."""
+    page = f"{step.page}{'w' if step.write else ''}"
+    frames = " ".join("-" if held is None else str(held) for held in step.frames)
+    evicted = "" if step.evicted is None else f"{step.evicted}{'*' if step.written_back else ''}"
+    bits = ["".join(map(str, flags)) for flags in (step.referenced, step.modified)]
+    state = " ".join(map(str, step.policy[1:]))
+    click.echo(
+        f"{step.index:>6} {page:>6} {'hit' if step.hit else 'fault':<6} {frames:<20} "
+        f"{evicted:>7}  {bits[0]:<8} {bits[1]:<8} {state}"
+    )
+
+
+def _print_result(
+    result: SimResult, as_json: bool, steps: list[dict[str, object]] | None = None
+) -> None:
     if as_json:
-        emit_json(True, [{"name": result.policy, "ok": True, **result.as_dict()}], None)
+        results = [{"name": result.policy, "ok": True, **result.as_dict()}]
+        if steps is None:
+            emit_json(True, results, None)
+        else:
+            emit_json(True, results, None, steps=steps)
         return
     rows = [
         ("policy", result.policy),

@@ -34,7 +34,7 @@ import re
 import sys
 from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from io import BufferedReader
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import add, floordiv, itemgetter, ne, sub
@@ -84,6 +84,37 @@ class SimResult:
         }
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one reference did, to follow a simulation by hand: whether it hit, the frame
+    that holds its page now, the page a fault evicted (None if the frame was free) and
+    whether that page was written back, then every frame's page, R and M bits and the
+    policy's own state (:meth:`Policy.snapshot`) after it."""
+
+    index: int
+    page: Hashable
+    write: bool
+    hit: bool
+    frame: int
+    evicted: Hashable | None
+    written_back: bool
+    frames: tuple[Hashable | None, ...]
+    referenced: tuple[int, ...]
+    modified: tuple[int, ...]
+    policy: tuple[object, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """The step as a JSON-ready mapping (its tuples as lists)."""
+        return {field.name: _plain(getattr(self, field.name)) for field in fields(self)}
+
+
+def _plain(value: object) -> object:
+    """``value`` with tuples as lists, for JSON."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
 class SimBits:
     """Emulated R and M bits, one byte each per frame (a :class:`RefBits`)."""
 
@@ -116,6 +147,7 @@ def simulate(
     *,
     tick: int | None = None,
     progress: Callable[[int], None] | None = None,
+    watch: Callable[[Step], None] | None = None,
 ) -> SimResult:
     """Run ``refs`` through ``policy`` on ``frames`` empty frames and count.
 
@@ -123,7 +155,9 @@ def simulate(
     the number of references between ticks (0: never; None: see
     :func:`default_tick`); a tick at time t runs before reference t.
     ``progress`` is called with the number of references done so far every
-    :data:`PROGRESS_EVERY` references. Changes: the policy's state. Raises
+    :data:`PROGRESS_EVERY` references. ``watch``, when given, is called with the
+    :class:`Step` of every reference, in order (the loop then stops after each
+    one, so it is for small traces). Changes: the policy's state. Raises
     UserError for frames < 1 or tick < 0 (and passes on the UserError of a
     reader that meets bad input); InternalError if the policy returns a frame
     that is not a candidate.
@@ -153,8 +187,9 @@ def simulate(
     faults = 0
     writebacks = 0
     while True:
-        # Run up to the next tick or progress report without checking for either.
-        stop = min(next_tick, next_report)
+        # Run up to the next tick, progress report or watched step without checking.
+        stop = min(next_tick, next_report, done + 1 if watch is not None else never)
+        before = (page_of[:], faults, writebacks) if watch is not None else None
         now = done - 1
         for now, (page, write) in enumerate(islice(source, stop - done), done):
             frame = where_get(page)
@@ -184,6 +219,8 @@ def simulate(
             m[frame] = 1 if write else 0
             loaded(frame, page, now)
         done = now + 1
+        if before is not None and watch is not None and done == stop:
+            watch(_step(now, page, write, where[page], before, (faults, writebacks), bits, policy))
         if done < stop:
             break
         if done == next_tick:
@@ -203,6 +240,42 @@ def simulate(
     )
 
 
+def _step(
+    index: int,
+    page: Hashable,
+    write: bool,
+    frame: int,
+    before: tuple[list[Hashable], int, int],
+    after: tuple[int, int],
+    bits: SimBits,
+    policy: Policy,
+) -> Step:
+    """The :class:`Step` of reference ``index``, from the frames' pages and the fault and
+    writeback counts before it and the counts after."""
+    pages, faults, writebacks = before
+    hit = after[0] == faults
+    return Step(
+        index=index,
+        page=page,
+        write=bool(write),
+        hit=hit,
+        frame=frame,
+        evicted=None if hit else pages[frame],
+        written_back=after[1] > writebacks,
+        frames=tuple(_pages_after(pages, frame, page)),
+        referenced=tuple(bits.r),
+        modified=tuple(bits.m),
+        policy=policy.snapshot(),
+    )
+
+
+def _pages_after(pages: list[Hashable], frame: int, page: Hashable) -> list[Hashable]:
+    """The frames' pages after a reference put ``page`` in ``frame``."""
+    after = list(pages)
+    after[frame] = page
+    return after
+
+
 def _check(frames: int, tick: int | None) -> None:
     if frames < 1:
         raise UserError(f"frames: {frames} must be at least 1")
@@ -219,8 +292,10 @@ def run(
     tau: int = DEFAULT_TAU,
     tick: int | None = None,
     progress: Callable[[int], None] | None = None,
+    watch: Callable[[Step], None] | None = None,
 ) -> SimResult:
-    """Build policy ``name`` (see :func:`make_policy`) and :func:`simulate` ``refs`` with it.
+    """Build policy ``name`` (see :func:`make_policy`) and :func:`simulate` ``refs`` with it
+    (``watch`` as there).
 
     For "opt" the references are first loaded into memory (compactly, see
     :func:`load`) to serve as its future, and ``progress`` reports that
@@ -231,9 +306,9 @@ def run(
         pages, writes = load(refs, progress)
         policy = make_policy(name, future=pages)
         refs = zip(pages, map(bool, writes), strict=True)
-        return simulate(refs, policy, frames, tick=tick)
+        return simulate(refs, policy, frames, tick=tick, watch=watch)
     policy = make_policy(name, seed=seed, tau=tau)
-    return simulate(refs, policy, frames, tick=tick, progress=progress)
+    return simulate(refs, policy, frames, tick=tick, progress=progress, watch=watch)
 
 
 def load(

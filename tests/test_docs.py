@@ -205,12 +205,16 @@ def test_a_shell_example_is_a_command_that_exists_with_those_options(
         sub.make_context(words[1], words[2:])  # a usage error raises here
 
 
-def test_a_fault_curve_fits_the_results_schema() -> None:
+def test_a_fault_curve_and_traced_steps_fit_the_results_schema() -> None:
     for policy in ("fifo", "lru"):
         args = ["simulate", "-p", policy, "-n", "1-5", "--refs", "1,2,3,4,1,2,5,1,2,3,4,5"]
         result = CliRunner().invoke(cli, [*args, "--json"])
         assert result.exit_code == 0, result.output
         RESULTS.validate(json.loads(result.stdout))
+    steps = ["simulate", "-p", "clock", "-n", "2", "--refs", "1,2w,3", "--trace-steps", "--json"]
+    result = CliRunner().invoke(cli, steps)
+    assert result.exit_code == 0, result.output
+    RESULTS.validate(json.loads(result.stdout))
 
 
 def test_the_simulate_example_prints_what_the_page_shows() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pagingcheck.checks import cli as cli_module
 from pagingcheck.checks.cli import cli
 from pagingcheck.impl import simulate as sim
-from pagingcheck.impl.lib.replacement import RefBits, make_policy
+from pagingcheck.impl.lib.replacement import POLICY_NAMES, RefBits, make_policy
 from pagingcheck.impl.simulate import (
     load,
     parse_refs,
@@ -449,6 +449,46 @@ def test_cli_prints_the_curve_and_the_anomaly() -> None:
 def test_cli_bad_frame_ranges_are_named(frames: str, message: str) -> None:
     code, _, err = invoke("-p", "lru", "-n", frames, "--refs", "1")
     assert code == 2 and message in err
+
+
+# -- step by step ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_steps_tell_the_whole_run_and_watching_changes_nothing(policy: str) -> None:
+    refs = [(page, page % 3 == 0) for page in (1, 2, 3, 4, 1, 2, 5, 1, 2, 3, 4, 5, 6, 2, 1)]
+    steps: list[sim.Step] = []
+    watched = run(policy, refs, 3, tick=2, watch=steps.append)
+    assert watched == run(policy, refs, 3, tick=2)
+    assert [(s.index, s.page, s.write) for s in steps] == [(i, *ref) for i, ref in enumerate(refs)]
+    assert sum(not s.hit for s in steps) == watched.faults
+    assert sum(s.written_back for s in steps) == watched.writebacks
+    previous: tuple[object, ...] = (None, None, None)
+    for step in steps:
+        assert step.frames[step.frame] == step.page and step.referenced[step.frame] == 1
+        if step.hit:
+            assert step.frames == previous and step.evicted is None
+        else:
+            assert step.evicted == previous[step.frame]
+            assert step.modified[step.frame] == step.write
+        assert step.policy[0] == policy
+        previous = step.frames
+
+
+def test_cli_trace_steps_prints_every_reference_and_its_json_is_the_same() -> None:
+    code, out, _ = invoke("-p", "fifo", "-n", "2", "--refs", "1,2w,3,1", "--trace-steps")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["ref", "page", "result", "frames"]
+    assert lines[2].split()[:7] == ["1", "2w", "fault", "1", "2", "11", "01"]
+    assert lines[3].split()[:6] == ["2", "3", "fault", "3", "2", "1"]  # 1 evicted, clean
+    assert lines[4].split()[:6] == ["3", "1", "fault", "3", "1", "2*"]  # 2 written back
+    code, out, _ = invoke("-p", "fifo", "-n", "2", "--refs", "1,2w,3,1", "--trace-steps", "--json")
+    steps = json.loads(out)["steps"]
+    assert [s["hit"] for s in steps] == [False, False, False, False]
+    assert steps[3]["evicted"] == 2 and steps[3]["written_back"] and steps[3]["frames"] == [3, 1]
+    code, _, err = invoke("-p", "lru", "-n", "1-3", "--refs", "1", "--trace-steps")
+    assert code == 2 and "--trace-steps follows one number of frames" in err
 
 
 # -- KIND PAGE lines, gzip, and telling the formats apart --------------------------------
