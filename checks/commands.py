@@ -609,14 +609,21 @@ def mutants_command(
         results = [{"name": row.name, "ok": row.killed, **row.to_json()} for row in rows]
         emit_json(killed == len(rows), results, None, total=len(rows), killed=killed)
     else:
-        click.echo(f"{'mutant':<34} {'killed':<7} {'by':<24} {'seconds':>8} {'steps':>6}")
+        click.echo(
+            f"{'mutant':<34} {'killed':<7} {'by':<24} {'seconds':>8} {'steps':>6} {'before':>6}"
+        )
         for row in rows:
             click.echo(
                 f"{row.name:<34} {'yes' if row.killed else 'NO':<7} {row.by or '-':<24} "
-                f"{row.seconds:>8.1f} {row.trace_steps if row.trace_steps is not None else '-':>6}"
+                f"{row.seconds:>8.1f} {_count(row.trace_steps):>6} "
+                f"{_count(row.trace_steps_before):>6}"
             )
         click.echo(f"\n{killed} of {len(rows)} mutants killed")
     sys.exit(EXIT_OK if killed == len(rows) else EXIT_VIOLATED)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 @click.command("prove")

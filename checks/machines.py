@@ -7,8 +7,9 @@ the workload, or a small random one drawn from
 addresses and protection violations), or kill a process. After every step
 the checker tests refinement, restart exactness and every invariant; the
 first failure stops the run with a :class:`PropertyFailed` carrying a
-replayable trace. Hypothesis then shrinks the choice sequence, so the
-reported trace is a small one.
+replayable trace. Hypothesis then shrinks the choice sequence, and delta
+debugging (:mod:`.minimize`, for half as long again) removes what choices it
+can after that, so the reported trace is a small one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.external import kernel_stderr
+from pagingcheck.checks.minimize import minimal
 from pagingcheck.checks.runner import KernelFactory, Run
 from pagingcheck.checks.strategies import programs as random_programs
 from pagingcheck.checks.system import Choice
@@ -68,6 +70,7 @@ class Campaign:
     first_failure: float | None = None
     error: BaseException | None = None  # the first exception that was not a property failing
     interrupted: bool = False  # Ctrl-C arrived during a run
+    unminimized: int | None = None  # the failing trace's steps before delta debugging
     trail: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
 
     def explored(self, choices: list[Choice]) -> None:
@@ -308,5 +311,7 @@ def run_campaign(
     if campaign.best is not None:
         # Here, not in the machine: Hypothesis derives its derandomized runs from the
         # machine's source, and the runs each variant makes are what its coverage rests on.
+        campaign.unminimized = len(campaign.best.choices)
+        campaign.best = minimal(campaign.best, factory, campaign.shrink_seconds / 2)
         campaign.best.stderr = kernel_stderr(factory)
     return campaign, campaign.best

@@ -4,8 +4,8 @@ Each mutant (:mod:`pagingcheck.impl.mutants`) runs on the configuration's
 first variant with the mutant's own hardware and kernel overrides (a
 restart-variant bug needs that variant), under the same Hypothesis machine
 as ``verify``. A mutant is killed when some property fails; the row records
-which, how long it took, and the length of the shrunk trace, which is
-written so it can be replayed.
+which, how long it took, and the length of the shrunk trace (and before delta
+debugging shortened it), which is written so it can be replayed.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class KillRow:
     seconds: float
     trace_steps: int | None
     trace: str | None
+    trace_steps_before: int | None = None  # before delta debugging shortened it
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this row."""
@@ -55,7 +56,7 @@ def run_mutant(config: CheckConfig, mutant: Mutant, trace_dir: Path) -> KillRow:
     began = time.perf_counter()
     run = mutant_config(config, mutant)
     implementation = f"pagingcheck.impl.mutants:{mutant.name}"
-    _, failure = run_campaign(
+    done, failure = run_campaign(
         run,
         factory(mutant),
         implementation,
@@ -75,6 +76,7 @@ def run_mutant(config: CheckConfig, mutant: Mutant, trace_dir: Path) -> KillRow:
         seconds,
         len(failure.choices),
         str(path),
+        done.unminimized,
     )
 
 

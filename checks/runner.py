@@ -235,8 +235,11 @@ def run_choices(
     choices: Iterable[Choice],
     programs: Sequence[Program] | None = None,
     fair_from: int | None = None,
+    lenient: bool = False,
 ) -> RunResult:
     """Apply ``choices`` in order, checking everything after each; stop at the first violation.
+    A choice not enabled when its turn comes ends the run (``diverged_at``), or with
+    ``lenient`` is passed over (the records say which choices were taken).
 
     From choice index ``fair_from`` on (when given) the choices are a fair
     continuation, and progress is watched over them as when they were made;
@@ -255,6 +258,8 @@ def run_choices(
         if run.result.violation is not None:
             break
         if choice not in enabled:
+            if lenient:
+                continue
             run.result.diverged_at = index
             break
         if run.take(choice) is not None:

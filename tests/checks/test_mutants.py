@@ -72,3 +72,13 @@ def test_killed_mutant_traces_replay_to_the_same_violation(matrix: list[KillRow]
         assert result.violation is not None, row.name
         assert result.violation.property == row.by
         assert result.failing_step == row.trace_steps
+
+
+def test_delta_debugging_shortens_traces_and_the_matrix_shows_by_how_much(
+    matrix: list[KillRow],
+) -> None:
+    lengths = [(row.trace_steps_before, row.trace_steps) for row in matrix if row.killed]
+    assert all(before is not None and after is not None for before, after in lengths)
+    assert all(after <= before for before, after in lengths)  # type: ignore[operator]
+    # Hypothesis's shrinking leaves steps that delta debugging can remove on several.
+    assert sum(after < before for before, after in lengths) >= 5  # type: ignore[operator]
