@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
 import click
@@ -26,6 +27,7 @@ from pagingcheck.checks.output import (
     print_found_so_far,
     want_json_errors,
 )
+from pagingcheck.checks.plot import check_target, draw
 from pagingcheck.impl.lib.replacement import DEFAULT_TAU, POLICY_NAMES
 from pagingcheck.impl.simulate import (
     FORMATS,
@@ -34,7 +36,7 @@ from pagingcheck.impl.simulate import (
     Ref,
     SimResult,
     Step,
-    curve,
+    curves,
     detect_format,
     open_trace,
     parse_refs,
@@ -319,6 +321,13 @@ class FrameCounts(click.ParamType):  # type: ignore[type-arg]  # generic from cl
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random.")
 @click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="With a range of frames, draw the curve (one line per policy) to FILE.svg or "
+    "FILE.png (needs the plot extra: pip install 'pagingcheck[plot]').",
+)
+@click.option(
     "--trace-steps",
     is_flag=True,
     help="Print every reference: hit or fault, the frames, the victim, R and M bits and the "
@@ -336,6 +345,7 @@ def simulate(
     tick: int | None,
     tau: int,
     seed: int,
+    plot: Path | None,
     trace_steps: bool,
     as_json: bool,
 ) -> None:
@@ -359,10 +369,18 @@ def simulate(
         fail_usage("--format and --lackey describe --refs-file; they cannot be used with --refs")
     if page_size is not None and (refs_file is None or fmt not in ("auto", "lackey")):
         fail_usage("--page-size applies only to lackey logs")
-    if policy not in POLICY_NAMES:
-        fail_usage(
-            f"unknown replacement policy {policy!r}; choose one of: {', '.join(POLICY_NAMES)}"
-        )
+    policies = [name.strip() for name in policy.split(",")]
+    for name in policies:
+        if name not in POLICY_NAMES:
+            fail_usage(
+                f"unknown replacement policy {name!r}; choose one of: {', '.join(POLICY_NAMES)}"
+            )
+    if len(policies) > 1 and len(frames) == 1:
+        fail_usage("several policies need a range of frames (--frames A-B) to compare them")
+    if plot is not None:
+        if len(frames) == 1:
+            fail_usage("--plot draws a curve: give a range of frames (--frames A-B)")
+        check_target(plot)
     if page_size is not None and page_size < 1:
         fail_usage(f"--page-size: {page_size} must be at least 1 byte")
     try:
@@ -393,9 +411,11 @@ def simulate(
                 if not as_json:
                     click.echo(STEP_HEADER)
             if len(frames) == 1:
-                result = run(policy, refs, frames.start, **options)
+                result = run(policies[0], refs, frames.start, **options)
             else:
-                found_curve = curve(policy, refs, frames, **options)
+                measured = curves(policies, refs, frames, **options)
+                if plot is not None:
+                    draw(measured, refs_file or "inline references", plot)
     except UserError as error:
         fail_usage(str(error))
     except OSError as error:  # a read failing part way through the file
@@ -403,7 +423,7 @@ def simulate(
     if len(frames) == 1:
         _print_result(result, as_json, [step.as_dict() for step in steps] if trace_steps else None)
     else:
-        _print_curve(found_curve, as_json)
+        _print_curves(measured, as_json)
 
 
 def _progress_bar(
@@ -422,18 +442,33 @@ def _progress_bar(
     return advance
 
 
-def _print_curve(found: Curve, as_json: bool) -> None:
-    anomalies = [
+def _anomalies(found: Curve) -> list[dict[str, int]]:
+    return [
         {"frames": frames, "faults": faults, "more_frames_faults": more}
         for frames, faults, more in found.anomalies
     ]
+
+
+def _print_curves(found: list[Curve], as_json: bool) -> None:
     if as_json:
         results = [
             {"name": f"{point.policy} {point.frames}", "ok": True, **point.as_dict()}
-            for point in found.points
+            for one in found
+            for point in one.points
         ]
-        emit_json(True, results, None, one_pass=found.one_pass, anomalies=anomalies)
+        summary = [
+            {"policy": one.policy, "one_pass": one.one_pass, "anomalies": _anomalies(one)}
+            for one in found
+        ]
+        emit_json(True, results, None, curves=summary)
         return
+    for index, one in enumerate(found):
+        if index:
+            click.echo()
+        _print_curve(one)
+
+
+def _print_curve(found: Curve) -> None:
     first = found.points[0]
     how = "one pass: a stack algorithm" if found.one_pass else "a run per frame count"
     click.echo(f"policy {found.policy}, {first.references} references ({how})")
@@ -442,12 +477,11 @@ def _print_curve(found: Curve, as_json: bool) -> None:
         click.echo(f"{point.frames:>8} {point.faults:>10} {point.fault_rate:>11.4f}")
     if found.one_pass:
         return  # a stack algorithm cannot show the anomaly
-    if not anomalies:
+    if not found.anomalies:
         click.echo("no Belady anomaly: more frames never fault more on this trace")
-    for item in anomalies:
+    for frames, faults, more in found.anomalies:
         click.echo(
-            f"Belady's anomaly: {item['frames'] + 1} frames fault {item['more_frames_faults']} "
-            f"times, {item['frames']} frames {item['faults']}"
+            f"Belady's anomaly: {frames + 1} frames fault {more} times, {frames} frames {faults}"
         )
 
 

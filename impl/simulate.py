@@ -402,6 +402,23 @@ def curve(
     return Curve(name, tuple(runs), one_pass=False)
 
 
+def curves(
+    names: Sequence[str],
+    refs: Iterable[Ref],
+    sizes: range,
+    *,
+    seed: int = 0,
+    tau: int = DEFAULT_TAU,
+    tick: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Curve]:
+    """The :func:`curve` of each policy in ``names`` over the same references, read
+    once (``progress`` reports that pass)."""
+    pages, writes = load(refs, progress)
+    loaded = list(zip(pages, map(bool, writes), strict=True))
+    return [curve(name, loaded, sizes, seed=seed, tau=tau, tick=tick) for name in names]
+
+
 def _lru_depths(pages: Sequence[Hashable], top: int) -> list[int]:
     """How many references hit at each depth 0 .. top-1 of the LRU stack (most recent
     first): a reference at depth d hits with more than d frames. The stack is kept to

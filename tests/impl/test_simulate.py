@@ -437,7 +437,7 @@ def test_cli_prints_the_curve_and_the_anomaly() -> None:
     assert "Belady's anomaly: 4 frames fault 10 times, 3 frames 9" in out
     code, out, _ = invoke("-p", "lru", "-n", "2-4", "--refs", refs, "--json")
     answer = json.loads(out)
-    assert answer["one_pass"] and answer["anomalies"] == []
+    assert answer["curves"] == [{"policy": "lru", "one_pass": True, "anomalies": []}]
     assert [r["faults"] for r in answer["results"]] == [12, 10, 8]
     assert all(r["writebacks"] is None for r in answer["results"])
 
@@ -449,6 +449,46 @@ def test_cli_prints_the_curve_and_the_anomaly() -> None:
 def test_cli_bad_frame_ranges_are_named(frames: str, message: str) -> None:
     code, _, err = invoke("-p", "lru", "-n", frames, "--refs", "1")
     assert code == 2 and message in err
+
+
+def test_cli_compares_policies_and_plots_their_curves(tmp_path: Path) -> None:
+    refs = ",".join(str(page) for page, _ in BELADY)
+    picture = tmp_path / "curve.svg"
+    args = ["-p", "fifo,lru", "-n", "1-5", "--refs", refs, "--plot", str(picture), "--json"]
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert [c["policy"] for c in answer["curves"]] == ["fifo", "lru"]
+    assert answer["curves"][0]["anomalies"] == [
+        {"frames": 3, "faults": 9, "more_frames_faults": 10}
+    ]
+    assert [r["name"] for r in answer["results"]][:2] == ["fifo 1", "fifo 2"]
+    drawing = picture.read_text()
+    assert drawing.startswith("<?xml") and "fifo" in drawing and "lru" in drawing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "fifo,lru", "-n", "3"], "several policies need a range of frames"),
+        (["-p", "fifo,lfu", "-n", "1-3"], "unknown replacement policy 'lfu'"),
+        (["-p", "fifo", "-n", "3", "--plot", "c.svg"], "--plot draws a curve"),
+        (["-p", "fifo", "-n", "1-3", "--plot", "c.pdf"], "name a .svg or .png file"),
+    ],
+)
+def test_cli_curve_options_are_checked(args: list[str], message: str) -> None:
+    code, _, err = invoke(*args, "--refs", "1,2,1")
+    assert code == 2 and message in err
+
+
+def test_plotting_without_matplotlib_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    code, _, err = invoke(
+        "-p", "lru", "-n", "1-3", "--refs", "1,2,1", "--plot", str(tmp_path / "c.png")
+    )
+    assert code == 2 and "pip install 'pagingcheck[plot]'" in err
 
 
 # -- step by step ---------------------------------------------------------------------
