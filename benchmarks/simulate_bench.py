@@ -13,13 +13,20 @@ one-page-per-line file through :func:`read_refs` (what ``pagingcheck
 simulate --refs-file`` does). A third line times :func:`read_lackey` alone
 on the same references written as a lackey log. Last, the fault curve over 1 to
 ``--frames`` frames for LRU and OPT: one pass (:func:`curve`) against a run per
-frame count, and how many times faster the pass is.
+frame count, and how many times faster the pass is. Then the whole-process measure: the
+wall time of ``pagingcheck simulate --refs-file`` (start-up, reading and simulating)
+against ``benchmarks/reference_loop.py``, a plain pure-Python loop of the kind course
+simulators are, on the same file, for FIFO, LRU and CLOCK; the project aims for 5 times
+faster.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -113,6 +120,7 @@ def main() -> None:
         count, seconds = timed(parse_lackey)
         print(f"read_lackey alone: {count / seconds:,.0f} refs/s")
     print_curves(refs[: min(len(refs), 500_000)], args.frames)
+    print_whole_process(refs[: min(len(refs), 1_000_000)], args.frames)
 
 
 def print_curves(refs: list[tuple[int, bool]], frames: int) -> None:
@@ -129,6 +137,36 @@ def print_curves(refs: list[tuple[int, bool]], frames: int) -> None:
             f"  {name:<4} one pass {one_pass:6.2f} s, a run per count {per_size:7.2f} s "
             f"({per_size / one_pass:5.1f} times faster)"
         )
+
+
+def print_whole_process(refs: list[tuple[int, bool]], frames: int) -> None:
+    """Wall time, best of three, of the whole simulate command against the reference loop
+    on the same file; they must count the same faults."""
+    loop = Path(__file__).with_name("reference_loop.py")
+    print(f"whole process, {len(refs)} references from a file, {frames} frames (wall, best of 3):")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "refs.txt"
+        path.write_text("".join(f"{page}{'w' if write else ''}\n" for page, write in refs))
+        for name in ("fifo", "lru", "clock"):
+            ours = [sys.executable, "-m", "pagingcheck", "simulate", "-p", name, "-n", str(frames)]
+            faults, simulate = wall([*ours, "--refs-file", str(path), "--json"])
+            theirs = [sys.executable, str(loop), name, str(frames), str(path)]
+            expected, reference = wall(theirs)
+            assert json.loads(faults)["results"][0]["faults"] == int(expected), name
+            print(
+                f"  {name:<6} simulate {len(refs) / simulate:>12,.0f} refs/s, reference loop "
+                f"{len(refs) / reference:>12,.0f} refs/s: {reference / simulate:5.1f} times faster"
+            )
+
+
+def wall(command: list[str]) -> tuple[str, float]:
+    """``command``'s output and its best wall time of three runs."""
+    best, output = float("inf"), ""
+    for _ in range(3):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        best, output = min(best, time.perf_counter() - start), done.stdout
+    return output, best
 
 
 if __name__ == "__main__":
