@@ -260,6 +260,8 @@ def _campaign_check(done: Finished, implementation: str, trace_dir: Path) -> Che
         )
     else:
         result.detail = f"{done.runs} runs, {done.steps} steps, all properties held"
+        if done.rounds > 1:
+            result.detail += f" ({done.rounds} seeds: the first missed required coverage)"
     return result
 
 
