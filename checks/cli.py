@@ -403,8 +403,7 @@ def simulate(
                     fail_usage(f"--page-size applies only to lackey logs; {refs_file} is {found}")
                 refs = read_trace(stream, found, page_size or 4096, refs_file)
                 progress = _progress_bar(stack, raw.tell, size)
-            options: dict[str, Any] = {"seed": seed, "tau": tau, "tick": tick}
-            options["progress"] = progress
+            options: dict[str, Any] = {"seed": seed, "tau": tau, "tick": tick, "progress": progress}
             steps: list[Step] = []
             if trace_steps:
                 options["watch"] = steps.append if as_json else _print_step

@@ -383,23 +383,8 @@ def curve(
     The references are loaded into memory once (``progress`` reports that pass); a stack
     algorithm (:data:`STACK_POLICIES`) then takes one more pass for all of ``sizes``, any
     other policy a run per size."""
-    if sizes.step != 1 or not sizes or sizes.start < 1:
-        raise UserError(f"frames: {sizes.start}-{sizes.stop - 1} is not a range of counts >= 1")
-    _check(sizes.start, tick)
-    pages, writes = load(refs, progress)
-    if name in STACK_POLICIES:
-        depths = (_lru_depths if name == "lru" else _opt_depths)(pages, sizes.stop - 1)
-        hits = list(accumulate(depths))
-        points = tuple(
-            SimResult(name, size, 0, len(pages), len(pages) - hits[size - 1], hits[size - 1], None)
-            for size in sizes
-        )
-        return Curve(name, points, one_pass=True)
-    runs = (
-        run(name, zip(pages, map(bool, writes), strict=True), size, seed=seed, tau=tau, tick=tick)
-        for size in sizes
-    )
-    return Curve(name, tuple(runs), one_pass=False)
+    (found,) = curves([name], refs, sizes, seed=seed, tau=tau, tick=tick, progress=progress)
+    return found
 
 
 def curves(
@@ -414,9 +399,36 @@ def curves(
 ) -> list[Curve]:
     """The :func:`curve` of each policy in ``names`` over the same references, read
     once (``progress`` reports that pass)."""
+    if sizes.step != 1 or not sizes or sizes.start < 1:
+        raise UserError(f"frames: {sizes.start}-{sizes.stop - 1} is not a range of counts >= 1")
+    _check(sizes.start, tick)
     pages, writes = load(refs, progress)
-    loaded = list(zip(pages, map(bool, writes), strict=True))
-    return [curve(name, loaded, sizes, seed=seed, tau=tau, tick=tick) for name in names]
+    return [_curve(name, pages, writes, sizes, seed, tau, tick) for name in names]
+
+
+def _curve(
+    name: str,
+    pages: Sequence[Hashable],
+    writes: bytearray,
+    sizes: range,
+    seed: int,
+    tau: int,
+    tick: int | None,
+) -> Curve:
+    """:func:`curve` over references already loaded by :func:`load`."""
+    if name in STACK_POLICIES:
+        depths = (_lru_depths if name == "lru" else _opt_depths)(pages, sizes.stop - 1)
+        hits = list(accumulate(depths))
+        points = tuple(
+            SimResult(name, size, 0, len(pages), len(pages) - hits[size - 1], hits[size - 1], None)
+            for size in sizes
+        )
+        return Curve(name, points, one_pass=True)
+    runs = (
+        run(name, zip(pages, map(bool, writes), strict=True), size, seed=seed, tau=tau, tick=tick)
+        for size in sizes
+    )
+    return Curve(name, tuple(runs), one_pass=False)
 
 
 def _lru_depths(pages: Sequence[Hashable], top: int) -> list[int]:

@@ -20,6 +20,7 @@ from pagingcheck.checks import traces
 from pagingcheck.checks.cli import cli
 from pagingcheck.checks.output import JSON_SCHEMA, RESULTS_SCHEMA
 from pagingcheck.model.asm import assemble
+from tests.tiny import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -95,16 +96,6 @@ def _written_log(folder: Path) -> Path:
 @pytest.mark.parametrize("example", examples("asm"), ids=lambda e: f"{e[0]}:{e[1]}")
 def test_an_assembly_example_assembles(example: tuple[str, str, str]) -> None:
     assert assemble(example[2])
-
-
-TINY = """
-hardware: {user_frames: 4, va_pages: 16}
-workload:
-  initial: [0]
-  programs:
-    - {name: p, text: "MOV #16, r1\\nMOV (r1)+, r2\\nSYS 0", data: [7], heap_pages: 1}
-budget: {examples: 2, steps: 10, shrink_seconds: 1}
-"""
 
 
 _SCHEMA: dict[str, Any] = json.loads(RESULTS_SCHEMA.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.runner import REFERENCE_KERNEL, Run, resolve_factory
+from tests.tiny import TINY
 
 SHARED_TEXT = """
 hardware: {page_words: 16, va_pages: 16, user_frames: 4, disk_order: fifo}
@@ -49,16 +50,11 @@ def test_an_exit_with_nothing_in_flight_is_not_counted() -> None:
     assert counts["fault:page_fault"] == 1
 
 
-TINY = """
-hardware: {user_frames: 8, va_pages: 16}
-workload:
-  initial: [0]
-  programs:
-    - {name: p, text: "MOV #16, r1\\nMOV (r1)+, r2\\nSYS 0", data: [7], heap_pages: 1}
-budget: {examples: 3, steps: 10, shrink_seconds: 1}
-coverage:
-  every_variant: [%s]
-"""
+def tiny_requiring(situation: str) -> str:
+    """The tiny configuration with eight user frames (nothing is ever evicted), requiring
+    ``situation`` of every variant."""
+    hardware = TINY.replace("user_frames: 4", "user_frames: 8")
+    return f"{hardware}coverage:\n  every_variant: [{situation}]\n"
 
 
 def test_a_seeded_campaign_tries_more_seeds_for_coverage_it_missed() -> None:
@@ -66,13 +62,12 @@ def test_a_seeded_campaign_tries_more_seeds_for_coverage_it_missed() -> None:
     from pagingcheck.checks.machines import Randomness
 
     kernel = resolve_factory(REFERENCE_KERNEL)
-    # Eight frames and one small process: nothing is ever evicted, so no seed reaches it.
-    never = checkconfig.load_text(TINY % "evict:dirty")
+    never = checkconfig.load_text(tiny_requiring("evict:dirty"))
     seeded = campaign("base", never, kernel, REFERENCE_KERNEL, Randomness(7))
     assert seeded.rounds == ROUNDS and seeded.failure is None
     assert seeded.coverage.unreached(["evict:dirty"]) == ["evict:dirty"]
     # Derandomised runs are the calibrated ones: no more rounds.
     assert campaign("base", never, kernel, REFERENCE_KERNEL, None).rounds == 1
     # A situation the first seed reaches needs no second one.
-    reached = checkconfig.load_text(TINY % "fault:page_fault")
+    reached = checkconfig.load_text(tiny_requiring("fault:page_fault"))
     assert campaign("base", reached, kernel, REFERENCE_KERNEL, Randomness(7)).rounds == 1
