@@ -103,15 +103,21 @@ derandomize_option = click.option(
     help="The same runs every time and no example database, as CI wants "
     "(also PAGINGCHECK_DERANDOMIZE=1). By default each run draws a new seed.",
 )
-jobs_option = click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Run the checks (proofs, campaigns, explorations) on N processes (default: one "
-    "per core); the results are those of a serial run.",
-)
+
+
+def jobs_option_saying(what: str) -> Callable[[FC], FC]:
+    """The ``-j/--jobs N`` option, with ``what`` it runs on N processes as its help."""
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help=f"{what} (default: one per core); the results are those of a serial run.",
+    )
+
+
+jobs_option = jobs_option_saying("Run the checks (proofs, campaigns, explorations) on N processes")
 quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="No progress on stderr: only the result."
 )
@@ -582,6 +588,7 @@ def validate_command(
 @click.command("mutants")
 @config_option
 @click.option("--only", multiple=True, metavar="NAME", help="Run only these mutants.")
+@jobs_option_saying("Check N mutants at once, on forked processes")
 @traces_option("Where each killed mutant's trace is written.")
 @json_option
 @quiet_option
@@ -590,6 +597,7 @@ def mutants_command(
     profile: str | None,
     config_path: Path | None,
     only: tuple[str, ...],
+    jobs: int | None,
     trace_dir: Path,
     as_json: bool,
     quiet: bool,
@@ -603,7 +611,13 @@ def mutants_command(
     if unknown:
         raise UserError(f"--only {unknown[0]!r}: no such mutant; known: {', '.join(BY_NAME)}")
     chosen = [BY_NAME[name] for name in only] if only else list(MUTANTS)
-    rows = kill_matrix(config, trace_dir, chosen, progress_printer(not quiet and not as_json))
+    rows = kill_matrix(
+        config,
+        trace_dir,
+        chosen,
+        progress_printer(not quiet and not as_json),
+        jobs or default_jobs(),
+    )
     killed = sum(row.killed for row in rows)
     if as_json:
         results = [{"name": row.name, "ok": row.killed, **row.to_json()} for row in rows]

@@ -163,7 +163,11 @@ def words(value: Any, where: str) -> tuple[int, ...]:
 def parse_program(data: Any, where: str) -> Program:
     """A program from its YAML mapping (assembly text under ``text``)."""
     data = mapping(data, where)
-    known_keys(data, {"name", "text", "data", "heap_pages", "stack_pages", "shared"}, where)
+    known_keys(
+        data,
+        {"name", "text", "data", "heap_pages", "stack_pages", "shared"} | set(GROWTH_KEYS),
+        where,
+    )
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name: every program needs a non-empty name")
@@ -182,7 +186,22 @@ def parse_program(data: Any, where: str) -> Program:
         heap_pages=integer(data.get("heap_pages", 0), f"{where}.heap_pages"),
         stack_pages=integer(data.get("stack_pages", 1), f"{where}.stack_pages"),
         shared=shared,
+        **growth(data, where),
     )
+
+
+#: A program's keys for how its heap and stack may grow; a missing or null one keeps the
+#: program's default (no growth; the default reach).
+GROWTH_KEYS = ("max_heap_pages", "max_stack_pages", "stack_reach")
+
+
+def growth(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A program's growth settings (:data:`GROWTH_KEYS`), checked."""
+    return {
+        key: integer(data[key], f"{where}.{key}")
+        for key in GROWTH_KEYS
+        if data.get(key) is not None
+    }
 
 
 def parse_shared(data: Any, where: str) -> tuple[SharedSegment, ...]:

@@ -24,6 +24,18 @@ The situations about transfers say exactly what happened:
     the hardware, this says the situation arose; how the kernel met it
     (waiting for that request, or reading the page again elsewhere) is
     for the properties to judge.
+
+``stack_growth``
+    a page fault gave its process valid pages it did not have (refinement
+    has checked them against the spec's stack rule by then);
+``heap_growth``, ``heap_shrink``
+    a system call gave its process valid pages, or took some away (SBRK);
+``lazy_first_touch``
+    a process faulted on a valid writable private page that held no swap
+    slot yet (a heap page SBRK added, touched for the first time);
+``out_of_memory_kill``
+    such a first touch killed its process (refinement has checked that the
+    view showed no free swap slot).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.system import StepRecord
 from pagingcheck.model.config import RESTART_VARIANTS, HardwareConfig
 from pagingcheck.model.disk import Request
-from pagingcheck.model.isa import FAULT_POINTS
+from pagingcheck.model.isa import FAULT_POINTS, SYS_SBRK
 from pagingcheck.model.traps import TrapKind
 
 #: Every situation coverage knows, in report order.
@@ -53,6 +65,11 @@ SITUATIONS: tuple[str, ...] = (
     "shared_evicted",
     "shared_refcount_zero",
     "protection_kill",
+    "stack_growth",
+    "heap_growth",
+    "heap_shrink",
+    "lazy_first_touch",
+    "out_of_memory_kill",
     *(
         f"tlb_miss:{refill}:{tag}"
         for refill in ("hardware", "software")
@@ -84,6 +101,20 @@ class Tracker:
             if result.fault.kind is TrapKind.TLB_MISS:
                 reached.add(f"tlb_miss:software:{tag}")
             reached |= self._fault_in_transit(record, before)
+            pid = int(record.choice[1])
+            if _gained_pages(pid, before, after):
+                reached.add("stack_growth")
+            vpn = result.fault.va // config.page_words
+            if result.fault.kind is not TrapKind.PROTECTION_FAULT and before.unbacked(pid, vpn):
+                reached.add("lazy_first_touch")
+                if pid not in after.live:
+                    reached.add("out_of_memory_kill")
+        if result is not None and result.syscall == SYS_SBRK:
+            pid = int(record.choice[1])
+            if _gained_pages(pid, before, after):
+                reached.add("heap_growth")
+            if _gained_pages(pid, after, before):
+                reached.add("heap_shrink")
         if result is not None and config.tlb_refill == "hardware":
             # The walker filled a slot: some (asid, vpn) is cached now that was not.
             old = {(e.asid, e.vpn) for e in before.machine.mmu.tlb.entries()}
@@ -135,6 +166,14 @@ class Tracker:
         if _shared_keys(before) - _shared_keys(after):
             reached.add("shared_refcount_zero")
         return reached
+
+
+def _gained_pages(pid: int, before: Observed, after: Observed) -> bool:
+    """Whether ``pid`` has valid pages after the step that it did not have before."""
+    old, new = before.view.process(pid), after.view.process(pid)
+    if old is None or new is None:
+        return False
+    return bool({p.vpn for p in new.pages} - {p.vpn for p in old.pages})
 
 
 def _shared(s: Observed, pid: int, vpn: int) -> bool:

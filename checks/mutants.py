@@ -5,7 +5,9 @@ first variant with the mutant's own hardware and kernel overrides (a
 restart-variant bug needs that variant), under the same Hypothesis machine
 as ``verify``. A mutant is killed when some property fails; the row records
 which, how long it took, and the length of the shrunk trace (and before delta
-debugging shortened it), which is written so it can be replayed.
+debugging shortened it), which is written so it can be replayed. Mutants are
+independent, so ``jobs`` of them run at once on forked workers
+(:func:`pagingcheck.checks.jobs.run_all`); the rows are the same either way.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
+from pagingcheck.checks.jobs import run_all
 from pagingcheck.checks.machines import run_campaign
-from pagingcheck.impl.mutants import MUTANTS, Mutant, factory
+from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory
+from pagingcheck.impl.mutants import BY_NAME, MUTANTS, Mutant, factory
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,24 @@ def kill_matrix(
     trace_dir: Path,
     mutants: Iterable[Mutant] = MUTANTS,
     progress: Callable[[str], None] = lambda _: None,
+    jobs: int = 1,
 ) -> list[KillRow]:
-    """Every mutant's row, in catalog order."""
-    rows = []
+    """Every mutant's row, in the order given; ``jobs`` mutants are checked at once."""
     chosen = list(mutants)
-    for index, mutant in enumerate(chosen, start=1):
-        progress(f"[{index}/{len(chosen)}] {mutant.name}")
-        rows.append(run_mutant(config, mutant, trace_dir))
-    return rows
+    works = [(m.name, partial(_row, config, m.name, trace_dir)) for m in chosen]
+    rows: dict[str, KillRow] = {}
+    # Each work builds its mutant by name; the reference kernel's factory run_all makes
+    # for it goes unused.
+    done = run_all(
+        works, resolve_factory(REFERENCE_KERNEL), REFERENCE_KERNEL, config.limits, jobs, True
+    )
+    for index, row in enumerate(done, start=1):
+        verdict = f"killed by {row.by}" if row.killed else "SURVIVED"
+        progress(f"[{index}/{len(chosen)}] {row.name}: {verdict} ({row.seconds:.1f}s)")
+        rows[row.name] = row
+    return [rows[m.name] for m in chosen]
+
+
+def _row(config: CheckConfig, name: str, trace_dir: Path, *_: object) -> KillRow:
+    """The row of the mutant called ``name`` (a work of :func:`kill_matrix`)."""
+    return run_mutant(config, BY_NAME[name], trace_dir)

@@ -323,6 +323,23 @@ class Observed:
             for page in proc.pages
         }
 
+    @cached_property
+    def slot_holders(self) -> set[User]:
+        """Every (pid, vpn) the view lists as a user of some swap slot."""
+        return {user for slot in self.view.slots for user in slot.users}
+
+    def unbacked(self, pid: int, vpn: int) -> bool:
+        """Whether ``pid``'s page ``vpn`` is a valid, writable, private page that holds no
+        swap slot yet (a heap page never touched): its first touch needs one."""
+        process = self.view.process(pid)
+        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        return (
+            page is not None
+            and page.shared_key is None
+            and bool(page.prot & bits.WRITE)
+            and (pid, vpn) not in self.slot_holders
+        )
+
     def in_transit(self, home: Location) -> Request | None:
         """The pending request that moves the contents at ``home``, if any: a write of
         its frame, or a read of its block."""

@@ -44,7 +44,7 @@ from pagingcheck.impl.interface import (
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import quote
 from pagingcheck.model.isa import REGISTERS, ArchState
-from pagingcheck.model.program import Image, Program, SharedSegment
+from pagingcheck.model.program import DEFAULT_STACK_REACH, Image, Program, SharedSegment
 from pagingcheck.model.traps import Access, Fault, TrapFrame, TrapKind
 
 WORD_MAX = 0xFFFF_FFFF
@@ -222,6 +222,9 @@ def encode_program(program: Program) -> dict[str, Any]:
         "data": list(program.data),
         "heap_pages": program.heap_pages,
         "stack_pages": program.stack_pages,
+        "max_heap_pages": program.max_heap_pages,
+        "max_stack_pages": program.max_stack_pages,
+        "stack_reach": program.stack_reach,
         "entry": program.entry,
         "shared": [dataclasses.asdict(segment) for segment in program.shared],
     }
@@ -250,7 +253,16 @@ def decode_program(data: object, where: str = "program") -> Program:
         stack_pages=_int(fields.get("stack_pages", 1), f"{where}.stack_pages"),
         entry=_int(fields.get("entry", 0), f"{where}.entry"),
         shared=shared,
+        max_heap_pages=_optional_int(fields, "max_heap_pages", where),
+        max_stack_pages=_optional_int(fields, "max_stack_pages", where),
+        stack_reach=_int(fields.get("stack_reach", DEFAULT_STACK_REACH), f"{where}.stack_reach"),
     )
+
+
+def _optional_int(fields: Mapping[str, Any], key: str, where: str) -> int | None:
+    """``fields[key]`` as an integer, or None when missing or null."""
+    value = fields.get(key)
+    return None if value is None else _int(value, f"{where}.{key}")
 
 
 def encode_image(image: Image) -> dict[str, Any]:

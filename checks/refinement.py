@@ -32,6 +32,8 @@ from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRe
 from pagingcheck.model import bits
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import ArchState
+from pagingcheck.model.program import Program
+from pagingcheck.model.traps import Fault, TrapKind
 from pagingcheck.spec import machine as spec
 from pagingcheck.spec.state import SpecState
 
@@ -56,8 +58,8 @@ STEP_PROPERTIES: dict[str, str] = {
     "restart_exact": "When a faulting process runs again, its registers and PC equal those at "
     "the start of the faulting instruction, and that instruction retires exactly once, with "
     "the effects of a fault-free run.",
-    "no_dirty_dropped": "A modified page that loses its present mapping is written back (a "
-    "write of its frame is in flight) or keeps its contents in its frame.",
+    "no_dirty_dropped": "A modified page that loses its present mapping, and stays valid, is "
+    "written back (a write of its frame is in flight) or keeps its contents in its frame.",
     "progress": PROGRESS_STATEMENT,
 }
 
@@ -86,9 +88,10 @@ class Checker:
     observed: Observed = field(init=False)
     last_difference: list[str] = field(default_factory=list)
     watchdog: Watchdog | None = None
+    _before_step: Observed = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.observed = self._observe()
+        self.observed = self._before_step = self._observe()
         self.spec_state = abstract(self.observed, self.fault_starts)
 
     def copy(self) -> Checker:
@@ -98,7 +101,7 @@ class Checker:
         clone.system = self.system.copy()
         clone.spec_state = self.spec_state
         clone.fault_starts = dict(self.fault_starts)
-        clone.observed = self.observed
+        clone.observed = clone._before_step = self.observed
         clone.last_difference = []
         clone.watchdog = None
         return clone
@@ -136,7 +139,7 @@ class Checker:
     ) -> tuple[StepRecord, Violation | None]:
         """Apply ``choice``; return what happened and the first property it violated.
         ``enabled``, this state's choices if the caller has them, saves asking again."""
-        before = self.observed
+        before = self._before_step = self.observed
         resumed = self._resuming(choice)
         entry_violations: list[Violation] = []
 
@@ -191,20 +194,22 @@ class Checker:
     def _spec_step(self, record: StepRecord) -> tuple[SpecState | None, str]:
         kind = record.choice[0]
         config = self.system.machine.config
+        geometry = spec.Geometry(config.page_words, config.va_pages)
         state = self.spec_state
         if kind == "spawn":
             pid = record.spawned
             if not isinstance(pid, int):
                 return state, ""
-            program = self.system.programs[int(record.choice[1])]
-            return spec.spawn(state, pid, program, config.page_words, config.va_pages), ""
+            spawned = self.system.programs[int(record.choice[1])]
+            return spec.spawn(state, pid, spawned, config.page_words, config.va_pages), ""
         if kind == "kill":
             return spec.exit_process(state, int(record.choice[1])), ""
         if kind != "run" or record.result is None:
             return state, f"a {kind} step changed the abstract state"
         pid = int(record.choice[1])
         result = record.result
-        after_state, outcome = spec.retire(state, pid, config.page_words)
+        program = self.system.program_of(pid)
+        after_state, outcome = spec.retire(state, pid, geometry, program)
         if result.retired:
             if not isinstance(outcome, spec.Retired):
                 return None, f"process {pid} retired an instruction the spec signals ({outcome})"
@@ -213,11 +218,51 @@ class Checker:
                     f"process {pid} wrote {result.write}, the spec writes {outcome.write}"
                 )
             return after_state, f"process {pid} retired an instruction"
+        grows = self._growth(state, pid, result.fault, program, geometry)
         if pid not in self.observed.live:
             if isinstance(outcome, spec.Signalled):
                 return after_state, f"process {pid} was signalled"
+            if self._out_of_swap(pid, result.fault, grows):
+                return spec.exit_process(state, pid), f"process {pid} ran out of swap"
             return None, f"process {pid} was killed, but the spec retires its instruction"
+        grown = spec.grow(state, pid, grows, config.page_words) if grows else None
+        if grown is not None and self._grew(pid):
+            return grown, f"process {pid}'s stack grew"
         return state, f"process {pid} trapped without retiring"
+
+    def _growth(
+        self,
+        state: SpecState,
+        pid: int,
+        fault: Fault | None,
+        program: Program | None,
+        geometry: spec.Geometry,
+    ) -> range:
+        """The pages the spec's stack rule grows ``pid``'s stack by for a fault on a missing
+        page (a page fault, or a miss in a software-refilled TLB)."""
+        if fault is None or fault.kind is TrapKind.PROTECTION_FAULT:
+            return range(0)
+        return spec.growth(state, pid, fault.va, program, geometry)
+
+    def _out_of_swap(self, pid: int, fault: Fault | None, grows: range) -> bool:
+        """Whether killing ``pid`` at ``fault`` was a fair out-of-memory kill: the fault needed
+        new swap slots (a stack growing by ``grows``, or the first touch of a writable private
+        page that holds no slot yet) and the view, before the step, listed fewer free. The
+        slot invariants check that view against the page tables."""
+        before = self._before_step
+        needed = len(grows)
+        if not needed and fault is not None and fault.kind is not TrapKind.PROTECTION_FAULT:
+            vpn = fault.va // self.system.machine.config.page_words
+            needed = int(before.unbacked(pid, vpn))
+        return needed > len(before.view.free_slots)
+
+    def _grew(self, pid: int) -> bool:
+        """Whether the step just taken gave ``pid`` valid pages it did not have."""
+        before = self._before_step.view.process(pid)
+        after = self.observed.view.process(pid)
+        if before is None or after is None:
+            return False
+        return bool({p.vpn for p in after.pages} - {p.vpn for p in before.pages})
 
     # -- restart exactness ----------------------------------------------------------
 
@@ -266,6 +311,8 @@ class Checker:
             if after.resident(pid, vpn) is not None:
                 continue
             home = after.homes.get((pid, vpn))
+            if home is None:
+                continue  # the page is gone (the heap shrank): refinement judges that
             kept = home is not None and home.where == "frame" and home.index == frame
             if frame not in writes and not kept:
                 return Violation(

@@ -291,6 +291,9 @@ class System:
     kills_enabled: bool = False
     history: list[Choice] = field(default_factory=list)
     call_seconds: float = HOOK_SECONDS
+    # Which program each process was spawned to run (pid -> index), as the driver knows it:
+    # the spec's stack rule is the program's.
+    owners: dict[int, int] = field(default_factory=dict)
     port: MachinePort = field(init=False)
     # The kernel's checked view, asked once between two calls into the kernel: only its
     # calls change what it can say. A copy asks its own kernel again.
@@ -315,6 +318,20 @@ class System:
         self.programs = (*self.programs, program)
         self.images = (*self.images, image)
         return len(self.programs) - 1
+
+    def program_of(self, pid: int) -> Program | None:
+        """The program process ``pid`` was spawned to run, or None if it never was."""
+        index = self.owners.get(pid)
+        return None if index is None else self.programs[index]
+
+    def spawn(self, index: int) -> int | SpawnRefused:
+        """Ask the kernel to create a process running program ``index``: its pid (recorded
+        as running that program) or the refusal."""
+        image = self.images[index]
+        pid = self.call("spawn()", partial(spawn, self.kernel, image=image), protocol.check_spawned)
+        if isinstance(pid, int):
+            self.owners[pid] = index
+        return pid
 
     # -- the choices ----------------------------------------------------------
 
@@ -409,11 +426,7 @@ class System:
             return StepRecord(choice, events=self.hook("on_timer()", self.kernel.on_timer))
         if kind == "spawn":
             self.spawns += 1
-            image = self.images[int(choice[1])]
-            pid = self.call(
-                "spawn()", lambda port: self.kernel.spawn(port, image), protocol.check_spawned
-            )
-            return StepRecord(choice, spawned=pid)
+            return StepRecord(choice, spawned=self.spawn(int(choice[1])))
         if kind == "kill":
             target = int(choice[1])
             events = self.hook("kill()", lambda port: self.kernel.kill(port, target))
@@ -456,13 +469,16 @@ class System:
             timer_enabled=self.timer_enabled,
             kills_enabled=self.kills_enabled,
             history=list(self.history),
+            owners=dict(self.owners),
         )
 
     def fingerprint(self) -> bytes:
         """A stable digest of the state (not of the history that reached it). Raises
         KernelFailed when the kernel's fingerprint fails or is not bytes."""
         kernel = self.query("fingerprint()", self.kernel.fingerprint, protocol.check_fingerprint)
-        return fingerprint(self.machine.fingerprint(), kernel, self.spawns)
+        return fingerprint(
+            self.machine.fingerprint(), kernel, self.spawns, sorted(self.owners.items())
+        )
 
 
 def spawn(kernel: Kernel, port: Port, image: Image) -> int | SpawnRefused:
@@ -497,9 +513,7 @@ def boot_system(
     system.hook("boot()", kernel.boot)
     for index in initial:
         image = system.images[index]
-        outcome = system.call(
-            "spawn()", partial(spawn, kernel, image=image), protocol.check_spawned
-        )
+        outcome = system.spawn(index)
         if isinstance(outcome, SpawnRefused):
             raise UserError(
                 f"the kernel could not create initial process {image.program.name!r} "

@@ -25,10 +25,12 @@ from typing import Any
 import yaml
 
 from pagingcheck.checks.config import (
+    GROWTH_KEYS,
     Budget,
     CheckConfig,
     Limits,
     Workload,
+    growth,
     integer,
     known_keys,
     mapping,
@@ -85,12 +87,16 @@ def program_to_data(program: Program) -> dict[str, Any]:
         "data": list(program.data),
         "heap_pages": program.heap_pages,
         "stack_pages": program.stack_pages,
+        **{key: getattr(program, key) for key in GROWTH_KEYS},
         "entry": program.entry,
         "shared": [dataclasses.asdict(s) for s in program.shared],
     }
 
 
-_PROGRAM_KEYS = {"name", "text", "listing", "data", "heap_pages", "stack_pages", "entry", "shared"}
+_PROGRAM_KEYS = {
+    *("name", "text", "listing", "data", "heap_pages", "stack_pages", "entry", "shared"),
+    *GROWTH_KEYS,
+}
 
 
 def program_from_data(data: Any, where: str) -> Program:
@@ -110,6 +116,7 @@ def program_from_data(data: Any, where: str) -> Program:
         stack_pages=integer(data.get("stack_pages", 1), f"{where}.stack_pages"),
         entry=integer(data.get("entry", 0), f"{where}.entry"),
         shared=parse_shared(data.get("shared"), f"{where}.shared"),
+        **growth(data, where),
     )
 
 

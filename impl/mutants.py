@@ -42,8 +42,9 @@ from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.impl.reference.tables import FaultRecord, PageId, Tables
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.isa import WORD_MASK, ArchState
+from pagingcheck.model.isa import SBRK_FAILED, WORD_MASK, ArchState
 from pagingcheck.model.port import Port
+from pagingcheck.model.program import signed
 
 Patch = tuple[object, str, Callable[[Callable[..., Any]], Callable[..., Any]]]
 
@@ -445,6 +446,68 @@ SLOT_GIVEN_TWICE = Mutant(
     ((process, "plan_swap", _one_slot_for_all),),
 )
 
+
+def _grow_past_limit(original: Callable[..., range]) -> Callable[..., range]:
+    def stack_growth(
+        va: int, sp: int, lowest: int, floor: int, reach: int, page_words: int
+    ) -> range:
+        # BUG: the stack's size limit is never checked, so it grows down without end
+        return original(va, sp, lowest, 0, reach, page_words)
+
+    return stack_growth
+
+
+def _grow_far_below_sp(original: Callable[..., range]) -> Callable[..., range]:
+    def stack_growth(
+        va: int, sp: int, lowest: int, floor: int, reach: int, page_words: int
+    ) -> range:
+        # BUG: any access below the stack grows it, however far below the stack pointer
+        return original(va, sp, lowest, floor, WORD_MASK, page_words)
+
+    return stack_growth
+
+
+def _sbrk_returns_new_break(original: Callable[..., None]) -> Callable[..., None]:
+    def sbrk(t: Tables, port: Port, pid: int) -> None:
+        original(t, port, pid)
+        context = port.context()
+        if context.regs[0] != SBRK_FAILED:
+            # BUG: r0 gets the new break, not the old one
+            moved = context.regs[0] + signed(context.regs[1]) * t.config.page_words
+            port.resume(dataclasses.replace(context, regs=(moved, *context.regs[1:])))
+
+    return sbrk
+
+
+def _shrink_keeps_slots(original: Callable[..., None]) -> Callable[..., None]:
+    def release_private(t: Tables, port: Port, pid: int, entries: list[Any]) -> None:
+        for entry in entries:
+            rec = t.record(entry.page)
+            user = (pid, entry.vpn)
+            if rec.frame is not None and user in t.users(rec.frame):
+                process.drop_mapping(t, port, rec.frame, user, entry.page, False)
+        for entry in entries:
+            del t.pages[entry.page]  # BUG: the page's swap slot is never released
+
+    return release_private
+
+
+def _shrink_without_invalidation(original: Callable[..., None]) -> Callable[..., None]:
+    def shrink_heap(t: Tables, port: Port, *args: Any) -> None:
+        with patched(((vm, "invalidate", _no_invalidate),)):
+            # BUG: the pages' PTEs go, but their TLB entries stay
+            original(t, port, *args)
+
+    return shrink_heap
+
+
+SHRINK_KEEPS_SLOTS = Mutant(
+    "shrink_keeps_slots",
+    "shrinking the heap drops its pages but never frees their swap slots",
+    "refcounts_exact",
+    ((process, "release_private", _shrink_keeps_slots),),
+)
+
 MUTANTS: tuple[Mutant, ...] = (
     REUSE_BUSY_FRAME,
     FREE_SHARED_FRAME,
@@ -480,7 +543,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stale_tlb_after_pte_edit",
         "PTE edits do not invalidate the TLB entry",
-        "busy_frame_exclusive",
+        "tlb_agrees",
         ((vm, "invalidate", _no_invalidate),),
     ),
     Mutant(
@@ -492,7 +555,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "evict_shared_keeps_other_ptes",
         "evicting a shared page invalidates only one process's PTE",
-        "busy_frame_exclusive",
+        "frame_table_agrees",
         ((fault, "evict", _evict_first_mapping_only),),
     ),
     Mutant(
@@ -558,6 +621,32 @@ MUTANTS: tuple[Mutant, ...] = (
         "a dirty page is written to another page's swap slot",
         "refinement",
         ((fault, "start_writeback", _writeback_wrong_slot),),
+    ),
+    Mutant(
+        "stack_grows_past_limit",
+        "the stack grows past its maximum size instead of the overflow being signalled",
+        "refinement",
+        ((fault, "stack_growth", _grow_past_limit),),
+    ),
+    Mutant(
+        "sbrk_returns_new_break",
+        "SBRK returns the new break instead of the old one",
+        "refinement",
+        ((process, "sbrk", _sbrk_returns_new_break),),
+    ),
+    SHRINK_KEEPS_SLOTS,
+    _laundered(SHRINK_KEEPS_SLOTS, "no_leaks"),
+    Mutant(
+        "shrink_keeps_tlb_entries",
+        "shrinking the heap unmaps its pages but leaves their TLB entries",
+        "tlb_agrees",
+        ((process, "shrink_heap", _shrink_without_invalidation),),
+    ),
+    Mutant(
+        "stack_grows_far_below_sp",
+        "an access far below the stack pointer grows the stack instead of being signalled",
+        "refinement",
+        ((fault, "stack_growth", _grow_far_below_sp),),
     ),
 )
 

@@ -76,6 +76,11 @@ NUMBER_MASK = (1 << NUMBER_BITS) - 1
 
 #: The exit system call; status in r0. Other numbers mean what the kernel says.
 SYS_EXIT = 0
+#: Move the heap's break by r1 pages (a signed word): r0 becomes the old break's address,
+#: or all ones when the heap cannot be that size (``model.program.heap_break``).
+SYS_SBRK = 1
+#: What SBRK returns in r0 when it fails.
+SBRK_FAILED = 0xFFFF_FFFF
 
 #: The most distinct pages one instruction can touch: its words (up to three) on two
 #: pages, a source operand and a destination operand. A software-refilled TLB with fewer

@@ -11,6 +11,17 @@ A program's virtual address space, in pages::
 plus any shared segments, each attached at its own vpn. Pages outside these
 ranges are invalid: touching them is an error the kernel signals.
 
+The heap may be resized by the SBRK system call (:func:`heap_break`): a
+program with ``max_heap_pages`` above ``heap_pages`` reserves the pages after
+its heap up to that size, and pages the heap grows by get a frame and a swap
+slot only when first touched.
+
+The stack may grow (:meth:`Program.stack_growth`): a program with
+``max_stack_pages`` above ``stack_pages`` reserves the pages below its stack
+down to ``va_pages-max_stack_pages``, and an access there that lies no more
+than ``stack_reach`` words below the stack pointer grows the stack down to the
+accessed page with zero-filled pages; any other access there is invalid.
+
 Execution starts at ``entry`` with every register zero except r7, the stack
 pointer, which holds the first address past the stack.
 
@@ -29,12 +40,46 @@ from pagingcheck.model.bits import EXEC, READ, USER, WRITE
 from pagingcheck.model.errors import UserError
 
 STACK_POINTER = 7
+#: Words below the stack pointer within which an access grows the stack, unless a program
+#: says otherwise: room for the pushes of one instruction and a small frame.
+DEFAULT_STACK_REACH = 8
 
 
 def page_of(words: tuple[int, ...], index: int, page_words: int) -> tuple[int, ...]:
     """Page ``index`` of ``words``, padded with zeros to ``page_words`` words."""
     piece = words[index * page_words : (index + 1) * page_words]
     return piece + (0,) * (page_words - len(piece))
+
+
+def stack_growth(va: int, sp: int, lowest: int, floor: int, reach: int, page_words: int) -> range:
+    """The pages an access to ``va`` grows a stack by: empty when it does not.
+
+    ``sp`` is the stack pointer at the start of the accessing instruction (the
+    instruction is restarted after growing, so it is the one it will run with),
+    ``lowest`` the stack's lowest page now, ``floor`` the lowest page it may ever
+    have and ``reach`` how many words below ``sp`` an access may be. The access
+    grows the stack when its page lies below ``lowest`` but not below ``floor``,
+    and ``va`` is at most ``reach`` words below ``sp``; the stack then reaches
+    down to that page. The one rule kernels and the spec both follow.
+    """
+    vpn = va // page_words
+    if va < 0 or not floor <= vpn < lowest or va < sp - reach:
+        return range(0)
+    return range(vpn, lowest)
+
+
+def heap_break(brk: int, change: int, start: int, limit: int) -> int | None:
+    """The heap's break (its first page past the end) after SBRK asks to move it from
+    ``brk`` by ``change`` pages; None when the heap would start before ``start`` or
+    outgrow ``limit`` pages (the call fails and nothing changes). The one rule kernels
+    and the spec both follow."""
+    new = brk + change
+    return new if start <= new <= start + limit else None
+
+
+def signed(word: int) -> int:
+    """A 32-bit word read as a two's-complement number."""
+    return word - (1 << 32) if word & (1 << 31) else word
 
 
 @dataclass(frozen=True)
@@ -83,6 +128,12 @@ class Program:
     stack_pages: int = 1
     entry: int = 0
     shared: tuple[SharedSegment, ...] = field(default=())
+    #: How many pages SBRK may grow the heap to; None: at most ``heap_pages``.
+    max_heap_pages: int | None = None
+    #: How many pages the stack may grow to; None: it stays at ``stack_pages``.
+    max_stack_pages: int | None = None
+    #: How far below the stack pointer (in words) an access may be and still grow the stack.
+    stack_reach: int = DEFAULT_STACK_REACH
 
     def pages_of(self, words: int, page_words: int) -> int:
         """Pages needed for ``words`` words."""
@@ -96,17 +147,43 @@ class Program:
         """Pages of initialised data."""
         return self.pages_of(len(self.data), page_words)
 
+    @property
+    def heap_limit(self) -> int:
+        """The most pages the heap may have."""
+        return self.heap_pages if self.max_heap_pages is None else self.max_heap_pages
+
+    def heap_start(self, page_words: int) -> int:
+        """The heap's first page: right after text and data."""
+        return self.text_pages(page_words) + self.data_pages(page_words)
+
+    @property
+    def stack_limit(self) -> int:
+        """The most pages the stack may have."""
+        return self.stack_pages if self.max_stack_pages is None else self.max_stack_pages
+
     def validate(self, page_words: int, va_pages: int) -> None:
         """Raise UserError if the image cannot fit an address space of ``va_pages`` pages."""
-        low = self.text_pages(page_words) + self.data_pages(page_words) + self.heap_pages
+        low = self.heap_start(page_words) + self.heap_limit
         if self.stack_pages < 0 or self.heap_pages < 0:
             raise UserError(f"program {self.name!r}: page counts must not be negative")
-        if low + self.stack_pages > va_pages:
+        if self.heap_limit < self.heap_pages:
             raise UserError(
-                f"program {self.name!r}: {low + self.stack_pages} pages do not fit "
+                f"program {self.name!r}: max_heap_pages ({self.heap_limit}) is below "
+                f"heap_pages ({self.heap_pages})"
+            )
+        if self.stack_limit < self.stack_pages:
+            raise UserError(
+                f"program {self.name!r}: max_stack_pages ({self.stack_limit}) is below "
+                f"stack_pages ({self.stack_pages})"
+            )
+        if self.stack_reach < 0:
+            raise UserError(f"program {self.name!r}: stack_reach must not be negative")
+        if low + self.stack_limit > va_pages:
+            raise UserError(
+                f"program {self.name!r}: {low + self.stack_limit} pages do not fit "
                 f"an address space of {va_pages} pages"
             )
-        taken = set(range(low)) | set(range(va_pages - self.stack_pages, va_pages))
+        taken = set(range(low)) | set(range(va_pages - self.stack_limit, va_pages))
         for segment in self.shared:
             span = set(range(segment.vpn, segment.vpn + segment.pages))
             if segment.pages < 1 or segment.vpn < 0 or segment.vpn + segment.pages > va_pages:
@@ -165,6 +242,16 @@ class Program:
     def initial_stack_pointer(self, page_words: int, va_pages: int) -> int:
         """The value of r7 at entry: the first address past the stack."""
         return va_pages * page_words
+
+    def stack_growth(self, va: int, sp: int, lowest: int, page_words: int, va_pages: int) -> range:
+        """The pages an access to ``va`` grows this program's stack by (see
+        :func:`stack_growth`)."""
+        floor = self.stack_floor(va_pages)
+        return stack_growth(va, sp, lowest, floor, self.stack_reach, page_words)
+
+    def stack_floor(self, va_pages: int) -> int:
+        """The lowest page the stack may ever have."""
+        return va_pages - self.stack_limit
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""Abstract steps: spawn, retire one instruction, exit.
+"""Abstract steps: spawn, retire one instruction, grow the stack, exit.
 
 Each step is a pure function from a :class:`SpecState` to a new one. An
 instruction runs with the same ISA semantics as the hardware
 (:func:`pagingcheck.model.isa.execute`) against ideal memory: an access to an
 invalid page or one its protection forbids is a signal, and the process
-dies; otherwise the instruction retires with its effects.
+dies; otherwise the instruction retires with its effects. An access that the
+program's stack rule (:meth:`~pagingcheck.model.program.Program.stack_growth`)
+says grows the stack first adds zero-filled pages (:func:`grow`), then the
+instruction runs again, as on the real machine after the kernel grew it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,16 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from pagingcheck.model.bits import EXEC, READ, USER, WRITE
-from pagingcheck.model.isa import SYS_EXIT, ArchState, Completed, Faulted, execute
-from pagingcheck.model.program import STACK_POINTER, Program
+from pagingcheck.model.isa import (
+    SBRK_FAILED,
+    SYS_EXIT,
+    SYS_SBRK,
+    ArchState,
+    Completed,
+    Faulted,
+    execute,
+)
+from pagingcheck.model.program import STACK_POINTER, Program, heap_break, signed
 from pagingcheck.model.traps import Access, Fault, TrapKind
 from pagingcheck.spec.state import Mapping, ObjectKey, Page, SpecProcess, SpecState
 
@@ -120,16 +131,113 @@ def _write(
     return replace(state, objects=tuple(sorted(objects.items())))
 
 
-def retire(state: SpecState, pid: int, page_words: int) -> tuple[SpecState, Outcome]:
+@dataclass(frozen=True)
+class Geometry:
+    """What the spec needs of the machine: the page size and the address space's size."""
+
+    page_words: int
+    va_pages: int
+
+
+def growth(
+    state: SpecState, pid: int, va: int, program: Program | None, geometry: Geometry
+) -> range:
+    """The pages an access of ``pid`` to ``va`` grows its stack by (empty: none)."""
+    process = state.process(pid)
+    if process is None or program is None:
+        return range(0)
+    floor = program.stack_floor(geometry.va_pages)
+    stack = [vpn for vpn, _ in process.space if vpn >= floor]
+    lowest = min(stack, default=geometry.va_pages)
+    sp = process.regs.regs[STACK_POINTER]
+    return program.stack_growth(va, sp, lowest, geometry.page_words, geometry.va_pages)
+
+
+def grow(state: SpecState, pid: int, vpns: range, page_words: int) -> SpecState:
+    """``pid``'s stack grown by the zero-filled private pages ``vpns``."""
+    if state.process(pid) is None:
+        raise KeyError(f"spec.grow: no live process {pid}")
+    return _add_pages(state, pid, vpns, page_words)
+
+
+def _add_pages(state: SpecState, pid: int, vpns: range, page_words: int) -> SpecState:
+    """``pid`` with the zero-filled private read-write pages ``vpns`` added."""
+    process = state.process(pid)
+    assert process is not None
+    objects = dict(state.objects)
+    space = dict(process.space)
+    for vpn in vpns:
+        key = object_key(pid, vpn, None)
+        objects[key] = ((0,) * page_words,)
+        space[vpn] = Mapping(key, 0, READ | WRITE | USER)
+    grown = replace(process, space=tuple(sorted(space.items())))
+    return SpecState(
+        tuple(grown if p.pid == pid else p for p in state.processes),
+        tuple(sorted(objects.items())),
+    )
+
+
+def heap_pages(process: SpecProcess, program: Program, page_words: int) -> list[int]:
+    """The vpns of ``process``'s heap: its valid pages in the heap's room."""
+    start = program.heap_start(page_words)
+    return [vpn for vpn, _ in process.space if start <= vpn < start + program.heap_limit]
+
+
+def sbrk(
+    state: SpecState, pid: int, regs: ArchState, program: Program | None, geometry: Geometry
+) -> tuple[SpecState, ArchState]:
+    """The SBRK system call of ``pid`` (registers ``regs`` after it trapped): the heap moved
+    by r1 pages (new pages are zero, dropped ones disappear), r0 the old break's address;
+    or nothing changed and r0 :data:`SBRK_FAILED`."""
+    process = state.process(pid)
+    assert process is not None
+    page_words = geometry.page_words
+    start = program.heap_start(page_words) if program else 0
+    limit = program.heap_limit if program else 0
+    brk = start + (len(heap_pages(process, program, page_words)) if program else 0)
+    new = heap_break(brk, signed(regs.regs[1]), start, limit) if program else None
+    result = SBRK_FAILED if new is None else brk * page_words
+    if new is not None and new > brk:
+        state = _add_pages(state, pid, range(brk, new), page_words)
+    elif new is not None and new < brk:
+        state = _drop_pages(state, pid, range(new, brk))
+    return state, replace(regs, regs=(result, *regs.regs[1:]))
+
+
+def _drop_pages(state: SpecState, pid: int, vpns: range) -> SpecState:
+    """``pid`` without its (private) pages ``vpns``, whose objects disappear."""
+    process = state.process(pid)
+    assert process is not None
+    gone = {object_key(pid, vpn, None) for vpn in vpns}
+    shrunk = replace(process, space=tuple((v, m) for v, m in process.space if v not in vpns))
+    return SpecState(
+        tuple(shrunk if p.pid == pid else p for p in state.processes),
+        tuple((key, pages) for key, pages in state.objects if key not in gone),
+    )
+
+
+def retire(
+    state: SpecState, pid: int, geometry: Geometry, program: Program | None = None
+) -> tuple[SpecState, Outcome]:
     """Run ``pid``'s next instruction to completion against ideal memory.
 
-    Returns the new state and what happened. A signal kills the process (the
-    default action); the exit system call retires and then removes it.
+    Returns the new state and what happened. An access that grows the stack
+    (``program``'s rule) grows it and runs the instruction again. A signal kills
+    the process (the default action); the exit system call retires and then
+    removes it.
     """
-    process = state.process(pid)
-    if process is None:
-        raise KeyError(f"spec.retire: no live process {pid}")
-    outcome = execute(process.regs, _IdealPort(state, process, page_words))
+    page_words = geometry.page_words
+    while True:
+        process = state.process(pid)
+        if process is None:
+            raise KeyError(f"spec.retire: no live process {pid}")
+        outcome = execute(process.regs, _IdealPort(state, process, page_words))
+        if not isinstance(outcome, Faulted) or outcome.fault.kind is not TrapKind.PAGE_FAULT:
+            break
+        pages = growth(state, pid, outcome.fault.va, program, geometry)
+        if not pages:
+            break
+        state = grow(state, pid, pages, page_words)
     if isinstance(outcome, Faulted):
         reason: Literal["invalid", "protection"] = (
             "invalid" if outcome.fault.kind is TrapKind.PAGE_FAULT else "protection"
@@ -139,7 +247,10 @@ def retire(state: SpecState, pid: int, page_words: int) -> tuple[SpecState, Outc
         return exit_process(state, pid), Signalled("illegal", None)
     if outcome.write is not None:
         state = _write(state, process, outcome.write[0], outcome.write[1], page_words)
-    moved = replace(process, regs=outcome.state)
+    regs = outcome.state
+    if outcome.syscall == SYS_SBRK:
+        state, regs = sbrk(state, pid, regs, program, geometry)
+    moved = replace(state.process(pid) or process, regs=regs)
     state = replace(state, processes=tuple(moved if p.pid == pid else p for p in state.processes))
     if outcome.syscall == SYS_EXIT:
         state = exit_process(state, pid)

@@ -16,6 +16,13 @@ library; each choice is the simplest one that passes every check.
 * Swap: a slot per writable page at spawn (refused if short). Text and data
   come from the image, heap and stack are zero-filled; a slot gets its
   page's contents at the first write-back.
+* The heap: SBRK moves the break (``model.program.heap_break``); the pages
+  it adds get a slot at their first touch (without one the process dies,
+  out of memory), the pages it drops go as at exit.
+* Stack growth: the program's rule (``model.program.stack_growth``) with the
+  backed-up stack pointer; the pages the stack may grow into get absent
+  entries at spawn, so growing needs only a swap slot per page (without
+  one the process dies, out of memory).
 * Replacement: global FIFO over frames holding a page. A dirty victim is
   written back and its frame stays reserved for the page that evicted it.
 * Waiting: a process that cannot be served blocks, its instruction already
@@ -68,11 +75,28 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import REGISTERS, SYS_EXIT, ArchState, SideEffects
+from pagingcheck.model.isa import (
+    REGISTERS,
+    SBRK_FAILED,
+    SYS_EXIT,
+    SYS_SBRK,
+    ArchState,
+    SideEffects,
+)
 from pagingcheck.model.mmu import NEEDED
 from pagingcheck.model.port import Port
-from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage
+from pagingcheck.model.program import (
+    STACK_POINTER,
+    Image,
+    LayoutPage,
+    heap_break,
+    signed,
+    stack_growth,
+)
 from pagingcheck.model.traps import Access, TrapFrame, TrapKind
+
+#: The protection of stack pages, and of those a stack grows by.
+STACK = bits.READ | bits.WRITE | bits.USER
 
 
 class MinimalKernel:
@@ -112,10 +136,16 @@ class MinimalKernel:
         layout = image.program.layout(config.page_words, config.va_pages)
         # Decide: build the table on a trial overlay with a copy of the allocator.
         overlay, kalloc = Overlay(port), self.kalloc.copy()
+        program = image.program
+        room = range(program.stack_floor(config.va_pages), config.va_pages - program.stack_pages)
+        heap = program.heap_start(config.page_words)
+        heap_room = range(heap + program.heap_pages, heap + program.heap_limit)
+        entries = [(page.vpn, page.prot) for page in layout]
+        entries += [(vpn, STACK) for vpn in (*heap_room, *room)]
         root = self.editor.create(overlay, kalloc, pid, self.system_root)
         if root is None or not all(
-            vm.prepare(self.editor, overlay, kalloc, vm.Space(root, pid), page.vpn, page.prot)
-            for page in layout
+            vm.prepare(self.editor, overlay, kalloc, vm.Space(root, pid), vpn, prot)
+            for vpn, prot in entries
         ):
             return SpawnRefused("kernel memory cannot hold the page table")
         space = {page.vpn: self._key(pid, page) for page in layout}
@@ -140,6 +170,8 @@ class MinimalKernel:
         )
         start = ArchState(tuple(regs), image.program.entry, 0)
         self.procs[pid] = Proc(pid, root, space, start)
+        self.procs[pid].stack = (room.start, program.stack_reach)
+        self.procs[pid].heap = (heap, program.heap_limit)
         self.next_pid += 1
         self.events.clear()  # spawn returns no events
         return pid
@@ -194,6 +226,8 @@ class MinimalKernel:
             self._retired(proc)
             if trap.number == SYS_EXIT:
                 self._exit(port, proc, "exit")
+            elif trap.number == SYS_SBRK:
+                self._sbrk(port, proc, state)
             else:  # no other system call means anything: carry on
                 port.resume(state)
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:
@@ -233,12 +267,20 @@ class MinimalKernel:
         key = proc.space.get(vpn) if va < self.hardware.va_words else None
         self._emit("fault", proc.pid, vpn, detail=f"{trap.kind.value} {access.value} {va}")
         needed = NEEDED[access] | bits.USER
+        if key is None and trap.kind is not TrapKind.PROTECTION_FAULT:
+            grown = self._grow(proc, va, start)
+            if grown is None:
+                self._exit(port, proc, "out of memory")
+                return
+            key = proc.space.get(vpn)
         if key is None:
             self._exit(port, proc, "invalid")
         elif trap.kind is TrapKind.PROTECTION_FAULT or self.pages[key].prot & needed != needed:
             self._exit(port, proc, "protection")
         elif trap.kind is TrapKind.TLB_MISS and self._refill(port, proc, vpn):
             self._resume_now(port, proc, start)
+        elif not self._backed(key):
+            self._exit(port, proc, "out of memory")
         else:
             if proc.ticket is None:
                 proc.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
@@ -250,6 +292,65 @@ class MinimalKernel:
             else:
                 proc.state, proc.context = "blocked", start
                 self._emit("wait", proc.pid, vpn)
+
+    def _backed(self, key: PageKey) -> bool:
+        """Give a writable private page its swap slot at its first touch (the heap's new
+        pages have none): False when swap is full."""
+        page = self.pages[key]
+        if page.slot is not None or page.shared_key is not None or not page.prot & bits.WRITE:
+            return True
+        free = [slot for slot in range(self.hardware.swap_slots) if slot not in self.slots]
+        if not free:
+            return False
+        page.slot = free[0]
+        self.slots[free[0]] = key
+        return True
+
+    def _sbrk(self, port: Port, proc: Proc, state: ArchState) -> None:
+        """Move the heap's break by r1 pages (``model.program.heap_break``); r0 gets the old
+        break's address, or ``SBRK_FAILED``. New pages are zeros with no slot yet; lost
+        ones are unmapped and dropped."""
+        start, limit = proc.heap
+        heap = [vpn for vpn, key in proc.space.items() if self.pages[key].kind == "heap"]
+        brk = start + len(heap)
+        new = heap_break(brk, signed(state.regs[1]), start, limit)
+        for vpn in range(brk, new if new is not None else brk):
+            key: PageKey = ("private", proc.pid, vpn)
+            self.pages[key] = Page(STACK, "heap", None, 0, Location("zero"))
+            proc.space[vpn] = key
+        for vpn in range(new if new is not None else brk, brk):
+            gone = proc.space[vpn]
+            pfn = self._frame_of(gone)
+            if pfn is not None and (proc.pid, vpn) in self.frames[pfn].users:
+                self._unmap(port, proc, vpn, pfn)
+            del proc.space[vpn]
+            self._drop_page(gone)
+        result = SBRK_FAILED if new is None else brk * self.hardware.page_words
+        port.resume(ArchState((result, *state.regs[1:]), state.pc, state.flags))
+
+    def _grow(self, proc: Proc, va: int, start: ArchState) -> range | None:
+        """Grow ``proc``'s stack as far as an access to ``va`` asks (by the program's rule,
+        from the stack pointer ``start`` runs with): the pages added, or None when swap
+        cannot back them (nothing changes then)."""
+        floor, reach = proc.stack
+        lowest = min(
+            (v for v, k in proc.space.items() if self.pages[k].kind == "stack"),
+            default=self.hardware.va_pages,
+        )
+        pages = stack_growth(
+            va, start.regs[STACK_POINTER], lowest, floor, reach, self.hardware.page_words
+        )
+        free = [slot for slot in range(self.hardware.swap_slots) if slot not in self.slots]
+        if len(free) < len(pages):
+            return None
+        for vpn, slot in zip(pages, free, strict=False):
+            key: PageKey = ("private", proc.pid, vpn)
+            self.pages[key] = Page(STACK, "stack", None, 0, Location("zero"), slot)
+            self.slots[slot] = key
+            proc.space[vpn] = key
+        if pages:
+            self._emit("stack_growth", proc.pid, pages.start)
+        return pages
 
     def _resume_now(self, port: Port, proc: Proc, start: ArchState) -> None:
         """Handled without waiting: straight back to the instruction, and only it runs next."""

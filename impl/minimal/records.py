@@ -73,7 +73,9 @@ class Proc:
     ``context`` holds the registers while the process is off the CPU.
     ``fault_vpn`` is the page a blocked process waits for. ``ticket`` and
     ``pinned`` belong to its unfinished instruction (see the kernel's
-    progress rule); ``ran``: dispatched, and no trap since.
+    progress rule); ``ran``: dispatched, and no trap since. ``stack``: the
+    program's stack rule (``model.program.stack_growth``); ``heap``: its heap's
+    room (``model.program.heap_break``).
     """
 
     pid: int
@@ -85,3 +87,5 @@ class Proc:
     ticket: int | None = None
     pinned: set[PageKey] = field(default_factory=set)
     ran: bool = False
+    stack: tuple[int, int] = (0, 0)  # the stack's lowest possible vpn, and its reach
+    heap: tuple[int, int] = (0, 0)  # the heap's first vpn, and its most pages

@@ -52,7 +52,16 @@ from dataclasses import dataclass
 from pagingcheck.impl.interface import Location
 from pagingcheck.impl.lib import frames as fr
 from pagingcheck.impl.lib import identity, restart
-from pagingcheck.impl.reference.tables import FaultRecord, PageId, Process, Tables, Transfer, User
+from pagingcheck.impl.reference.tables import (
+    FaultRecord,
+    Mapping,
+    PageId,
+    PageRecord,
+    Process,
+    Tables,
+    Transfer,
+    User,
+)
 from pagingcheck.model import bits
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import InternalError
@@ -60,7 +69,11 @@ from pagingcheck.model.isa import MAX_PAGES_PER_INSTRUCTION, ArchState
 from pagingcheck.model.mmu import NEEDED
 from pagingcheck.model.pagetable import Entry
 from pagingcheck.model.port import Port
+from pagingcheck.model.program import STACK_POINTER, stack_growth
 from pagingcheck.model.traps import TrapFrame, TrapKind
+
+#: The protection of the pages a stack or heap grows by (as the layout's stack and heap).
+GROWN_PROT = bits.READ | bits.WRITE | bits.USER
 
 #: Local allocation lets a process grow to as many frames as one instruction can need.
 LOCAL_FLOOR = MAX_PAGES_PER_INSTRUCTION
@@ -336,11 +349,76 @@ def handle_fault(t: Tables, port: Port, pid: int, trap: TrapFrame) -> Signal | N
     vpn = record.va // t.config.page_words
     detail = f"{record.kind.value} {t.config.restart} {record.access.value} va={record.va}"
     t.emit("fault", pid, vpn, detail=detail + (f" point={record.point}" if record.point else ""))
+    growth = plan_growth(t, proc, record, saved)
+    if isinstance(growth, Signal):
+        return growth
+    if growth:
+        proc = grow_stack(t, proc, growth)
+    if not reserve_slot(t, proc, record):
+        return Signal("out of memory")
     plan = plan_fault(t, port, proc, record)
     if isinstance(plan, Signal):
         return plan
     perform_fault(t, port, proc, saved, record, plan)
     return None
+
+
+# -- step 4a, before validity: a stack that grows, a first touch that needs swap ---------
+
+
+def plan_growth(t: Tables, proc: Process, record: FaultRecord, saved: ArchState) -> range | Signal:
+    """The pages a fault on no valid page grows the stack by (empty: none, the access is
+    judged as any other), or an out-of-memory signal when swap cannot back them.
+
+    The rule is the program's (:func:`pagingcheck.model.program.stack_growth`), with the
+    stack pointer the instruction will run again with: the start state after backup."""
+    vpn = record.va // t.config.page_words
+    if record.kind is TrapKind.PROTECTION_FAULT or proc.mapping(vpn) is not None:
+        return range(0)
+    stack = [entry.vpn for entry in proc.mappings if entry.kind == "stack"]
+    lowest = min(stack, default=t.config.va_pages)
+    sp = backup(t, saved, record).regs[STACK_POINTER]
+    pages = stack_growth(
+        record.va, sp, lowest, proc.stack_floor, proc.stack_reach, t.config.page_words
+    )
+    if len(pages) > len(t.free_slots):
+        return Signal("out of memory")
+    return pages
+
+
+def reserve_slot(t: Tables, proc: Process, record: FaultRecord) -> bool:
+    """Give the faulting page a swap slot if it is a writable private page without one
+    (a page the heap grew by, touched for the first time): False when it needs one and
+    swap is full (the process must die, out of memory)."""
+    if check_access(t, proc, record) is not None:
+        return True
+    entry = proc.mapping(record.va // t.config.page_words)
+    assert entry is not None  # check_access found it
+    if entry.page.shared or not entry.prot & bits.WRITE or t.record(entry.page).slot is not None:
+        return True
+    if not t.free_slots:
+        return False
+    (slot,) = identity.free_slots(t.free_slots, 1)
+    t.slot_op(slot, "allocate", (proc.pid, entry.vpn))
+    t.set_record(entry.page, slot=slot)
+    t.emit("first_touch", proc.pid, entry.vpn, detail=f"slot {slot}")
+    return True
+
+
+def grow_stack(t: Tables, proc: Process, pages: range) -> Process:
+    """Make ``pages`` valid zero-filled stack pages of ``proc``, each with a swap slot for
+    its write-backs. Their page-table entries were prepared at creation, so nothing else
+    changes until the fault brings the page in (as a zero fill, without I/O)."""
+    slots = identity.free_slots(t.free_slots, len(pages))
+    added = []
+    for vpn, slot in zip(pages, slots, strict=True):
+        page = PageId.private(proc.pid, vpn)
+        t.slot_op(slot, "allocate", (proc.pid, vpn))
+        t.pages[page] = PageRecord(slot=slot)
+        added.append(Mapping(vpn, "stack", GROWN_PROT, page, None, 0))
+    t.emit("stack_growth", proc.pid, pages.start, detail=f"{len(pages)} pages")
+    mappings = tuple(sorted((*proc.mappings, *added), key=lambda entry: entry.vpn))
+    return t.update(proc, mappings=mappings)
 
 
 def instruction_pins(t: Tables, proc: Process, record: FaultRecord) -> tuple[PageId, ...]:

@@ -70,7 +70,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, InternalError, UserError
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import SYS_EXIT
+from pagingcheck.model.isa import SYS_EXIT, SYS_SBRK
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import Image
 from pagingcheck.model.traps import TrapFrame, TrapKind
@@ -161,6 +161,8 @@ class ReferenceKernel:
             process.instruction_retired(self.t, self.t.process(pid))
             if trap.number == SYS_EXIT:
                 process.terminate(self.t, port, pid, "exit")
+            elif trap.number == SYS_SBRK:
+                process.sbrk(self.t, port, pid)
             else:  # no other system call does anything: return to the caller
                 port.resume(port.context())
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:

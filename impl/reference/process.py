@@ -33,6 +33,7 @@ page table.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from pagingcheck.impl.interface import SpawnRefused
@@ -40,7 +41,7 @@ from pagingcheck.impl.lib import identity, vm
 from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.impl.lib.memory import Overlay
 from pagingcheck.impl.reference import fault as faults
-from pagingcheck.impl.reference.fault import save_registers
+from pagingcheck.impl.reference.fault import GROWN_PROT, save_registers
 from pagingcheck.impl.reference.tables import (
     Mapping,
     PageId,
@@ -52,9 +53,9 @@ from pagingcheck.impl.reference.tables import (
 )
 from pagingcheck.model import bits
 from pagingcheck.model.errors import InternalError, UserError
-from pagingcheck.model.isa import REGISTERS, ArchState
+from pagingcheck.model.isa import REGISTERS, SBRK_FAILED, ArchState
 from pagingcheck.model.port import Port
-from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage
+from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage, heap_break, signed
 
 # -- creation ------------------------------------------------------------------------
 
@@ -158,9 +159,12 @@ def plan_swap(t: Tables, sizing: Sizing) -> tuple[int, ...] | SpawnRefused:
 
 
 def build_page_table(
-    t: Tables, port: Port, pid: int, mappings: tuple[Mapping, ...]
+    t: Tables, port: Port, pid: int, mappings: tuple[Mapping, ...], growth: tuple[int, ...] = ()
 ) -> tuple[int, Overlay, KernelAllocator] | SpawnRefused:
     """Step 3: allocate and initialise the page table on a trial overlay and allocator.
+
+    The pages the heap and stack may grow into (``growth``) get their non-present
+    entries now too, so growing either never needs kernel memory (only swap).
 
     Returns the root and the overlay and allocator holding the new table,
     or a refusal (nothing real has changed either way).
@@ -171,10 +175,23 @@ def build_page_table(
     if root is None:
         return SpawnRefused("out of kernel memory for the page table")
     space = vm.Space(root, asid)
-    for entry in mappings:
-        if not vm.prepare(t.editor, memory, kalloc, space, entry.vpn, entry.prot):
-            return SpawnRefused(f"out of kernel memory for the page table entry of vpn {entry.vpn}")
+    entries = [(entry.vpn, entry.prot) for entry in mappings]
+    entries += [(vpn, GROWN_PROT) for vpn in growth]
+    for vpn, prot in entries:
+        if not vm.prepare(t.editor, memory, kalloc, space, vpn, prot):
+            return SpawnRefused(f"out of kernel memory for the page table entry of vpn {vpn}")
     return root, memory, kalloc
+
+
+def growth_room(t: Tables, image: Image) -> tuple[int, ...]:
+    """The pages the heap (after its initial pages) and the stack (below its initial pages)
+    may grow into."""
+    program, va_pages = image.program, t.config.va_pages
+    heap = program.heap_start(t.config.page_words)
+    return (
+        *range(heap + program.heap_pages, heap + program.heap_limit),
+        *range(program.stack_floor(va_pages), va_pages - program.stack_pages),
+    )
 
 
 def plan_creation(t: Tables, port: Port, image: Image) -> CreationPlan | SpawnRefused:
@@ -184,7 +201,7 @@ def plan_creation(t: Tables, port: Port, image: Image) -> CreationPlan | SpawnRe
     slots = plan_swap(t, sizing)
     if isinstance(slots, SpawnRefused):
         return slots
-    table = build_page_table(t, port, pid, sizing.mappings)
+    table = build_page_table(t, port, pid, sizing.mappings, growth_room(t, image))
     if isinstance(table, SpawnRefused):
         return table
     root, memory, kalloc = table
@@ -227,6 +244,10 @@ def perform_creation(t: Tables, port: Port, plan: CreationPlan) -> int:
         ArchState(tuple(regs), program.entry, 0),
         attached=attached,
         image=plan.image.first,
+        stack_floor=program.stack_floor(t.config.va_pages),
+        stack_reach=program.stack_reach,
+        heap_start=program.heap_start(t.config.page_words),
+        heap_limit=program.heap_limit,
     )
     port.register_space(asid_for(t, plan.pid), plan.root)
     t.next_pid = plan.pid + 1
@@ -351,6 +372,67 @@ def prepage(t: Tables, port: Port, proc: Process) -> None:
 
 
 # -- termination ---------------------------------------------------------------------------
+
+
+# -- the heap --------------------------------------------------------------------------------
+
+
+def sbrk(t: Tables, port: Port, pid: int) -> None:
+    """The SBRK system call of running ``pid``: move the heap's break by r1 pages and
+    return to it with r0 the old break's address, or :data:`SBRK_FAILED` with nothing
+    changed when the heap cannot be that size (``model.program.heap_break``).
+
+    New pages are zero-filled ones with no frame and no swap slot yet: both come at
+    the first touch (:func:`~pagingcheck.impl.reference.fault.reserve_slot`). Pages
+    the heap loses go as at termination: unmapped (PTE and TLB), their frames and
+    slots freed, a transfer in flight left to end on an orphaned frame."""
+    proc = t.process(pid)
+    context = port.context()
+    heap = [entry for entry in proc.mappings if entry.kind == "heap"]
+    brk = proc.heap_start + len(heap)
+    new = heap_break(brk, signed(context.regs[1]), proc.heap_start, proc.heap_limit)
+    if new is not None and new > brk:
+        grow_heap(t, proc, range(brk, new))
+    elif new is not None and new < brk:
+        shrink_heap(t, port, proc, [entry for entry in heap if entry.vpn >= new])
+    result = SBRK_FAILED if new is None else brk * t.config.page_words
+    t.emit("sbrk", pid, new, detail=f"r1={signed(context.regs[1])} r0={result:#x}")
+    port.resume(dataclasses.replace(context, regs=(result, *context.regs[1:])))
+
+
+def grow_heap(t: Tables, proc: Process, pages: range) -> None:
+    """Make ``pages`` valid zero-filled heap pages of ``proc``, with no slot yet."""
+    added = []
+    for vpn in pages:
+        page = PageId.private(proc.pid, vpn)
+        t.pages[page] = PageRecord()
+        added.append(Mapping(vpn, "heap", GROWN_PROT, page, None, 0))
+    mappings = tuple(sorted((*proc.mappings, *added), key=lambda entry: entry.vpn))
+    t.update(proc, mappings=mappings)
+
+
+def shrink_heap(t: Tables, port: Port, proc: Process, gone: list[Mapping]) -> None:
+    """Take the heap pages ``gone`` from ``proc``: release them as termination would."""
+    release_private(t, port, proc.pid, gone)
+    dropped = {entry.vpn for entry in gone}
+    mappings = tuple(entry for entry in proc.mappings if entry.vpn not in dropped)
+    t.update(t.process(proc.pid), mappings=mappings)
+    faults.settle_transfers(t, port)
+
+
+def release_private(t: Tables, port: Port, pid: int, entries: list[Mapping]) -> None:
+    """Unmap ``pid``'s private pages ``entries`` and free their frames, slots and records
+    (a frame with a transfer in flight stays busy until it ends)."""
+    for entry in entries:
+        rec = t.record(entry.page)
+        user = (pid, entry.vpn)
+        if rec.frame is not None and user in t.users(rec.frame):
+            drop_mapping(t, port, rec.frame, user, entry.page, False)
+    for entry in entries:
+        slot = t.record(entry.page).slot
+        if slot is not None:
+            t.drop_slot_user(slot, (pid, entry.vpn))
+        del t.pages[entry.page]
 
 
 def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> None:

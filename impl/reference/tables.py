@@ -158,6 +158,13 @@ class Process:
     pinned: tuple[PageId, ...] = ()  # the pages it has faulted in so far
     waiting_to_rerun: bool = False  # a fault was handled; it has not run again yet
     rerunning: bool = False  # it is running that instruction again now
+    # The stack's growth rule (model.program.stack_growth): its lowest possible page and
+    # how far below the stack pointer an access may be.
+    stack_floor: int = 0
+    stack_reach: int = 0
+    # The heap's room (model.program.heap_break): its first page and most pages.
+    heap_start: int = 0
+    heap_limit: int = 0
 
     def mapping(self, vpn: int) -> Mapping | None:
         """The mapping of ``vpn``, or None when the page is not valid."""

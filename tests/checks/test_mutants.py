@@ -14,6 +14,7 @@ import pytest
 from pagingcheck.checks import traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.invariants import INVARIANTS
+from pagingcheck.checks.jobs import default_jobs
 from pagingcheck.checks.mutants import KillRow, kill_matrix
 from pagingcheck.checks.refinement import CONDUCT_PROPERTIES, STEP_PROPERTIES
 from pagingcheck.checks.runner import resolve_factory
@@ -24,8 +25,8 @@ from pagingcheck.model.config import HardwareConfig
 
 @pytest.fixture(scope="module")
 def matrix(default_config: CheckConfig, tmp_path_factory: pytest.TempPathFactory) -> list[KillRow]:
-    """The kill matrix of every mutant on the default configuration."""
-    return kill_matrix(default_config, tmp_path_factory.mktemp("traces"))
+    """The kill matrix of every mutant on the default configuration, on every core."""
+    return kill_matrix(default_config, tmp_path_factory.mktemp("traces"), jobs=default_jobs())
 
 
 def test_every_mutant_is_killed_by_its_property(matrix: list[KillRow]) -> None:
@@ -45,7 +46,7 @@ def test_every_property_kills_some_mutant(matrix: list[KillRow]) -> None:
 def test_laundered_and_refinement_only_bugs_are_caught_as_pinned(matrix: list[KillRow]) -> None:
     by = {row.name: row.by for row in matrix}
     laundered = {name: killer for name, killer in by.items() if name.endswith("_laundered")}
-    assert len(laundered) == 6
+    assert len(laundered) == 7
     assert set(laundered.values()) <= {
         "busy_frame_exclusive",
         "frame_table_agrees",
