@@ -107,8 +107,16 @@ class CheckConfig:
             name = str(variant.get("name", "variant"))
             hardware = self.hardware.replace(**variant.get("hardware", {}))
             kernel = self.kernel.replace(**variant.get("kernel", {}))
+            workload = self.workload
+            if "initial" in variant.get("workload", {}):
+                workload = dataclasses.replace(workload, initial=variant["workload"]["initial"])
             runs.append(
-                (name, dataclasses.replace(self, hardware=hardware, kernel=kernel, variants=()))
+                (
+                    name,
+                    dataclasses.replace(
+                        self, hardware=hardware, kernel=kernel, workload=workload, variants=()
+                    ),
+                )
             )
         return runs
 
@@ -252,13 +260,9 @@ def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
 
 def parse_workload_options(data: dict[str, Any], programs: int) -> dict[str, Any]:
     """The workload's settings besides its programs (of which there are ``programs``)."""
-    initial = data.get("initial", [0])
-    if not isinstance(initial, list):
-        raise ConfigError("workload.initial: expected a list of program indices")
-    for index, value in enumerate(initial):
-        integer(value, f"workload.initial[{index}] (a program index)", 0, programs - 1)
+    initial = initial_programs(data.get("initial", [0]), programs, "workload.initial")
     return {
-        "initial": tuple(initial),
+        "initial": initial,
         "max_spawns": integer(data.get("max_spawns", 0), "workload.max_spawns"),
         "timer": boolean(data.get("timer", True), "workload.timer"),
         "kills": boolean(data.get("kills", False), "workload.kills"),
@@ -276,8 +280,19 @@ def parse_budget(data: Any) -> Budget:
     return Budget(**{k: integer(v, f"budget.{k}", 1) for k, v in data.items()})
 
 
+def initial_programs(value: Any, programs: int, where: str) -> tuple[int, ...]:
+    """A list of program indices (the processes spawned at boot), checked."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of program indices")
+    for index, item in enumerate(value):
+        integer(item, f"{where}[{index}] (a program index)", 0, programs - 1)
+    return tuple(value)
+
+
 def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
-    """The variants section: a list of {name, hardware: {...}, kernel: {...}} overrides."""
+    """The variants section: a list of {name, hardware: {...}, kernel: {...}, workload:
+    {initial: [...]}} overrides (a variant may boot other programs, nothing else of the
+    workload changes)."""
     if data is None:
         return ()
     if not isinstance(data, list):
@@ -286,9 +301,11 @@ def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
     for index, variant in enumerate(data):
         where = f"variants[{index}]"
         variant = mapping(variant, where)
-        known_keys(variant, {"name", "hardware", "kernel"}, where)
+        known_keys(variant, {"name", "hardware", "kernel", "workload"}, where)
         hardware = mapping(variant.get("hardware"), f"{where}.hardware")
         kernel = mapping(variant.get("kernel"), f"{where}.kernel")
+        workload = mapping(variant.get("workload"), f"{where}.workload")
+        known_keys(workload, {"initial"}, f"{where}.workload")
         known_keys(
             hardware, {f.name for f in dataclasses.fields(HardwareConfig)}, f"{where}.hardware"
         )
@@ -298,6 +315,7 @@ def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
                 "name": str(variant.get("name", f"variant{index}")),
                 "hardware": hardware,
                 "kernel": kernel,
+                "workload": workload,
             }
         )
     return tuple(variants)
@@ -369,6 +387,13 @@ def parse_config(data: Any) -> CheckConfig:
         parse_limits(data.get("limits")),
         raw=data,
     )
+    for index, variant in enumerate(config.variants):
+        if "initial" in variant["workload"]:
+            config.variants[index]["workload"]["initial"] = initial_programs(
+                variant["workload"]["initial"],
+                len(config.workload.programs),
+                f"variants[{index}].workload.initial",
+            )
     for name, run in config.expand():
         where = "" if name == "base" else f"variant {name}: "
         try:

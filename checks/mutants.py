@@ -47,12 +47,19 @@ class KillRow:
 
 
 def mutant_config(config: CheckConfig, mutant: Mutant) -> CheckConfig:
-    """``config``'s first variant with the mutant's overrides applied."""
+    """``config``'s first variant with the mutant's overrides applied: its hardware and
+    kernel settings, and the programs it boots when the configuration has them."""
     _, base = config.expand()[0]
+    workload = base.workload
+    names = [program.name for program in workload.programs]
+    if mutant.boots and all(name in names for name in mutant.boots):
+        booted = tuple(names.index(name) for name in mutant.boots)
+        workload = dataclasses.replace(workload, initial=booted)
     return dataclasses.replace(
         base,
         hardware=base.hardware.replace(**mutant.hardware),
         kernel=dataclasses.replace(base.kernel, **mutant.kernel),
+        workload=workload,
     )
 
 

@@ -60,6 +60,9 @@ class Mutant:
     hardware: dict[str, Any] = field(default_factory=dict)
     kernel: dict[str, Any] = field(default_factory=dict)
     laundered: bool = False  # the view is made self-consistent (see launder)
+    # Programs (by name) to boot instead of the configuration's initial processes, where
+    # the configuration has them all: the workload that reaches the buggy code soonest.
+    boots: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -506,6 +509,7 @@ SHRINK_KEEPS_SLOTS = Mutant(
     "shrinking the heap drops its pages but never frees their swap slots",
     "refcounts_exact",
     ((process, "release_private", _shrink_keeps_slots),),
+    boots=("grower",),
 )
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -543,7 +547,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stale_tlb_after_pte_edit",
         "PTE edits do not invalidate the TLB entry",
-        "tlb_agrees",
+        "busy_frame_exclusive",
         ((vm, "invalidate", _no_invalidate),),
     ),
     Mutant(
@@ -555,7 +559,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "evict_shared_keeps_other_ptes",
         "evicting a shared page invalidates only one process's PTE",
-        "frame_table_agrees",
+        "busy_frame_exclusive",
         ((fault, "evict", _evict_first_mapping_only),),
     ),
     Mutant(
@@ -627,12 +631,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "the stack grows past its maximum size instead of the overflow being signalled",
         "refinement",
         ((fault, "stack_growth", _grow_past_limit),),
+        boots=("climber",),
     ),
     Mutant(
         "sbrk_returns_new_break",
         "SBRK returns the new break instead of the old one",
         "refinement",
         ((process, "sbrk", _sbrk_returns_new_break),),
+        boots=("grower",),
     ),
     SHRINK_KEEPS_SLOTS,
     _laundered(SHRINK_KEEPS_SLOTS, "no_leaks"),
@@ -641,12 +647,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "shrinking the heap unmaps its pages but leaves their TLB entries",
         "tlb_agrees",
         ((process, "shrink_heap", _shrink_without_invalidation),),
+        boots=("grower",),
     ),
     Mutant(
         "stack_grows_far_below_sp",
         "an access far below the stack pointer grows the stack instead of being signalled",
         "refinement",
         ((fault, "stack_growth", _grow_far_below_sp),),
+        boots=("diver",),
     ),
 )
 

@@ -34,6 +34,14 @@ def test_default_configuration_loads_with_variants_over_every_format() -> None:
     }
 
 
+def test_a_variant_may_boot_other_programs_and_only_it_does() -> None:
+    text = GOOD + "variants: [{name: more, workload: {initial: [0, 0]}}, {name: same}]\n"
+    (_, more), (_, same) = checkconfig.load_text(text).expand()
+    assert more.workload.initial == (0, 0)
+    assert same.workload.initial == checkconfig.load_text(GOOD).workload.initial
+    assert more.workload.programs == same.workload.programs
+
+
 def test_minimal_configuration_uses_defaults() -> None:
     config = checkconfig.load_text(GOOD)
     assert config.hardware.user_frames == 4
@@ -58,6 +66,14 @@ def test_minimal_configuration_uses_defaults() -> None:
             r"variants\[0\].hardware: unknown key .tlb.",
         ),
         (GOOD.replace("name: p", "name: p\n      heap_pages: 99"), "do not fit"),
+        (
+            GOOD + "variants: [{name: v, workload: {initial: [3]}}]\n",
+            r"variants\[0\].workload.initial\[0\] \(a program index\)",
+        ),
+        (
+            GOOD + "variants: [{name: v, workload: {max_spawns: 3}}]\n",
+            r"variants\[0\].workload: unknown key .max_spawns.",
+        ),
         ("!!python/object:os.system {}\n", "not valid YAML"),
     ],
 )
