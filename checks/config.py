@@ -289,10 +289,10 @@ def initial_programs(value: Any, programs: int, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
+def parse_variants(data: Any, programs: int) -> tuple[dict[str, dict[str, Any]], ...]:
     """The variants section: a list of {name, hardware: {...}, kernel: {...}, workload:
-    {initial: [...]}} overrides (a variant may boot other programs, nothing else of the
-    workload changes)."""
+    {initial: [...]}} overrides (a variant may boot other of the ``programs`` programs,
+    nothing else of the workload changes). The parsed YAML is left as it was."""
     if data is None:
         return ()
     if not isinstance(data, list):
@@ -310,6 +310,9 @@ def parse_variants(data: Any) -> tuple[dict[str, dict[str, Any]], ...]:
             hardware, {f.name for f in dataclasses.fields(HardwareConfig)}, f"{where}.hardware"
         )
         known_keys(kernel, {f.name for f in dataclasses.fields(KernelConfig)}, f"{where}.kernel")
+        if "initial" in workload:
+            where = f"{where}.workload.initial"
+            workload = {"initial": initial_programs(workload["initial"], programs, where)}
         variants.append(
             {
                 "name": str(variant.get("name", f"variant{index}")),
@@ -377,23 +380,17 @@ def parse_config(data: Any) -> CheckConfig:
     known_keys(data, _TOP_KEYS, "configuration")
     hardware = HardwareConfig.from_mapping(data.get("hardware"))
     kernel = KernelConfig.from_mapping(data.get("kernel"))
+    workload = parse_workload(data.get("workload"), hardware)
     config = CheckConfig(
         hardware,
         kernel,
-        parse_workload(data.get("workload"), hardware),
+        workload,
         parse_budget(data.get("budget")),
-        parse_variants(data.get("variants")),
+        parse_variants(data.get("variants"), len(workload.programs)),
         *parse_coverage(data.get("coverage")),
         parse_limits(data.get("limits")),
         raw=data,
     )
-    for index, variant in enumerate(config.variants):
-        if "initial" in variant["workload"]:
-            config.variants[index]["workload"]["initial"] = initial_programs(
-                variant["workload"]["initial"],
-                len(config.workload.programs),
-                f"variants[{index}].workload.initial",
-            )
     for name, run in config.expand():
         where = "" if name == "base" else f"variant {name}: "
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -44,3 +45,14 @@ settings.load_profile(os.environ.get("PAGINGCHECK_PROFILE", _default))
 # campaigns find, so every command they run (in this process or a child) is derandomised.
 # Tests of the seed itself remove this from the environment they run in.
 os.environ.setdefault("PAGINGCHECK_DERANDOMIZE", "1")
+
+
+@pytest.fixture
+def first_proofs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prove`` decides only the first obligation of each part: for tests of what the
+    command prints and how it judges verdicts, which every obligation would only slow
+    (tests/checks/test_proofs.py decides them all once)."""
+    from pagingcheck.checks import proofs
+
+    parts = (proofs.bookkeeping, proofs.mappings, proofs.backup, proofs.translation)
+    monkeypatch.setattr(proofs, "obligations", lambda: (next(p.obligations()) for p in parts))

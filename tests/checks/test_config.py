@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,13 @@ def test_coverage_can_require_situations_of_every_variant() -> None:
         checkconfig.load_text(GOOD + "coverage: {every_variant: [nothing]}\n")
     with pytest.raises(ConfigError, match="coverage: unknown key 'each'"):
         checkconfig.load_text(GOOD + "coverage: {each: all}\n")
+
+
+def test_parsing_leaves_the_parsed_yaml_as_it_was() -> None:
+    # The built-in default's YAML is parsed again with overrides on top (the docs'
+    # fragments do so): a first parse must not have turned its lists into tuples.
+    raw = checkconfig.load(None).raw
+    before = copy.deepcopy(raw)
+    checkconfig.parse_config(raw)
+    assert raw == before
+    assert checkconfig.parse_config({**raw, "limits": {"call_seconds": 2.5}}).variants
