@@ -9,7 +9,8 @@ Per component, in plain functions:
 * a page's contents are its frame's when a present PTE maps it (found by
   walking the page table in memory), else where the kernel's view says
   (a frame while it is written back, a swap slot, an image block, zeros);
-  the words themselves are always read from the hardware.
+  the words themselves are always read from the hardware;
+* the console is what the hardware's console has printed.
 
 ``homes_agree`` checks the view's homes against the page tables, so a view
 that misplaces a page is a violation, not a silent change of contents.
@@ -77,4 +78,4 @@ def abstract(state: Observed, fault_starts: MappingType[int, ArchState]) -> Spec
     frozen = tuple(
         (key, tuple(pages[i] for i in sorted(pages))) for key, pages in sorted(objects.items())
     )
-    return SpecState(tuple(processes), frozen)
+    return SpecState(tuple(processes), frozen, state.machine.console)

@@ -79,6 +79,7 @@ PORT_OPERATIONS: dict[str, bool] = {
     "resume": False,
     "submit": True,
     "set_timer": False,
+    "console_write": False,
     "register_space": False,
     "release_space": True,
 }

@@ -1,5 +1,5 @@
-"""A state in words, for a person reading a failure: the CPU, the TLB, the user frames
-and one process's page-table entries, as ``replay`` prints them at the failing step.
+"""A state in words, for a person reading a failure: the CPU, the TLB, the console, the
+user frames and one process's page-table entries, as ``replay`` prints them at the failing step.
 
 What the hardware holds (registers, TLB entries, PTE words read from memory) is shown
 beside what the kernel says (its frame table, the pages of its process table), since a
@@ -8,7 +8,7 @@ failure is often exactly where the two part.
 
 from __future__ import annotations
 
-from pagingcheck.checks.observe import Observed
+from pagingcheck.checks.observe import Observed, printed
 from pagingcheck.model.isa import ArchState
 
 
@@ -16,6 +16,8 @@ def describe_state(observed: Observed, pid: int | None) -> list[str]:
     """The state ``observed`` in lines of text; ``pid``'s page-table entries when given
     (the process the failing step ran, or the one on the CPU)."""
     lines = [f"cpu: {_registers(observed.machine.cpu.state)}", *_tlb(observed)]
+    if observed.machine.console:
+        lines.append(f"console: {printed(observed.machine.console)}")
     lines += _frames(observed)
     if pid is not None:
         lines += _ptes(observed, pid)

@@ -181,6 +181,11 @@ class RemotePort(Port):
         self._closed("set_timer")
         self._send("set_timer", self._flag("set_timer", on))
 
+    def console_write(self, byte: int) -> None:
+        """Print a byte on the console."""
+        self._closed("console_write")
+        self._send("console_write", self._byte("console_write", byte))
+
     def register_space(self, asid: int, root: int) -> None:
         """Declare an address space."""
         self._closed("register_space")

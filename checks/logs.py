@@ -587,6 +587,11 @@ class LoggingPort(Port):
         self._logged("set_timer", on)
         self.inner.set_timer(on)
 
+    def console_write(self, byte: int) -> None:
+        """Logged, then carried out."""
+        self._logged("console_write", byte)
+        self.inner.console_write(byte)
+
     def register_space(self, asid: int, root: int) -> None:
         """Logged, then carried out."""
         self._logged("register_space", asid, root)

@@ -353,7 +353,7 @@ class Observed:
 
 def difference(before: Observed, after: Observed) -> list[str]:
     """What changed between two states, in words: processes, mappings, frames, free lists,
-    transfers in flight and the CPU. Traces show it for the failing step."""
+    transfers in flight, the CPU and the console. Traces show it for the failing step."""
     changes: list[str] = []
     states_before = {p.pid: p.state for p in before.view.processes}
     for proc in after.view.processes:
@@ -385,4 +385,13 @@ def difference(before: Observed, after: Observed) -> list[str]:
         changes.append(f"disk requests in flight: {old_pending} -> {new_pending}")
     if before.machine.cpu.state != after.machine.cpu.state:
         changes.append(f"cpu: {before.machine.cpu.state} -> {after.machine.cpu.state}")
+    if before.machine.console != after.machine.console:
+        changes.append(
+            f"console: {printed(before.machine.console)} -> {printed(after.machine.console)}"
+        )
     return changes
+
+
+def printed(console: tuple[int, ...]) -> str:
+    """What a console shows, quoted, with a byte that is not printable ASCII escaped."""
+    return repr(bytes(console))[1:]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from pagingcheck.checks.abstraction import abstract
 from pagingcheck.checks.invariants import INVARIANTS
-from pagingcheck.checks.observe import Observed, Violation, difference
+from pagingcheck.checks.observe import Observed, Violation, difference, printed
 from pagingcheck.checks.progress import STATEMENT as PROGRESS_STATEMENT
 from pagingcheck.checks.progress import Watchdog
 from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRecord, System
@@ -339,6 +339,8 @@ def describe_difference(expected: SpecState, actual: SpecState) -> str:
             want, got = expected.page_of(pid, vpn), actual.page_of(pid, vpn)
             if want != got:
                 return f"process {pid} {_page_difference(vpn, want, got)}"
+    if expected.console != actual.console:
+        return f"console: spec {printed(expected.console)}, system {printed(actual.console)}"
     return "abstract states differ"
 
 

@@ -482,6 +482,17 @@ def _sbrk_returns_new_break(original: Callable[..., None]) -> Callable[..., None
     return sbrk
 
 
+def _putc_prints_r0(original: Callable[..., None]) -> Callable[..., None]:
+    def putc(t: Tables, port: Port, pid: int) -> None:
+        context = port.context()
+        # BUG: the byte is taken from r0, where system calls return results, not from
+        # r1, where they take their argument
+        port.console_write(context.regs[0] & 0xFF)
+        port.resume(context)
+
+    return putc
+
+
 def _shrink_keeps_slots(original: Callable[..., None]) -> Callable[..., None]:
     def release_private(t: Tables, port: Port, pid: int, entries: list[Any]) -> None:
         for entry in entries:
@@ -648,6 +659,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "tlb_agrees",
         ((process, "shrink_heap", _shrink_without_invalidation),),
         boots=("grower",),
+    ),
+    Mutant(
+        "putc_prints_r0",
+        "PUTC prints r0, the result register, instead of its argument r1",
+        "refinement",
+        ((process, "putc", _putc_prints_r0),),
+        boots=("wanderer",),
     ),
     Mutant(
         "stack_grows_far_below_sp",

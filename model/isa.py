@@ -81,6 +81,8 @@ SYS_EXIT = 0
 SYS_SBRK = 1
 #: What SBRK returns in r0 when it fails.
 SBRK_FAILED = 0xFFFF_FFFF
+#: Print a character: the low byte of r1 goes to the console; no register changes.
+SYS_PUTC = 2
 
 #: The most distinct pages one instruction can touch: its words (up to three) on two
 #: pages, a source operand and a destination operand. A software-refilled TLB with fewer

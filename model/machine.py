@@ -1,4 +1,4 @@
-"""The whole machine as one value: memory, MMU with TLB, CPU, disk, timer.
+"""The whole machine as one value: memory, MMU with TLB, CPU, disk, timer, console.
 
 A :class:`Machine` is copied, compared and fingerprinted as a whole; the
 explorer and shrinking depend on that. Page tables live in physical memory,
@@ -23,9 +23,10 @@ from pagingcheck.model.pagetable import PageTableFormat, make_format
 
 
 class Machine:
-    """Paging hardware: physical memory, MMU and TLB, CPU, swap disk, interval timer."""
+    """Paging hardware: physical memory, MMU and TLB, CPU, swap disk, interval timer and
+    a console."""
 
-    __slots__ = ("config", "cpu", "disk", "format", "memory", "mmu", "spaces", "timer")
+    __slots__ = ("config", "console", "cpu", "disk", "format", "memory", "mmu", "spaces", "timer")
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
@@ -36,6 +37,8 @@ class Machine:
         self.disk = Disk(config)
         #: Whether the kernel has armed the interval timer.
         self.timer = False
+        #: Every byte the kernel has written to the console, oldest first.
+        self.console: tuple[int, ...] = ()
         #: Declared address spaces: asid -> table root.
         self.spaces: dict[int, int] = {}
 
@@ -53,6 +56,7 @@ class Machine:
         clone.cpu = self.cpu.copy()
         clone.disk = self.disk.copy()
         clone.timer = self.timer
+        clone.console = self.console
         clone.spaces = dict(self.spaces)
         return clone
 
@@ -65,6 +69,7 @@ class Machine:
             and self.memory == other.memory
             and self.disk == other.disk
             and self.timer == other.timer
+            and self.console == other.console
             and self.spaces == other.spaces
         )
 
@@ -80,4 +85,5 @@ class Machine:
             self.cpu.snapshot(),
             self.timer,
             self.spaces,
+            self.console,
         )

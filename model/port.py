@@ -21,6 +21,7 @@ disk       ``submit(op, block, pfn)``: queue a transfer, return its request id; 
            copy happens when the request completes, and the kernel hears of that
            in its disk hook
 timer      ``set_timer(on)``: arm or disarm the interval timer
+console    ``console_write(byte)``: print one byte (``0 .. 255``) on the console
 spaces     ``register_space(asid, root)``, ``release_space(asid)``: declare the
            address spaces the kernel runs, so the checks can walk every one of them
 =========  ===========================================================================
@@ -120,6 +121,10 @@ class Port(ABC):
     def _word(self, call: str, value: object) -> int:
         """A 32-bit word."""
         return self._integer(call, "word", value, WORD_MAX)
+
+    def _byte(self, call: str, byte: object) -> int:
+        """A byte."""
+        return self._integer(call, "byte", byte, 0xFF)
 
     def _asid(self, call: str, asid: object) -> int:
         """An address-space id."""
@@ -252,6 +257,10 @@ class Port(ABC):
         """Arm (True) or disarm (False) the interval timer."""
 
     @abstractmethod
+    def console_write(self, byte: int) -> None:
+        """Print ``byte`` (``0 .. 255``) on the console."""
+
+    @abstractmethod
     def register_space(self, asid: int, root: int) -> None:
         """Declare address space ``asid`` with its table at ``root`` (again: a new root)."""
 
@@ -341,7 +350,7 @@ class MachinePort(Port):
         machine = self._machine("resume")
         machine.cpu.resume(self._arch_state("resume", state))
 
-    # -- disk and timer -----------------------------------------------------------------------
+    # -- disk, timer and console ------------------------------------------------------------
 
     def submit(self, op: str, block: int, pfn: int) -> int:
         """Queue a transfer between disk ``block`` and user frame ``pfn``; return its id.
@@ -357,6 +366,11 @@ class MachinePort(Port):
         """Arm (True) or disarm (False) the interval timer."""
         machine = self._machine("set_timer")
         machine.timer = self._flag("set_timer", on)
+
+    def console_write(self, byte: int) -> None:
+        """Print ``byte`` (``0 .. 255``) on the console."""
+        machine = self._machine("console_write")
+        machine.console += (self._byte("console_write", byte),)
 
     # -- address spaces ------------------------------------------------------------------------
 

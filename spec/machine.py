@@ -1,4 +1,4 @@
-"""Abstract steps: spawn, retire one instruction, grow the stack, exit.
+"""Abstract steps: spawn, retire one instruction, grow the stack, print, exit.
 
 Each step is a pure function from a :class:`SpecState` to a new one. An
 instruction runs with the same ISA semantics as the hardware
@@ -19,6 +19,7 @@ from pagingcheck.model.bits import EXEC, READ, USER, WRITE
 from pagingcheck.model.isa import (
     SBRK_FAILED,
     SYS_EXIT,
+    SYS_PUTC,
     SYS_SBRK,
     ArchState,
     Completed,
@@ -77,7 +78,7 @@ def spawn(
     regs[STACK_POINTER] = program.initial_stack_pointer(page_words, va_pages)
     process = SpecProcess(pid, ArchState(tuple(regs), program.entry, 0), tuple(space))
     processes = tuple(sorted((*state.processes, process), key=lambda p: p.pid))
-    return SpecState(processes, tuple(sorted(objects.items())))
+    return replace(state, processes=processes, objects=tuple(sorted(objects.items())))
 
 
 def exit_process(state: SpecState, pid: int) -> SpecState:
@@ -85,7 +86,7 @@ def exit_process(state: SpecState, pid: int) -> SpecState:
     processes = tuple(p for p in state.processes if p.pid != pid)
     used = {mapping.key for p in processes for _, mapping in p.space}
     objects = tuple((key, pages) for key, pages in state.objects if key in used)
-    return SpecState(processes, objects)
+    return replace(state, processes=processes, objects=objects)
 
 
 class _IdealPort:
@@ -171,9 +172,10 @@ def _add_pages(state: SpecState, pid: int, vpns: range, page_words: int) -> Spec
         objects[key] = ((0,) * page_words,)
         space[vpn] = Mapping(key, 0, READ | WRITE | USER)
     grown = replace(process, space=tuple(sorted(space.items())))
-    return SpecState(
-        tuple(grown if p.pid == pid else p for p in state.processes),
-        tuple(sorted(objects.items())),
+    return replace(
+        state,
+        processes=tuple(grown if p.pid == pid else p for p in state.processes),
+        objects=tuple(sorted(objects.items())),
     )
 
 
@@ -210,9 +212,10 @@ def _drop_pages(state: SpecState, pid: int, vpns: range) -> SpecState:
     assert process is not None
     gone = {object_key(pid, vpn, None) for vpn in vpns}
     shrunk = replace(process, space=tuple((v, m) for v, m in process.space if v not in vpns))
-    return SpecState(
-        tuple(shrunk if p.pid == pid else p for p in state.processes),
-        tuple((key, pages) for key, pages in state.objects if key not in gone),
+    return replace(
+        state,
+        processes=tuple(shrunk if p.pid == pid else p for p in state.processes),
+        objects=tuple((key, pages) for key, pages in state.objects if key not in gone),
     )
 
 
@@ -224,7 +227,7 @@ def retire(
     Returns the new state and what happened. An access that grows the stack
     (``program``'s rule) grows it and runs the instruction again. A signal kills
     the process (the default action); the exit system call retires and then
-    removes it.
+    removes it; the print system call adds r1's low byte to the console.
     """
     page_words = geometry.page_words
     while True:
@@ -250,6 +253,8 @@ def retire(
     regs = outcome.state
     if outcome.syscall == SYS_SBRK:
         state, regs = sbrk(state, pid, regs, program, geometry)
+    elif outcome.syscall == SYS_PUTC:
+        state = replace(state, console=(*state.console, regs.regs[1] & 0xFF))
     moved = replace(state.process(pid) or process, regs=regs)
     state = replace(state, processes=tuple(moved if p.pid == pid else p for p in state.processes))
     if outcome.syscall == SYS_EXIT:

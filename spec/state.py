@@ -8,7 +8,9 @@ is a set of **objects**, each a tuple of pages of words:
 * ``("segment", name)``: a shared segment, shared by every process attaching it.
 
 A process maps each valid vpn to (object, page index within it, protection).
-All values are frozen; steps in :mod:`pagingcheck.spec.machine` return new states.
+The **console** is every byte the processes have printed, in the order their
+instructions retired. All values are frozen; steps in
+:mod:`pagingcheck.spec.machine` return new states.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ class SpecProcess:
 
 @dataclass(frozen=True)
 class SpecState:
-    """Live processes (sorted by pid) and the objects they map."""
+    """Live processes (sorted by pid), the objects they map and what they printed."""
 
     processes: tuple[SpecProcess, ...] = ()
     objects: tuple[tuple[ObjectKey, tuple[Page, ...]], ...] = ()  # sorted by key
+    console: tuple[int, ...] = ()
 
     def process(self, pid: int) -> SpecProcess | None:
         """The live process ``pid``, or None."""

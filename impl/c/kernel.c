@@ -122,6 +122,7 @@ static const char *const RESTART_NAMES[] = {"precise", "state_register", "decode
 #define REGISTERS 8
 #define STACK_POINTER 7
 #define SYS_EXIT 0
+#define SYS_PUTC 2
 
 /* The ISA, for the decode restart variant: word 0 is
  * | opcode (8) | amode (3) | areg (3) | bmode (3) | breg (3) | number (12) | */
@@ -816,6 +817,11 @@ static void port_resume(const context *c)
 static void port_set_timer(int on)
 {
     sb_printf(&out, "{\"port\":\"set_timer\",\"args\":[%s]}\n", on ? "true" : "false");
+}
+
+static void port_console_write(uint32_t byte)
+{
+    sb_printf(&out, "{\"port\":\"console_write\",\"args\":[%" PRIu32 "]}\n", byte);
 }
 
 static void port_register_space(uint32_t asid, uint32_t root)
@@ -1883,10 +1889,13 @@ static void call_on_trap(const jv *args)
     switch (t.kind) {
     case T_SYSCALL:
         retired(p); /* a system call retires its instruction */
-        if (t.number == SYS_EXIT)
+        if (t.number == SYS_EXIT) {
             terminate(p, pid, "exit");
-        else
+        } else {
+            if (t.number == SYS_PUTC)
+                port_console_write(entry_context.regs[1] & 0xFF);
             port_resume(&entry_context); /* no other call means anything: carry on */
+        }
         break;
     case T_ILLEGAL:
         signal_and_terminate(p, pid, "illegal");

@@ -79,6 +79,7 @@ from pagingcheck.model.isa import (
     REGISTERS,
     SBRK_FAILED,
     SYS_EXIT,
+    SYS_PUTC,
     SYS_SBRK,
     ArchState,
     SideEffects,
@@ -228,6 +229,9 @@ class MinimalKernel:
                 self._exit(port, proc, "exit")
             elif trap.number == SYS_SBRK:
                 self._sbrk(port, proc, state)
+            elif trap.number == SYS_PUTC:
+                port.console_write(state.regs[1] & 0xFF)
+                port.resume(state)
             else:  # no other system call means anything: carry on
                 port.resume(state)
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:

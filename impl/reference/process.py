@@ -371,7 +371,17 @@ def prepage(t: Tables, port: Port, proc: Process) -> None:
         faults.start_pagein(t, port, pfn, entry.page, parked=((proc.pid, vpn),))
 
 
-# -- termination ---------------------------------------------------------------------------
+# -- the console ---------------------------------------------------------------------------
+
+
+def putc(t: Tables, port: Port, pid: int) -> None:
+    """The PUTC system call of running ``pid``: print r1's low byte on the console and
+    return to it with every register as it was."""
+    context = port.context()
+    byte = context.regs[1] & 0xFF
+    port.console_write(byte)
+    t.emit("putc", pid, detail=f"{byte:#04x}")
+    port.resume(context)
 
 
 # -- the heap --------------------------------------------------------------------------------
@@ -433,6 +443,9 @@ def release_private(t: Tables, port: Port, pid: int, entries: list[Mapping]) -> 
         if slot is not None:
             t.drop_slot_user(slot, (pid, entry.vpn))
         del t.pages[entry.page]
+
+
+# -- termination ---------------------------------------------------------------------------
 
 
 def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> None:

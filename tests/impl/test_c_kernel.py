@@ -337,3 +337,18 @@ def test_every_message_of_an_exchange_with_the_kernel_fits_the_schema(
         kinds.add(message.get("port") or message.get("name") or message.get("op"))
     assert {"hello", "save", "restore", "on_trap", "on_disk", "probe", "submit"} <= kinds
     assert {"write", "resume", "tlb_invalidate", "release_space", "view"} <= kinds
+
+
+def test_the_kernel_prints_what_its_processes_print(
+    kernels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from tests.checks.test_console import PRINTER
+
+    linear = PRINTER.replace("va_pages: 16,", "va_pages: 16, page_table: linear,")
+    config = tmp_path / "printer.yaml"
+    config.write_text(linear + "kernel: {policy: fifo}\n")
+    kernel, _ = kernels
+    args = ["--config", str(config), "--json", "--traces", str(tmp_path)]
+    done = pagingcheck("validate", "--exec", str(kernel), *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report(done)["ok"]

@@ -47,7 +47,7 @@ def test_memory_fill_and_context() -> None:
     assert machine.cpu.mode == "user"
 
 
-def test_mmu_tlb_spaces_and_timer_reach_the_hardware() -> None:
+def test_mmu_tlb_spaces_timer_and_console_reach_the_hardware() -> None:
     config = CONFIG.replace(tlb_refill="software")
     machine, port = machine_and_port(config)
     pte = bits.make_pte(USER, bits.READ | bits.USER)
@@ -61,9 +61,12 @@ def test_mmu_tlb_spaces_and_timer_reach_the_hardware() -> None:
         port.tlb_invalidate(3, 1)
         port.register_space(3, 8)
         port.set_timer(True)
+        port.console_write(ord("o"))
+        port.console_write(ord("k"))
     assert (machine.mmu.ptbr, machine.mmu.asid) == (8, 3)
     assert machine.mmu.tlb.entries() == ()
     assert machine.spaces == {3: 8} and machine.timer
+    assert machine.console == (111, 107)
     with port.opened():
         port.release_space(3)
     assert machine.spaces == {}
@@ -103,6 +106,8 @@ RULES = [
     (lambda p: p.submit("write", CONFIG.swap_slots, USER), "images are read-only"),
     (lambda p: p.submit("read", 0, 0), "submit: frame 0 is not a user frame"),
     (lambda p: p.set_timer(1), "set_timer: 1"),
+    (lambda p: p.console_write(256), "console_write: byte 256 is not an integer in 0..255"),
+    (lambda p: p.console_write("a"), "console_write: byte 'a'"),
     (lambda p: p.register_space(1, CONFIG.memory_words), "register_space: physical address"),
     (lambda p: p.release_space(5), "release_space: address space 5 was never registered"),
 ]
@@ -123,6 +128,7 @@ def test_the_port_hides_what_a_kernel_must_not_reach() -> None:
     assert public == {
         "broken",
         "config",
+        "console_write",
         "open",
         "words",
         "context",
