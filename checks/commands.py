@@ -14,6 +14,7 @@ import shlex
 import sys
 import tempfile
 import threading
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from pagingcheck.checks import config as checkconfig
-from pagingcheck.checks import logs, manual, traces
+from pagingcheck.checks import logs, manual, traces, viewer
 from pagingcheck.checks.config import PROFILES
 from pagingcheck.checks.explore import Exploration, Tick, explore, least_frames
 from pagingcheck.checks.external import EXEC, SCHEMA
@@ -37,7 +38,7 @@ from pagingcheck.checks.output import (
     fail_usage,
     found_so_far,
 )
-from pagingcheck.checks.runner import REFERENCE_KERNEL, kernel_factory, released
+from pagingcheck.checks.runner import REFERENCE_KERNEL, RunResult, kernel_factory, released
 from pagingcheck.checks.verify import VerifyReport, reproduce, verify
 from pagingcheck.model.errors import UserError
 
@@ -428,6 +429,14 @@ def verify_command(
     metavar="FILE",
     help="Also write the replayed run as a log ('pagingcheck docs logs') to FILE, for check-log.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Also write the replayed run as a page to step through in a browser to FILE.",
+)
 @json_option
 @containment_options
 def replay_command(
@@ -436,6 +445,7 @@ def replay_command(
     command: str | None,
     any_version: bool,
     log_path: Path | None,
+    html_path: Path | None,
     as_json: bool,
     in_process: bool,
     call_seconds: float | None,
@@ -447,17 +457,16 @@ def replay_command(
     trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
     kernel = replay_kernel(trace, kernel_spec(implementation, command))
     with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
-        result = traces.replay(trace, factory)
+        if html_path is None:
+            result = traces.replay(trace, factory)
+        else:
+            text, result = viewer.render(trace, factory, trace_path.name)
         if log_path is not None:
             _write_log(trace, factory, log_path)
+    _applies(trace, trace_path, result)
+    if html_path is not None:
+        viewer.write(text, html_path)
     violated = result.violation is not None
-    if result.diverged_at is not None and not violated:
-        step = result.diverged_at
-        raise UserError(
-            f"{trace_path}: the trace does not apply to this kernel: its choice {step} "
-            f"({traces.spell(trace.choices[step - 1])}) is not enabled there, so the run it "
-            "records cannot be repeated (was the kernel or the trace changed?)"
-        )
     if as_json:
         steps = len(result.records)
         emit_json(
@@ -470,6 +479,68 @@ def replay_command(
     else:
         click.echo(traces.render(trace, result))
     sys.exit(EXIT_VIOLATED if violated else EXIT_OK)
+
+
+def _applies(trace: traces.Trace, trace_path: Path, result: RunResult) -> None:
+    """Refuse a replay whose trace's choices stopped being enabled before any violation."""
+    if result.diverged_at is not None and result.violation is None:
+        step = result.diverged_at
+        raise UserError(
+            f"{trace_path}: the trace does not apply to this kernel: its choice {step} "
+            f"({traces.spell(trace.choices[step - 1])}) is not enabled there, so the run it "
+            "records cannot be repeated (was the kernel or the trace changed?)"
+        )
+
+
+@click.command("view")
+@click.argument("trace_path", type=click.Path(path_type=Path))
+@click.option(
+    "--impl",
+    "implementation",
+    default=None,
+    help="The kernel to replay against, as MODULE:ATTR (as for replay).",
+)
+@exec_option
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Where the page goes (default: beside the trace, ending .html).",
+)
+@click.option("--open", "open_page", is_flag=True, help="Also open the page in a browser.")
+@click.option(
+    "--any-version",
+    is_flag=True,
+    help="Draw a trace written by another version of pagingcheck.",
+)
+@containment_options
+def view_command(
+    trace_path: Path,
+    implementation: str | None,
+    command: str | None,
+    out_path: Path | None,
+    open_page: bool,
+    any_version: bool,
+    in_process: bool,
+    call_seconds: float | None,
+    memory_mb: int | None,
+) -> None:
+    """Replay a trace and write it as one self-contained HTML page: the steps, and at each
+    the processes, frames, TLB, disk queue, page tables and console, with what changed
+    marked and the violation at the failing step; the arrow keys step through it."""
+    trace = traces.load(read_text(trace_path, "the trace"), str(trace_path), any_version)
+    trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
+    kernel = replay_kernel(trace, kernel_spec(implementation, command))
+    with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
+        text, result = viewer.render(trace, factory, trace_path.name)
+    _applies(trace, trace_path, result)
+    path = viewer.write(text, out_path or viewer.beside(trace_path))
+    click.echo(str(path))
+    if open_page and not webbrowser.open(path.resolve().as_uri()):
+        say(f"no browser could be started: open {path} yourself")
+    sys.exit(EXIT_OK if result.violation is None else EXIT_VIOLATED)
 
 
 def _write_log(trace: traces.Trace, factory: Any, path: Path) -> None:
@@ -995,6 +1066,7 @@ def docs_command(topic: str | None) -> None:
 COMMANDS = (
     verify_command,
     replay_command,
+    view_command,
     validate_command,
     mutants_command,
     prove_command,

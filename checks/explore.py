@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pagingcheck.checks import traces
+from pagingcheck.checks import traces, viewer
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.external import kernel_stderr
 from pagingcheck.checks.frontier import KEEP_IN_MEMORY, Frontier
@@ -416,9 +416,8 @@ def explore(
             )
             continue
         if trace_dir is not None:
-            finding.trace = str(
-                traces.write(trace, trace_dir, f"{name}-{finding.violation.property}")
-            )
+            stem = f"{name}-{finding.violation.property}"
+            finding.trace = str(viewer.write_trace(trace, trace_dir, stem, factory))
     return result
 
 

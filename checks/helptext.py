@@ -48,6 +48,15 @@ HELP: dict[str, Help] = {
             "pagingcheck replay traces/base-tlb_agrees.yaml",
             "pagingcheck replay traces/base-tlb_agrees.yaml --exec ./kernel",
             "pagingcheck replay traces/base-tlb_agrees.yaml --write-log run.log",
+            "pagingcheck replay traces/base-tlb_agrees.yaml --html failure.html",
+        ),
+        "the trace still fails",
+    ),
+    "view": Help(
+        "A counterexample trace as a page to step through.",
+        (
+            "pagingcheck view traces/base-tlb_agrees.yaml",
+            "pagingcheck view traces/base-tlb_agrees.yaml --out failure.html --open",
         ),
         "the trace still fails",
     ),

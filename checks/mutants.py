@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pagingcheck.checks import traces
+from pagingcheck.checks import viewer
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.jobs import run_all
 from pagingcheck.checks.machines import run_campaign
@@ -79,7 +79,7 @@ def run_mutant(config: CheckConfig, mutant: Mutant, trace_dir: Path) -> KillRow:
     seconds = time.perf_counter() - began
     if failure is None or failure.violation is None:
         return KillRow(mutant.name, False, None, mutant.expected, seconds, None, None)
-    path = traces.write(failure, trace_dir, f"mutant-{mutant.name}")
+    path = viewer.write_trace(failure, trace_dir, f"mutant-{mutant.name}", factory(mutant))
     return KillRow(
         mutant.name,
         True,

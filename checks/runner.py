@@ -19,7 +19,7 @@ from pagingcheck.checks.contained import contained_factory
 from pagingcheck.checks.coverage import Coverage, Tracker
 from pagingcheck.checks.describe import describe_state
 from pagingcheck.checks.external import EXEC, exec_factory
-from pagingcheck.checks.observe import Violation
+from pagingcheck.checks.observe import Observed, Violation
 from pagingcheck.checks.progress import FairDriver
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.system import Choice, KernelFailed, StepRecord, boot_system, kernel_query
@@ -236,10 +236,12 @@ def run_choices(
     programs: Sequence[Program] | None = None,
     fair_from: int | None = None,
     lenient: bool = False,
+    watch: Callable[[Observed], None] | None = None,
 ) -> RunResult:
     """Apply ``choices`` in order, checking everything after each; stop at the first violation.
     A choice not enabled when its turn comes ends the run (``diverged_at``), or with
-    ``lenient`` is passed over (the records say which choices were taken).
+    ``lenient`` is passed over (the records say which choices were taken). ``watch``, when
+    given, is shown the booted state and the state after each step taken.
 
     From choice index ``fair_from`` on (when given) the choices are a fair
     continuation, and progress is watched over them as when they were made;
@@ -247,6 +249,8 @@ def run_choices(
     as far as it goes.
     """
     run = Run(config, factory, programs)
+    if run.checker is not None and watch is not None:
+        watch(run.checker.observed)
     if run.failed:
         return run.result
     assert run.checker is not None
@@ -262,7 +266,10 @@ def run_choices(
                 continue
             run.result.diverged_at = index
             break
-        if run.take(choice) is not None:
+        violation = run.take(choice)
+        if watch is not None:
+            watch(run.checker.observed)
+        if violation is not None:
             break
     else:
         if fair_from is not None and run.result.fair_from is None:

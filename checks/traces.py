@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -40,7 +40,7 @@ from pagingcheck.checks.config import (
     words,
 )
 from pagingcheck.checks.inputs import load_yaml
-from pagingcheck.checks.observe import Violation, plain
+from pagingcheck.checks.observe import Observed, Violation, plain
 from pagingcheck.checks.runner import KernelFactory, RunResult, run_choices
 from pagingcheck.checks.system import Choice, StepRecord
 from pagingcheck.impl.config import KernelConfig
@@ -439,10 +439,15 @@ def writable_folder(directory: Path) -> Path:
     return directory
 
 
-def replay(trace: Trace, factory: KernelFactory) -> RunResult:
+def replay(
+    trace: Trace, factory: KernelFactory, watch: Callable[[Observed], None] | None = None
+) -> RunResult:
     """Re-execute the trace's choices deterministically on ``factory``'s kernel, checking
-    everything (progress too, over the fair continuation the trace marks)."""
-    return run_choices(trace.config(), factory, trace.choices, trace.programs, trace.fair_from)
+    everything (progress too, over the fair continuation the trace marks); ``watch`` is
+    shown each state on the way (see :func:`~pagingcheck.checks.runner.run_choices`)."""
+    return run_choices(
+        trace.config(), factory, trace.choices, trace.programs, trace.fair_from, watch=watch
+    )
 
 
 def render(trace: Trace, result: RunResult) -> str:
@@ -451,22 +456,7 @@ def render(trace: Trace, result: RunResult) -> str:
     for index, record in enumerate(result.records, start=1):
         if trace.fair_from is not None and index - 1 == trace.fair_from:
             lines.append("      -- fair continuation from here: progress is watched --")
-        data = record_to_data(record)
-        what = []
-        if "retired" in data:
-            what.append("retired" if data["retired"] else f"trap {data.get('trap')}")
-        if "fault" in data:
-            f = data["fault"]
-            what.append(f"{f['kind']} at {f['va']} ({f['access']})")
-        if "write" in data:
-            what.append(f"write {data['write'][1]} -> {data['write'][0]}")
-        if "spawned" in data:
-            what.append(f"spawned {data['spawned']}")
-        if "completed" in data:
-            what.append(f"disk done: {data['completed']}")
-        what += [f"disk started: {request}" for request in data.get("submitted", [])]
-        what += data.get("events", [])
-        lines.append(f"{index:>4}  {spell(record.choice):<12} {'; '.join(what)}")
+        lines.append(f"{index:>4}  {spell(record.choice):<12} {'; '.join(happened(record))}")
     if result.violation is not None:
         lines.append(f"violated at step {result.failing_step}: {result.violation.explain()}")
         if result.violation.traceback:
@@ -486,6 +476,27 @@ def render(trace: Trace, result: RunResult) -> str:
     else:
         lines.append("no property violated")
     return "\n".join(lines)
+
+
+def happened(record: StepRecord) -> list[str]:
+    """What one step did, in short phrases: retired or trapped, the fault, the memory
+    write, the process spawned, the disk transfers that ended and started, the events."""
+    data = record_to_data(record)
+    what = []
+    if "retired" in data:
+        what.append("retired" if data["retired"] else f"trap {data.get('trap')}")
+    if "fault" in data:
+        f = data["fault"]
+        what.append(f"{f['kind']} at {f['va']} ({f['access']})")
+    if "write" in data:
+        what.append(f"write {data['write'][1]} -> {data['write'][0]}")
+    if "spawned" in data:
+        what.append(f"spawned {data['spawned']}")
+    if "completed" in data:
+        what.append(f"disk done: {data['completed']}")
+    what += [f"disk started: {request}" for request in data.get("submitted", [])]
+    what += data.get("events", [])
+    return what
 
 
 def spell(choice: Choice) -> str:

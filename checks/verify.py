@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pagingcheck.checks import traces
+from pagingcheck.checks import viewer
 from pagingcheck.checks.config import PROFILES, CheckConfig, load_reference
 from pagingcheck.checks.coverage import Coverage
 from pagingcheck.checks.explore import explore
@@ -228,7 +228,8 @@ def reproduce(
         done = campaign(name, run, factory, implementation)
         runs, steps, failure = runs + done.runs, steps + done.steps, done.failure
         if failure is not None and failure.violation is not None:
-            path = traces.write(failure, trace_dir, f"proof-{name}-{failure.violation.property}")
+            stem = f"proof-{name}-{failure.violation.property}"
+            path = viewer.write_trace(failure, trace_dir, stem, factory)
             return CheckResult(
                 "reproduced",
                 True,
@@ -243,8 +244,11 @@ def reproduce(
     return CheckResult("reproduced", False, detail, time.perf_counter() - began)
 
 
-def _campaign_check(done: Finished, implementation: str, trace_dir: Path) -> CheckResult:
-    """One variant's campaign as a check; its counterexample, if any, written as a trace."""
+def _campaign_check(
+    done: Finished, implementation: str, trace_dir: Path, factory: KernelFactory
+) -> CheckResult:
+    """One variant's campaign as a check; its counterexample, if any, written as a trace
+    with its page beside it."""
     result = CheckResult(
         f"stateful:{done.name}",
         done.failure is None,
@@ -253,7 +257,8 @@ def _campaign_check(done: Finished, implementation: str, trace_dir: Path) -> Che
     )
     failure = done.failure
     if failure is not None and failure.violation is not None:
-        path = traces.write(failure, trace_dir, f"{done.name}-{failure.violation.property}")
+        stem = f"{done.name}-{failure.violation.property}"
+        path = viewer.write_trace(failure, trace_dir, stem, factory)
         result.detail = f"{failure.violation.explain()} (trace: {path})"
         result.extra["violation"] = found(
             failure.violation, len(failure.choices), path, implementation
@@ -358,7 +363,7 @@ def verify(
             report.coverage.merge(done.coverage)
             if missing_here := done.coverage.unreached(config.coverage_each):
                 short[done.name] = missing_here
-            done = _campaign_check(done, implementation, trace_dir)
+            done = _campaign_check(done, implementation, trace_dir, factory)
         report.checks.append(done)
         verdict = "PASS" if done.ok else "FAIL"
         progress(f"[{count}/{len(works)}] {done.name}: {verdict}  {done.detail}")

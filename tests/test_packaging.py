@@ -98,3 +98,4 @@ def test_the_installed_wheel_works_from_any_folder(wheel: Path, tmp_path: Path) 
     assert explored.returncode == 0, explored.stderr
     assert json.loads(explored.stdout)["results"][0]["complete"]
     assert list((site / "pagingcheck" / "impl" / "c").glob("kernel.c"))
+    assert (site / "pagingcheck" / "checks" / "viewer.html").is_file()  # the viewer's page

@@ -48,6 +48,7 @@ PINNED = {
     "shared": (213, 288, 18),
     "stack": (192, 266, 14),
     "heap": (24, 23, 23),
+    "console": (313, 482, 14),
     "software": (3115, 4146, 38),
     "tiny": (5535, 8136, 31),
     "trio": (28672, 55797, 28),
@@ -92,6 +93,7 @@ KILLS = {
     "shrink_keeps_tlb_entries": ("heap", "tlb_agrees"),
     "stack_grows_past_limit": ("stack", "refinement"),
     "stack_grows_far_below_sp": ("stack", "refinement"),
+    "putc_prints_r0": ("console", "refinement"),
 }
 
 
@@ -105,7 +107,7 @@ def counts(name: str) -> tuple[int, int, int]:
     return result.distinct_states, result.transitions, result.max_depth
 
 
-@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap"])
+@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap", "console"])
 def test_small_references_explore_completely_to_their_pinned_counts(name: str) -> None:
     assert counts(name) == PINNED[name]
 
