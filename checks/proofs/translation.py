@@ -23,8 +23,8 @@ names), the obligations are:
   every page the present translation a dictionary updated the same way
   gives (the per-edit obligations carry this to any number of steps);
 * ``multilevel split is a bijection``: the levels' indices of a vpn
-  determine it, for every multi-level configuration up to
-  :data:`SPLIT_VPN_BITS` vpn bits.
+  determine it, for every split of up to :data:`SPLIT_VPN_BITS` vpn bits
+  between levels (``level_bits``: uneven ones, a 1/3 as well as a 2/2).
 
 Each obligation is also refuted by a named seeded mutant (:data:`MUTATIONS`,
 :data:`MUTANT_FOR`): with the mutant, z3 finds inputs that break it. An
@@ -429,18 +429,31 @@ def exploration(kind: str, what: str, mutant: str = "", target: str = "") -> Exp
 
 def split_counterexample(factory: Callable[[HardwareConfig], MultilevelFormat]) -> str | None:
     """A configuration and vpns where the split is no bijection, or None: for every
-    ``va_pages`` up to ``2**SPLIT_VPN_BITS`` and every level count, each index lies in its
-    table, the tables' sizes multiply to ``va_pages``, and distinct vpns differ in some index
-    (so the split is one-to-one onto the index tuples)."""
+    ``va_pages`` up to ``2**SPLIT_VPN_BITS`` and every way of splitting its vpn bits
+    between levels, each index lies in its table, the tables' sizes multiply to
+    ``va_pages``, and distinct vpns differ in some index (so the split is one-to-one onto
+    the index tuples)."""
     engine = Engine()
     for vpn_bits in range(1, SPLIT_VPN_BITS + 1):
-        for levels in range(1, vpn_bits + 1):
-            config = HardwareConfig(page_table="multilevel", va_pages=1 << vpn_bits, levels=levels)
-            layout = factory(config)
-            found = _split_fails(engine, layout)
+        for level_bits in splits(vpn_bits):
+            config = HardwareConfig(
+                page_table="multilevel",
+                va_pages=1 << vpn_bits,
+                levels=len(level_bits),
+                level_bits=level_bits,
+            )
+            found = _split_fails(engine, factory(config))
             if found is not None:
-                return f"va_pages={config.va_pages}, levels={levels}: {found}"
+                return f"va_pages={config.va_pages}, level_bits={list(level_bits)}: {found}"
     return None
+
+
+def splits(vpn_bits: int) -> Iterator[tuple[int, ...]]:
+    """Every way of giving ``vpn_bits`` bits to levels, at least one bit each, root first."""
+    yield (vpn_bits,)
+    for first in range(1, vpn_bits):
+        for rest in splits(vpn_bits - first):
+            yield (first, *rest)
 
 
 def _split_fails(engine: Engine, layout: MultilevelFormat) -> str | None:

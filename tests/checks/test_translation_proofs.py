@@ -69,6 +69,23 @@ def test_the_split_mutant_is_refuted_with_a_configuration() -> None:
     assert translation.split_counterexample(MultilevelFormat) is None
 
 
+class EvenOnlySplit(MultilevelFormat):
+    """A split right for even slices only: every level's shift is counted in the leaf's
+    slice width, as code written before uneven splits existed would."""
+
+    def index(self, vpn: int, level: int) -> int:
+        shift = (self.leaf_level - level) * self.level_bits[-1]
+        return (vpn >> shift) & (self.table_size(level) - 1)
+
+
+def test_the_split_proof_covers_uneven_splits() -> None:
+    found = translation.split_counterexample(EvenOnlySplit)
+    assert found is not None and "level_bits=[" in found
+    even = [list(s) for s in translation.splits(4) if len(set(s)) == 1]
+    assert sorted(even) == [[1, 1, 1, 1], [2, 2], [4]]  # where the bug cannot show
+    assert not any(f"level_bits={split}:" in found for split in even)
+
+
 def test_an_obligation_its_mutant_cannot_refute_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     # Linear set_pte allocates nothing, so an allocator handing out used words changes nothing.
     key = ("linear", "set_pte gives the new entry")
