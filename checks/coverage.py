@@ -35,7 +35,11 @@ The situations about transfers say exactly what happened:
     slot yet (a heap page SBRK added, touched for the first time);
 ``out_of_memory_kill``
     such a first touch killed its process (refinement has checked that the
-    view showed no free swap slot).
+    view showed no free swap slot);
+``kernel_mode_fault``
+    a system call that reads user memory (WRITE) found its buffer's page not
+    resident, and the kernel will run the call again once the page is in
+    (refinement has checked that the step changed nothing the spec sees).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.system import StepRecord
 from pagingcheck.model.config import RESTART_VARIANTS, HardwareConfig
 from pagingcheck.model.disk import Request
-from pagingcheck.model.isa import FAULT_POINTS, SYS_SBRK
+from pagingcheck.model.isa import FAULT_POINTS, SYS_SBRK, SYS_WRITE
 from pagingcheck.model.traps import TrapKind
 
 #: Every situation coverage knows, in report order.
@@ -70,6 +74,7 @@ SITUATIONS: tuple[str, ...] = (
     "heap_shrink",
     "lazy_first_touch",
     "out_of_memory_kill",
+    "kernel_mode_fault",
     *(
         f"tlb_miss:{refill}:{tag}"
         for refill in ("hardware", "software")
@@ -115,6 +120,8 @@ class Tracker:
                 reached.add("heap_growth")
             if _gained_pages(pid, after, before):
                 reached.add("heap_shrink")
+        if result is not None and result.syscall == SYS_WRITE and not result.retired:
+            reached.add("kernel_mode_fault")  # the step was a restarted call (see refinement)
         if result is not None and config.tlb_refill == "hardware":
             # The walker filled a slot: some (asid, vpn) is cached now that was not.
             old = {(e.asid, e.vpn) for e in before.machine.mmu.tlb.entries()}

@@ -84,10 +84,8 @@ def campaign(
     rounds = 0
     failure = None
     with _every(status, how_far):
-        while rounds == 0 or _short(run, done, failure, randomness, rounds):
-            seeded = randomness
-            if rounds and randomness is not None and randomness.seed is not None:
-                seeded = replace(randomness, seed=(randomness.seed + rounds) % (1 << 32))
+        while rounds == 0 or _short(run, done, failure, rounds):
+            seeded = randomness if rounds == 0 else next_seed(randomness, rounds)
             rounds += 1
             _, failure = run_campaign(
                 run,
@@ -104,25 +102,25 @@ def campaign(
     )
 
 
-#: Campaigns a seeded variant may run in all to reach the coverage required of each
-#: variant: the requirement was calibrated on the derandomised runs, and one seed's
-#: runs may miss a rare situation that the next seed's reach.
+#: Campaigns a variant may run in all to reach the coverage required of each variant:
+#: one set of runs may miss a rare situation that the next set reaches.
 ROUNDS = 3
 
 
-def _short(
-    run: CheckConfig,
-    done: Campaign,
-    failure: traces.Trace | None,
-    randomness: Randomness | None,
-    rounds: int,
-) -> bool:
-    """Whether a seeded campaign that found nothing runs another round with the next seed:
-    its variant has not yet reached every situation required of each variant."""
-    seeded = randomness is not None and randomness.seed is not None
+def next_seed(randomness: Randomness | None, rounds: int) -> Randomness:
+    """The runs of round ``rounds`` (counted from 0) after a first round from
+    ``randomness``: the next seed after a seeded first round; seed ``rounds`` after a
+    derandomised one, so derandomised campaigns stay the same every time."""
+    if randomness is None or randomness.seed is None:
+        return Randomness(seed=rounds, database=randomness.database if randomness else False)
+    return replace(randomness, seed=(randomness.seed + rounds) % (1 << 32))
+
+
+def _short(run: CheckConfig, done: Campaign, failure: traces.Trace | None, rounds: int) -> bool:
+    """Whether a campaign that found nothing runs another round with other runs: its
+    variant has not yet reached every situation required of each variant."""
     return (
-        seeded
-        and failure is None
+        failure is None
         and rounds < ROUNDS
         and not done.interrupted
         and bool(done.coverage.unreached(run.coverage_each))

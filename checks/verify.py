@@ -266,7 +266,7 @@ def _campaign_check(
     else:
         result.detail = f"{done.runs} runs, {done.steps} steps, all properties held"
         if done.rounds > 1:
-            result.detail += f" ({done.rounds} seeds: the first missed required coverage)"
+            result.detail += f" ({done.rounds} rounds: the first missed required coverage)"
     return result
 
 

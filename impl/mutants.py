@@ -42,7 +42,7 @@ from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.impl.reference.tables import FaultRecord, PageId, Tables
 from pagingcheck.model import bits
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.isa import SBRK_FAILED, WORD_MASK, ArchState
+from pagingcheck.model.isa import SBRK_FAILED, WORD_MASK, WRITE_FAILED, ArchState
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import signed
 
@@ -493,6 +493,25 @@ def _putc_prints_r0(original: Callable[..., None]) -> Callable[..., None]:
     return putc
 
 
+def _kernel_fault_ignored(original: Callable[..., object]) -> Callable[..., object]:
+    def kernel_fault(t: Tables, port: Port, pid: int, va: int, context: ArchState) -> None:
+        # BUG: the call is set to run again, but nothing brings its page in
+        port.resume(dataclasses.replace(context, pc=context.pc - 1))
+
+    return kernel_fault
+
+
+def _write_of_invalid_buffer_succeeds(original: Callable[..., None]) -> Callable[..., None]:
+    def write(t: Tables, port: Port, pid: int) -> None:
+        original(t, port, pid)
+        context = port.context()
+        if context.regs[0] == WRITE_FAILED:
+            # BUG: a buffer the process cannot read is reported written
+            port.resume(dataclasses.replace(context, regs=(context.regs[2], *context.regs[1:])))
+
+    return write
+
+
 def _shrink_keeps_slots(original: Callable[..., None]) -> Callable[..., None]:
     def release_private(t: Tables, port: Port, pid: int, entries: list[Any]) -> None:
         for entry in entries:
@@ -665,6 +684,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "PUTC prints r0, the result register, instead of its argument r1",
         "refinement",
         ((process, "putc", _putc_prints_r0),),
+        boots=("wanderer",),
+    ),
+    Mutant(
+        "kernel_fault_ignored",
+        "WRITE runs again after a fault in kernel mode, but its page is never brought in",
+        "progress",
+        ((fault, "kernel_fault", _kernel_fault_ignored),),
+        boots=("wanderer",),
+    ),
+    Mutant(
+        "write_of_invalid_buffer_succeeds",
+        "WRITE from a buffer the process cannot read returns success",
+        "refinement",
+        ((process, "write", _write_of_invalid_buffer_succeeds),),
         boots=("wanderer",),
     ),
     Mutant(

@@ -83,6 +83,21 @@ SYS_SBRK = 1
 SBRK_FAILED = 0xFFFF_FFFF
 #: Print a character: the low byte of r1 goes to the console; no register changes.
 SYS_PUTC = 2
+#: Print a buffer: the low byte of each of the r2 words from virtual address r1 goes to
+#: the console, and r0 becomes r2; or, when the buffer is not within one page the process
+#: may read (``write_page``), nothing is printed and r0 becomes :data:`WRITE_FAILED`.
+SYS_WRITE = 3
+#: What WRITE returns in r0 when it fails.
+WRITE_FAILED = 0xFFFF_FFFF
+
+
+def write_page(va: int, count: int, page_words: int) -> int | None:
+    """The vpn of a WRITE buffer of ``count`` words from ``va``: one to a page's worth of
+    words, all on one page; None for any other buffer (the call fails)."""
+    if not 1 <= count <= page_words or (va + count - 1) // page_words != va // page_words:
+        return None
+    return va // page_words
+
 
 #: The most distinct pages one instruction can touch: its words (up to three) on two
 #: pages, a source operand and a destination operand. A software-refilled TLB with fewer

@@ -21,10 +21,13 @@ from pagingcheck.model.isa import (
     SYS_EXIT,
     SYS_PUTC,
     SYS_SBRK,
+    SYS_WRITE,
+    WRITE_FAILED,
     ArchState,
     Completed,
     Faulted,
     execute,
+    write_page,
 )
 from pagingcheck.model.program import STACK_POINTER, Program, heap_break, signed
 from pagingcheck.model.traps import Access, Fault, TrapKind
@@ -219,6 +222,32 @@ def _drop_pages(state: SpecState, pid: int, vpns: range) -> SpecState:
     )
 
 
+def write(
+    state: SpecState, pid: int, regs: ArchState, page_words: int
+) -> tuple[SpecState, ArchState]:
+    """The WRITE system call of ``pid`` (registers ``regs`` after it trapped): the low byte
+    of each word of the buffer goes to the console and r0 is its length; or, for a buffer
+    not within one page ``pid`` may read, nothing is printed and r0 is WRITE_FAILED."""
+    va, count = regs.regs[1], regs.regs[2]
+    vpn = write_page(va, count, page_words)
+    process = state.process(pid)
+    mapping = process.mapping(vpn) if process is not None and vpn is not None else None
+    pages = state.object(mapping.key) if mapping is not None else None
+    if (
+        mapping is None
+        or pages is None
+        or mapping.prot & _NEEDS[Access.READ] != _NEEDS[Access.READ]
+    ):
+        return state, replace(regs, regs=(WRITE_FAILED, *regs.regs[1:]))
+    offset = va % page_words
+    words = pages[mapping.index][offset : offset + count]
+    printed = tuple(word & 0xFF for word in words)
+    return (
+        replace(state, console=(*state.console, *printed)),
+        replace(regs, regs=(count, *regs.regs[1:])),
+    )
+
+
 def retire(
     state: SpecState, pid: int, geometry: Geometry, program: Program | None = None
 ) -> tuple[SpecState, Outcome]:
@@ -227,7 +256,7 @@ def retire(
     Returns the new state and what happened. An access that grows the stack
     (``program``'s rule) grows it and runs the instruction again. A signal kills
     the process (the default action); the exit system call retires and then
-    removes it; the print system call adds r1's low byte to the console.
+    removes it; PUTC adds r1's low byte to the console, WRITE a buffer's (:func:`write`).
     """
     page_words = geometry.page_words
     while True:
@@ -255,6 +284,8 @@ def retire(
         state, regs = sbrk(state, pid, regs, program, geometry)
     elif outcome.syscall == SYS_PUTC:
         state = replace(state, console=(*state.console, regs.regs[1] & 0xFF))
+    elif outcome.syscall == SYS_WRITE:
+        state, regs = write(state, pid, regs, page_words)
     moved = replace(state.process(pid) or process, regs=regs)
     state = replace(state, processes=tuple(moved if p.pid == pid else p for p in state.processes))
     if outcome.syscall == SYS_EXIT:

@@ -81,8 +81,11 @@ from pagingcheck.model.isa import (
     SYS_EXIT,
     SYS_PUTC,
     SYS_SBRK,
+    SYS_WRITE,
+    WRITE_FAILED,
     ArchState,
     SideEffects,
+    write_page,
 )
 from pagingcheck.model.mmu import NEEDED
 from pagingcheck.model.port import Port
@@ -232,6 +235,8 @@ class MinimalKernel:
             elif trap.number == SYS_PUTC:
                 port.console_write(state.regs[1] & 0xFF)
                 port.resume(state)
+            elif trap.number == SYS_WRITE:
+                self._write(port, proc, state)
             else:  # no other system call means anything: carry on
                 port.resume(state)
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:
@@ -283,19 +288,50 @@ class MinimalKernel:
             self._exit(port, proc, "protection")
         elif trap.kind is TrapKind.TLB_MISS and self._refill(port, proc, vpn):
             self._resume_now(port, proc, start)
-        elif not self._backed(key):
-            self._exit(port, proc, "out of memory")
         else:
-            if proc.ticket is None:
-                proc.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
-            proc.pinned.add(key)
-            proc.fault_vpn = vpn
-            if self._serve(port, proc):
-                proc.fault_vpn = None
-                self._resume_now(port, proc, start)
-            else:
-                proc.state, proc.context = "blocked", start
-                self._emit("wait", proc.pid, vpn)
+            self._bring_in(port, proc, vpn, start)
+
+    def _bring_in(self, port: Port, proc: Proc, vpn: int, start: ArchState) -> None:
+        """Map ``proc``'s valid page ``vpn`` for an instruction to run again from ``start``:
+        now if a frame can be had, else block until it can (its slot first, at a first
+        touch: with swap full the process dies)."""
+        key = proc.space[vpn]
+        if not self._backed(key):
+            self._exit(port, proc, "out of memory")
+            return
+        if proc.ticket is None:
+            proc.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
+        proc.pinned.add(key)
+        proc.fault_vpn = vpn
+        if self._serve(port, proc):
+            proc.fault_vpn = None
+            self._resume_now(port, proc, start)
+        else:
+            proc.state, proc.context = "blocked", start
+            self._emit("wait", proc.pid, vpn)
+
+    def _write(self, port: Port, proc: Proc, state: ArchState) -> None:
+        """WRITE: print the low byte of each word of the buffer (``model.isa.write_page``)
+        from the frame holding its page, r0 its length; a buffer the process cannot read
+        fails. A page not resident is brought in as the process's own read would bring it
+        (a fault in kernel mode), and the call runs again: the SYS is one word back."""
+        words = self.hardware.page_words
+        va, count = state.regs[1], state.regs[2]
+        vpn = write_page(va, count, words)
+        key = proc.space.get(vpn) if vpn is not None else None
+        readable = bits.READ | bits.USER
+        if vpn is None or key is None or self.pages[key].prot & readable != readable:
+            port.resume(ArchState((WRITE_FAILED, *state.regs[1:]), state.pc, state.flags))
+            return
+        pfn = self._frame_of(key)
+        if pfn is None:
+            self._emit("kernel_fault", proc.pid, vpn, detail=f"read {va}")
+            self._bring_in(port, proc, vpn, ArchState(state.regs, state.pc - 1, state.flags))
+            return
+        base = pfn * words + va % words
+        for address in range(base, base + count):
+            port.console_write(port.read(address) & 0xFF)
+        port.resume(ArchState((count, *state.regs[1:]), state.pc, state.flags))
 
     def _backed(self, key: PageKey) -> bool:
         """Give a writable private page its swap slot at its first touch (the heap's new

@@ -47,6 +47,7 @@ enough for one instruction, which the configuration checks).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from pagingcheck.impl.interface import Location
@@ -70,7 +71,7 @@ from pagingcheck.model.mmu import NEEDED
 from pagingcheck.model.pagetable import Entry
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import STACK_POINTER, stack_growth
-from pagingcheck.model.traps import TrapFrame, TrapKind
+from pagingcheck.model.traps import Access, TrapFrame, TrapKind
 
 #: The protection of the pages a stack or heap grows by (as the layout's stack and heap).
 GROWN_PROT = bits.READ | bits.WRITE | bits.USER
@@ -360,6 +361,27 @@ def handle_fault(t: Tables, port: Port, pid: int, trap: TrapFrame) -> Signal | N
     if isinstance(plan, Signal):
         return plan
     perform_fault(t, port, proc, saved, record, plan)
+    return None
+
+
+def kernel_fault(t: Tables, port: Port, pid: int, va: int, context: ArchState) -> Signal | None:
+    """A system call's own read of ``va``, a user page that is not resident (a fault in
+    kernel mode): bring the page in as the process's own read would, and have the process
+    run the system call again once it is there (the call has done nothing yet).
+
+    ``context`` is the registers the call trapped with; the SYS is one word, so the call
+    starts again one word back. Returns the out-of-memory signal when the page is a first
+    touch that finds swap full."""
+    start = dataclasses.replace(context, pc=context.pc - 1)
+    record = FaultRecord(TrapKind.PAGE_FAULT, va, Access.READ, start.pc, ())
+    proc = t.process(pid)
+    t.emit("kernel_fault", pid, va // t.config.page_words, detail=f"read va={va}")
+    if not reserve_slot(t, proc, record):
+        return Signal("out of memory")
+    plan = plan_fault(t, port, proc, record)
+    if isinstance(plan, Signal):
+        raise InternalError(f"fault.kernel_fault: the call checked va {va}, yet {plan}")
+    perform_fault(t, port, proc, start, record, plan)
     return None
 
 

@@ -53,7 +53,7 @@ from pagingcheck.impl.reference.tables import (
 )
 from pagingcheck.model import bits
 from pagingcheck.model.errors import InternalError, UserError
-from pagingcheck.model.isa import REGISTERS, SBRK_FAILED, ArchState
+from pagingcheck.model.isa import REGISTERS, SBRK_FAILED, WRITE_FAILED, ArchState, write_page
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage, heap_break, signed
 
@@ -382,6 +382,38 @@ def putc(t: Tables, port: Port, pid: int) -> None:
     port.console_write(byte)
     t.emit("putc", pid, detail=f"{byte:#04x}")
     port.resume(context)
+
+
+def write(t: Tables, port: Port, pid: int) -> None:
+    """The WRITE system call of running ``pid``: print the low byte of each word of the
+    buffer of r2 words at r1 and return with r0 = r2; or, for a buffer that is not within
+    one page the process may read (:func:`~pagingcheck.model.isa.write_page`), print
+    nothing and return :data:`WRITE_FAILED`.
+
+    The words are read from the page's frame. A page that is not resident is a fault in
+    kernel mode (:func:`~pagingcheck.impl.reference.fault.kernel_fault`): the page comes
+    in, and the process runs the call again from the start, so it prints exactly once."""
+    proc = t.process(pid)
+    context = port.context()
+    va, count = context.regs[1], context.regs[2]
+    words = t.config.page_words
+    vpn = write_page(va, count, words)
+    entry = proc.mapping(vpn) if vpn is not None else None
+    if entry is None or entry.prot & (bits.READ | bits.USER) != bits.READ | bits.USER:
+        t.emit("write", pid, vpn, detail="failed")
+        port.resume(dataclasses.replace(context, regs=(WRITE_FAILED, *context.regs[1:])))
+        return
+    frame = t.record(entry.page).frame
+    if frame is None:
+        signal = faults.kernel_fault(t, port, pid, va, context)
+        if signal is not None:
+            terminate(t, port, pid, "signal", signal.reason)
+        return
+    base = frame * words + va % words
+    for address in range(base, base + count):
+        port.console_write(port.read(address) & 0xFF)
+    t.emit("write", pid, vpn, frame, detail=f"{count} words")
+    port.resume(dataclasses.replace(context, regs=(count, *context.regs[1:])))
 
 
 # -- the heap --------------------------------------------------------------------------------

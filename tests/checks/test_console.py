@@ -1,4 +1,5 @@
-"""The console: PUTC in the spec, in both Python kernels, and as the checks see it."""
+"""The console: PUTC and WRITE in the spec, in both Python kernels, and as the checks see
+it; WRITE's fault in kernel mode and the call run again."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pagingcheck.impl.minimal import MinimalKernel
 from pagingcheck.impl.mutants import Mutant, factory
 from pagingcheck.impl.reference import process
 from pagingcheck.model.asm import assemble
-from pagingcheck.model.isa import SYS_PUTC
+from pagingcheck.model.isa import SYS_PUTC, WRITE_FAILED
 from pagingcheck.model.program import Program
 from pagingcheck.spec import machine as spec
 from pagingcheck.spec.machine import Geometry
@@ -115,3 +116,69 @@ def test_two_printers_interleave_as_their_instructions_retire() -> None:
     console = checker(run).system.machine.console
     assert sorted(console) == sorted((104, 105, 10) * 2)
     assert console == checker(run).spec_state.console
+
+
+# -- WRITE: a system call that reads user memory -------------------------------------------------
+
+WRITER = """
+hardware: {page_words: 16, va_pages: 16, user_frames: 4}
+workload:
+  initial: [0, 0]
+  timer: false
+  kills: false
+  max_spawns: 0
+  programs:
+    - name: writer
+      data: [104, 105, 10]
+      text: |
+        MOV #16, r1
+        MOV #3, r2
+        SYS 3
+        MOV #300, r1
+        SYS 3
+        SYS 0
+"""
+
+
+def test_write_prints_a_buffer_within_one_readable_page_or_fails() -> None:
+    source = "MOV #4, r1\nMOV #3, r2\nSYS 3\nSYS 0"
+    program = Program("p", tuple(assemble(source)), (7, 0x161, 9, 5), stack_pages=0)
+    geometry = Geometry(4, 16)
+    state = spec.spawn(SpecState(), 1, program, 4, 16)
+
+    def after(r1: int, r2: int) -> tuple[tuple[int, ...], int]:
+        proc = state.process(1)
+        assert proc is not None
+        regs = dataclasses.replace(proc.regs, regs=(0, r1, r2, 0, 0, 0, 0, 0))
+        printed, regs = spec.write(state, 1, regs, geometry.page_words)
+        return printed.console, regs.regs[0]
+
+    data = 4 * 2  # text is 7 words (vpns 0-1); data from vpn 2
+    assert after(data, 3) == ((7, 0x61, 9), 3)  # low bytes of the words, r0 the count
+    assert after(data + 1, 3) == ((0x61, 9, 5), 3)
+    assert after(data + 2, 3) == ((), WRITE_FAILED)  # crosses into vpn 3
+    assert after(data, 0) == ((), WRITE_FAILED)
+    assert after(60, 1) == ((), WRITE_FAILED)  # no page there
+    assert after(0, 1) == ((program.text[0] & 0xFF,), 1)  # text is readable
+
+
+@pytest.mark.parametrize("build", KERNELS, ids=["reference", "minimal"])
+def test_a_write_from_a_page_not_yet_in_faults_in_kernel_mode_and_prints_once(
+    build: Factory,
+) -> None:
+    run = run_fairly(checkconfig.load_text(WRITER), build)
+    assert checker(run).system.machine.console == tuple(b"hi\nhi\n")
+    assert run.result.coverage.counts["kernel_mode_fault"] >= 1
+    restarted = [
+        r for r in run.result.records if r.result and r.result.syscall == 3 and not r.result.retired
+    ]
+    assert restarted, "no write ran again"
+    assert all(r.start is not None for r in restarted)
+
+
+def test_a_kernel_that_never_brings_the_page_in_makes_no_progress() -> None:
+    from pagingcheck.impl.mutants import BY_NAME
+
+    run = Run(checkconfig.load_text(WRITER), factory(BY_NAME["kernel_fault_ignored"]), None)
+    violation = run.continue_fairly(20)
+    assert violation is not None and violation.property == "progress"

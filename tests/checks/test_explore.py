@@ -48,7 +48,7 @@ PINNED = {
     "shared": (213, 288, 18),
     "stack": (192, 266, 14),
     "heap": (24, 23, 23),
-    "console": (313, 482, 14),
+    "console": (2647, 4308, 28),
     "software": (3115, 4146, 38),
     "tiny": (5535, 8136, 31),
     "trio": (28672, 55797, 28),
@@ -94,6 +94,8 @@ KILLS = {
     "stack_grows_past_limit": ("stack", "refinement"),
     "stack_grows_far_below_sp": ("stack", "refinement"),
     "putc_prints_r0": ("console", "refinement"),
+    "kernel_fault_ignored": ("console", "progress"),
+    "write_of_invalid_buffer_succeeds": ("console", "refinement"),
 }
 
 
@@ -107,13 +109,13 @@ def counts(name: str) -> tuple[int, int, int]:
     return result.distinct_states, result.transitions, result.max_depth
 
 
-@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap", "console"])
+@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap"])
 def test_small_references_explore_completely_to_their_pinned_counts(name: str) -> None:
     assert counts(name) == PINNED[name]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["software", "tiny", "trio", "large"])
+@pytest.mark.parametrize("name", ["console", "software", "tiny", "trio", "large"])
 def test_larger_references_explore_completely_to_their_pinned_counts(name: str) -> None:
     assert counts(name) == PINNED[name]
 
