@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# One process per core (pytest-xdist); a file's tests stay together, so its module
+# fixtures (the kill matrix, the proofs) are computed once.
+TESTS_ON_EVERY_CORE := -n auto --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(TESTS_ON_EVERY_CORE)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow $(TESTS_ON_EVERY_CORE)
 
 lint: $(STAMP) typecheck-links
 	$(BIN)/ruff check .

@@ -107,13 +107,18 @@ def page(trace: traces.Trace, result: RunResult, states: list[dict[str, Any]], n
 
 def render(trace: traces.Trace, factory: KernelFactory, name: str) -> tuple[str, RunResult]:
     """Replay ``trace`` on ``factory``'s kernel and draw it: the page and the replay."""
+    result, states = replayed(trace, factory)
+    return page(trace, result, states, name), result
+
+
+def replayed(trace: traces.Trace, factory: KernelFactory) -> tuple[RunResult, list[dict[str, Any]]]:
+    """Replay ``trace`` on ``factory``'s kernel: the result, and each state on the way."""
     states: list[dict[str, Any]] = []
 
     def watch(observed: Observed) -> None:
         states.append(snapshot(observed))
 
-    result = traces.replay(trace, factory, watch)
-    return page(trace, result, states, name), result
+    return traces.replay(trace, factory, watch), states
 
 
 def write(text: str, path: Path) -> Path:
@@ -132,8 +137,10 @@ def beside(trace_path: Path) -> Path:
 
 def write_trace(trace: traces.Trace, directory: Path, stem: str, factory: KernelFactory) -> Path:
     """Write ``trace`` as :func:`~pagingcheck.checks.traces.write` does, and its page beside
-    it (the trace replayed on ``factory``'s kernel); return the trace's path."""
+    it (the trace replayed on ``factory``'s kernel); return the trace's path. The replay
+    comes first: once the trace is there (a run interrupted then reports it), only a
+    file write is left."""
+    result, states = replayed(trace, factory)
     path = traces.write(trace, directory, stem)
-    text, _ = render(trace, factory, path.name)
-    write(text, beside(path))
+    write(page(trace, result, states, path.name), beside(path))
     return path

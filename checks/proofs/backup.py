@@ -722,7 +722,9 @@ def _spelling(mode: Mode, letter: str) -> str:
 def form_classes() -> list[FormClass]:
     """Every opcode with every pair of modes :data:`isa.OPERAND_MODES` allows it."""
     found = []
-    for op, (first, second) in isa.OPERAND_MODES.items():
+    # In opcode order: the table is built partly from sets, whose order is not the same in
+    # every process (each would otherwise list, and prove, the forms in its own order).
+    for op, (first, second) in sorted(isa.OPERAND_MODES.items(), key=lambda item: item[0].value):
         for amode, bmode in itertools.product(
             sorted(first, key=lambda m: m.value), sorted(second, key=lambda m: m.value)
         ):
