@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,12 @@ def first_failure(command: str, call_seconds: float = 10.0) -> KernelFailed:
         ("os.kill(os.getpid(), signal.SIGSEGV)", "kernel_crash", "SIGSEGV"),
         ("time.sleep(60)", "kernel_hang", "did not answer"),
         ('print("runnable? sure")', "interface_error", "not JSON"),
-        ('send({"ok": [1]}); send({"ok": [2]})', "interface_error", "more after its reply"),
+        (  # both replies in one write, so they reach the checker together
+            'sys.stdout.write(json.dumps({"ok": [1]}) + "\\n" + json.dumps({"ok": [2]}) + "\\n"); '
+            "sys.stdout.flush()",
+            "interface_error",
+            "more after its reply",
+        ),
         ('send({"ok": "one, two"})', "interface_error", "runnable"),
         (
             'sys.stdout.write("x" * (5 << 20)); sys.stdout.flush(); time.sleep(60)',
@@ -120,6 +126,24 @@ def test_a_hostile_program_is_contained_and_reported(
     failure = first_failure(program(tmp_path, body), call_seconds=2.0)
     assert failure.property == property
     assert says in failure.message
+
+
+def test_a_reply_that_comes_late_is_refused_at_the_next_request(tmp_path: Path) -> None:
+    body = """
+    send({"ok": []})
+    time.sleep(0.2)
+    send({"ok": []})  # out of turn, after the checker has its reply
+    """
+    config = checkconfig.load_reference("pair")
+    factory = kernel_factory(f"exec:{program(tmp_path, body)}", config.limits)
+    with released(factory):
+        kernel = factory(config.hardware, config.kernel)
+        assert kernel.runnable() == ()
+        time.sleep(2.0)  # the late reply is in the pipe by now
+        with pytest.raises(KernelFailed) as raised:
+            kernel.runnable()
+    assert raised.value.property == "interface_error"
+    assert "before runnable(): the kernel sent what it was not asked for" in raised.value.message
 
 
 def test_stderr_is_the_programs_own_and_is_quoted_when_it_fails(tmp_path: Path) -> None:
