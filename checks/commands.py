@@ -453,9 +453,9 @@ def replay_command(
 ) -> None:
     """Re-execute a trace: exit 1 with a step table if it still fails, 0 if it runs to its
     end without a violation, 2 if its choices no longer apply to the kernel."""
-    trace = traces.load(read_text(trace_path, "the trace"), str(trace_path), any_version)
-    trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
-    kernel = replay_kernel(trace, kernel_spec(implementation, command))
+    trace, kernel = _to_replay(
+        trace_path, implementation, command, any_version, call_seconds, memory_mb
+    )
     with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
         if html_path is None:
             result = traces.replay(trace, factory)
@@ -479,6 +479,21 @@ def replay_command(
     else:
         click.echo(traces.render(trace, result))
     sys.exit(EXIT_VIOLATED if violated else EXIT_OK)
+
+
+def _to_replay(
+    trace_path: Path,
+    implementation: str | None,
+    command: str | None,
+    any_version: bool,
+    call_seconds: float | None,
+    memory_mb: int | None,
+) -> tuple[traces.Trace, str]:
+    """The trace at ``trace_path``, under the limits the options override, and the kernel
+    to replay it on (see :func:`replay_kernel`)."""
+    trace = traces.load(read_text(trace_path, "the trace"), str(trace_path), any_version)
+    trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
+    return trace, replay_kernel(trace, kernel_spec(implementation, command))
 
 
 def _applies(trace: traces.Trace, trace_path: Path, result: RunResult) -> None:
@@ -530,9 +545,9 @@ def view_command(
     """Replay a trace and write it as one self-contained HTML page: the steps, and at each
     the processes, frames, TLB, disk queue, page tables and console, with what changed
     marked and the violation at the failing step; the arrow keys step through it."""
-    trace = traces.load(read_text(trace_path, "the trace"), str(trace_path), any_version)
-    trace.limits = with_limits(trace.config(), call_seconds, memory_mb).limits
-    kernel = replay_kernel(trace, kernel_spec(implementation, command))
+    trace, kernel = _to_replay(
+        trace_path, implementation, command, any_version, call_seconds, memory_mb
+    )
     with released(kernel_factory(kernel, trace.limits, in_process or None)) as factory:
         text, result = viewer.render(trace, factory, trace_path.name)
     _applies(trace, trace_path, result)

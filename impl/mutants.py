@@ -494,9 +494,11 @@ def _putc_prints_r0(original: Callable[..., None]) -> Callable[..., None]:
 
 
 def _kernel_fault_ignored(original: Callable[..., object]) -> Callable[..., object]:
-    def kernel_fault(t: Tables, port: Port, pid: int, va: int, context: ArchState) -> None:
+    def kernel_fault(
+        t: Tables, port: Port, pid: int, read: FaultRecord, context: ArchState
+    ) -> None:
         # BUG: the call is set to run again, but nothing brings its page in
-        port.resume(dataclasses.replace(context, pc=context.pc - 1))
+        port.resume(dataclasses.replace(context, pc=read.fault_pc))
 
     return kernel_fault
 

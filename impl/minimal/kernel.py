@@ -319,8 +319,8 @@ class MinimalKernel:
         va, count = state.regs[1], state.regs[2]
         vpn = write_page(va, count, words)
         key = proc.space.get(vpn) if vpn is not None else None
-        readable = bits.READ | bits.USER
-        if vpn is None or key is None or self.pages[key].prot & readable != readable:
+        needed = NEEDED[Access.READ] | bits.USER  # as a read of the page by the process
+        if vpn is None or key is None or self.pages[key].prot & needed != needed:
             port.resume(ArchState((WRITE_FAILED, *state.regs[1:]), state.pc, state.flags))
             return
         pfn = self._frame_of(key)

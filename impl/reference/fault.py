@@ -364,17 +364,24 @@ def handle_fault(t: Tables, port: Port, pid: int, trap: TrapFrame) -> Signal | N
     return None
 
 
-def kernel_fault(t: Tables, port: Port, pid: int, va: int, context: ArchState) -> Signal | None:
-    """A system call's own read of ``va``, a user page that is not resident (a fault in
-    kernel mode): bring the page in as the process's own read would, and have the process
-    run the system call again once it is there (the call has done nothing yet).
+def kernel_read(va: int, context: ArchState) -> FaultRecord:
+    """A system call's read of user address ``va``, as the fault it would be: a read by
+    the SYS instruction, which is one word before ``context``'s PC (the registers the call
+    trapped with), with nothing to undo."""
+    return FaultRecord(TrapKind.PAGE_FAULT, va, Access.READ, context.pc - 1, ())
 
-    ``context`` is the registers the call trapped with; the SYS is one word, so the call
-    starts again one word back. Returns the out-of-memory signal when the page is a first
-    touch that finds swap full."""
-    start = dataclasses.replace(context, pc=context.pc - 1)
-    record = FaultRecord(TrapKind.PAGE_FAULT, va, Access.READ, start.pc, ())
+
+def kernel_fault(
+    t: Tables, port: Port, pid: int, record: FaultRecord, context: ArchState
+) -> Signal | None:
+    """A system call's own read (``record``, from :func:`kernel_read`) of a user page that
+    is not resident (a fault in kernel mode): bring the page in as the process's own read
+    would, and have the process run the system call again, from its SYS, once it is there
+    (the call has done nothing yet). Returns the out-of-memory signal when the page is a
+    first touch that finds swap full."""
+    start = dataclasses.replace(context, pc=record.fault_pc)
     proc = t.process(pid)
+    va = record.va
     t.emit("kernel_fault", pid, va // t.config.page_words, detail=f"read va={va}")
     if not reserve_slot(t, proc, record):
         return Signal("out of memory")

@@ -398,14 +398,15 @@ def write(t: Tables, port: Port, pid: int) -> None:
     va, count = context.regs[1], context.regs[2]
     words = t.config.page_words
     vpn = write_page(va, count, words)
+    read = faults.kernel_read(va, context)
     entry = proc.mapping(vpn) if vpn is not None else None
-    if entry is None or entry.prot & (bits.READ | bits.USER) != bits.READ | bits.USER:
+    if entry is None or faults.check_access(t, proc, read) is not None:
         t.emit("write", pid, vpn, detail="failed")
         port.resume(dataclasses.replace(context, regs=(WRITE_FAILED, *context.regs[1:])))
         return
     frame = t.record(entry.page).frame
     if frame is None:
-        signal = faults.kernel_fault(t, port, pid, va, context)
+        signal = faults.kernel_fault(t, port, pid, read, context)
         if signal is not None:
             terminate(t, port, pid, "signal", signal.reason)
         return
