@@ -39,7 +39,17 @@ The situations about transfers say exactly what happened:
 ``kernel_mode_fault``
     a system call that reads user memory (WRITE) found its buffer's page not
     resident, and the kernel will run the call again once the page is in
-    (refinement has checked that the step changed nothing the spec sees).
+    (refinement has checked that the step changed nothing the spec sees);
+``fork``
+    a FORK made a child process;
+``cow_break``
+    a write protection fault on a private page whose frame or slot another
+    process's private page shared (a fork's copy-on-write), after which the
+    two no longer share it: the page was copied;
+``cow_takeover``
+    a write protection fault on a writable private page that no other
+    process shares any more, the process still alive: the kernel must give
+    the page write back without copying it.
 """
 
 from __future__ import annotations
@@ -75,6 +85,9 @@ SITUATIONS: tuple[str, ...] = (
     "lazy_first_touch",
     "out_of_memory_kill",
     "kernel_mode_fault",
+    "fork",
+    "cow_break",
+    "cow_takeover",
     *(
         f"tlb_miss:{refill}:{tag}"
         for refill in ("hardware", "software")
@@ -114,6 +127,9 @@ class Tracker:
                 reached.add("lazy_first_touch")
                 if pid not in after.live:
                     reached.add("out_of_memory_kill")
+        if record.forked:
+            reached.add("fork")
+        reached |= _copy_on_write(config, record, before, after)
         if result is not None and result.syscall == SYS_SBRK:
             pid = int(record.choice[1])
             if _gained_pages(pid, before, after):
@@ -244,3 +260,20 @@ class Coverage:
     def table(self, shown: Iterable[str] = SITUATIONS) -> list[tuple[str, int]]:
         """(situation, count) for every situation shown, in catalog order."""
         return [(name, self.counts[name]) for name in shown]
+
+
+def _copy_on_write(
+    config: HardwareConfig, record: StepRecord, before: Observed, after: Observed
+) -> set[str]:
+    """``cow_break`` or ``cow_takeover``, for a write protection fault on a writable private
+    page (see the module docstring)."""
+    result = record.result
+    fault = result.fault if result is not None else None
+    if fault is None or fault.kind is not TrapKind.PROTECTION_FAULT:
+        return set()
+    pid, vpn = int(record.choice[1]), fault.va // config.page_words
+    if pid not in after.live or not before.writable(pid, vpn) or before.shared_key(pid, vpn):
+        return set()
+    if not before.shares_copy(pid, vpn):
+        return {"cow_takeover"}
+    return set() if after.shares_copy(pid, vpn) else {"cow_break"}

@@ -19,7 +19,7 @@ says, for each, what it reads and what a lying view can and cannot hide.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -333,13 +333,22 @@ def homes_agree(s: Observed) -> Violation | None:
             where[identity] = (user, home)
             if home.where in ("frame", "slot"):
                 key = (home.where, home.index)
-                if holder.setdefault(key, identity) != identity:
+                held = holder.setdefault(key, identity)
+                if held != identity and not copies(held, identity):
                     return Violation(
                         name,
                         f"two different pages are in one {home.where}",
                         ((home.where, home.index), ("pages", (holder[key], identity))),
                     )
     return _slots_hold_one_page(s)
+
+
+def copies(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Whether pages ``a`` and ``b`` (:func:`page_identity`) may share a frame or a slot: two
+    private pages (of a fork's parent and child, copy-on-write until one writes; that
+    they are read-only meanwhile is ``copies_read_only``, that neither sees the other's
+    writes is refinement)."""
+    return a[0] == "private" and b[0] == "private"
 
 
 def _slots_hold_one_page(s: Observed) -> Violation | None:
@@ -351,11 +360,44 @@ def _slots_hold_one_page(s: Observed) -> Violation | None:
     }
     for slot in s.view.slots:
         held = {pages[user] for user in slot.users if user in pages}
-        if len(held) > 1:
+        if len(held) > 1 and not all(page[0] == "private" for page in held):
             return Violation(
                 "homes_agree",
                 "two different pages are in one slot",
                 (("slot", slot.slot), ("pages", tuple(sorted(map(str, held))))),
+            )
+    return None
+
+
+def copies_read_only(s: Observed) -> Violation | None:
+    """A frame that holds one copy for two private pages (a fork's, shared copy-on-write)
+    is written through no mapping: no present PTE and no TLB entry maps it with write, so
+    a write by one process must first make it a copy of its own."""
+    name = "copies_read_only"
+    holders: dict[int, set[User]] = defaultdict(set)
+    for proc in s.live_processes:
+        for page in proc.pages:
+            home = s.homes[(proc.pid, page.vpn)]
+            if page.shared_key is None and home.where == "frame":
+                holders[home.index].add((proc.pid, page.vpn))
+    shared = {pfn: users for pfn, users in holders.items() if len(users) > 1}
+    if not shared:
+        return None
+    for (asid, vpn), pfn in sorted(s.present.items()):
+        pte = s.walk(s.spaces[asid], asid, vpn) if asid in s.spaces else None
+        if pfn in shared and pte is not None and pte.pte & bits.WRITE:
+            return Violation(
+                name,
+                "a PTE grants write to a frame two private pages share (copy-on-write)",
+                (("asid", asid), ("vpn", vpn), ("pfn", pfn), ("pages", tuple(sorted(shared[pfn])))),
+            )
+    for entry in s.machine.mmu.tlb.entries():
+        pfn = bits.pfn(entry.pte)
+        if bits.is_present(entry.pte) and pfn in shared and entry.pte & bits.WRITE:
+            return Violation(
+                name,
+                "a TLB entry grants write to a frame two private pages share (copy-on-write)",
+                (("asid", entry.asid), ("vpn", entry.vpn), ("pfn", pfn)),
             )
     return None
 
@@ -477,6 +519,7 @@ INVARIANTS: dict[str, Invariant] = {
         refcounts_exact,
         homes_agree,
         tlb_agrees,
+        copies_read_only,
         free_lists_clean,
         no_leaks,
     )

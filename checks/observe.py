@@ -340,6 +340,30 @@ class Observed:
             and (pid, vpn) not in self.slot_holders
         )
 
+    def shares_copy(self, pid: int, vpn: int) -> bool:
+        """Whether ``pid``'s page ``vpn`` is a private page whose frame or slot another live
+        process's private page shares (a fork's copy-on-write: a write needs a copy)."""
+        home = self.homes.get((pid, vpn))
+        if home is None or home.where not in ("frame", "slot") or self.shared_key(pid, vpn):
+            return False
+        return any(
+            user[0] != pid and where == home and not self.shared_key(*user)
+            for user, where in self.homes.items()
+        )
+
+    def shared_key(self, pid: int, vpn: int) -> str | None:
+        """The shared object ``pid``'s valid page ``vpn`` belongs to (None: private, or no
+        such page)."""
+        process = self.view.process(pid)
+        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        return None if page is None else page.shared_key
+
+    def writable(self, pid: int, vpn: int) -> bool:
+        """Whether ``pid``'s valid page ``vpn`` may be written (its protection, in the view)."""
+        process = self.view.process(pid)
+        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        return page is not None and bool(page.prot & bits.WRITE)
+
     def in_transit(self, home: Location) -> Request | None:
         """The pending request that moves the contents at ``home``, if any: a write of
         its frame, or a read of its block."""

@@ -214,7 +214,10 @@ class Checker:
         pid = int(record.choice[1])
         result = record.result
         program = self.system.program_of(pid)
-        after_state, outcome = spec.retire(state, pid, geometry, program)
+        if len(record.forked) > 1:
+            return None, f"process {pid}'s fork made {len(record.forked)} processes"
+        child = record.forked[0] if record.forked else None
+        after_state, outcome = spec.retire(state, pid, geometry, program, child)
         if result.retired:
             if not isinstance(outcome, spec.Retired):
                 return None, f"process {pid} retired an instruction the spec signals ({outcome})"
@@ -256,9 +259,12 @@ class Checker:
         slot invariants check that view against the page tables."""
         before = self._before_step
         needed = len(grows)
-        if not needed and fault is not None and fault.kind is not TrapKind.PROTECTION_FAULT:
+        if not needed and fault is not None:
             vpn = fault.va // self.system.machine.config.page_words
-            needed = int(before.unbacked(pid, vpn))
+            if fault.kind is TrapKind.PROTECTION_FAULT:
+                needed = int(before.shares_copy(pid, vpn))
+            else:
+                needed = int(before.unbacked(pid, vpn))
         return needed > len(before.view.free_slots)
 
     def _grew(self, pid: int) -> bool:
@@ -318,7 +324,9 @@ class Checker:
             home = after.homes.get((pid, vpn))
             if home is None:
                 continue  # the page is gone (the heap shrank): refinement judges that
-            kept = home is not None and home.where == "frame" and home.index == frame
+            # In a frame, the contents are kept: this one, or a copy-on-write copy (whose
+            # words refinement checks).
+            kept = home.where == "frame"
             if frame not in writes and not kept:
                 return Violation(
                     "no_dirty_dropped",

@@ -48,7 +48,7 @@ from pagingcheck.model.cpu import StepResult
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import PortError, UserError, quote, shorten
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import ArchState
+from pagingcheck.model.isa import SYS_FORK, ArchState
 from pagingcheck.model.machine import Machine
 from pagingcheck.model.port import MachinePort, Port
 from pagingcheck.model.program import Image, Program
@@ -138,6 +138,7 @@ class StepRecord:
     start: ArchState | None = None
     completed: Request | None = None
     submitted: tuple[Request, ...] = ()
+    forked: tuple[int, ...] = ()  # the live processes a FORK made (one, or none if it failed)
 
 
 def _through_port(error: BaseException) -> bool:
@@ -450,7 +451,17 @@ class System:
         trap = self.machine.cpu.trap
         if trap is not None:
             events += self.hook("on_trap()", lambda port: self.kernel.on_trap(port, trap))
-        return StepRecord(choice, result=result, events=events, start=start)
+        forked = self._forked(pid) if result.syscall == SYS_FORK else ()
+        return StepRecord(choice, result=result, events=events, start=start, forked=forked)
+
+    def _forked(self, parent: int) -> tuple[int, ...]:
+        """The live processes that appeared in ``parent``'s FORK: they run its program."""
+        born = tuple(pid for pid in self.live_pids() if pid not in self.owners)
+        program = self.owners.get(parent)
+        for pid in born:
+            if program is not None:
+                self.owners[pid] = program
+        return born
 
     # -- values -------------------------------------------------------------------
 

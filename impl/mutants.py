@@ -301,6 +301,16 @@ def _skip_install(original: Callable[..., Any]) -> Callable[..., Any]:
     return frame_step
 
 
+def _record_left_behind(original: Callable[..., None]) -> Callable[..., None]:
+    def install_page(t: Tables, port: Port, pfn: int, page: PageId, users: Any) -> None:
+        before = t.record(page)
+        original(t, port, pfn, page, users)
+        # BUG: the page is mapped, but its record still says where it came from
+        t.pages[page] = dataclasses.replace(before, incoming=None)
+
+    return install_page
+
+
 def _release_slot_left_taken(original: Callable[..., Any]) -> Callable[..., Any]:
     def slot_op(self: Tables, slot: int, name: str, *args: Any) -> Any:
         result = original(self, slot, name, *args)
@@ -395,14 +405,16 @@ def _rob_unfinished(original: Callable[..., Any]) -> Callable[..., Any]:
     return least_needed
 
 
-def _laundered(mutant: Mutant, expected: str) -> Mutant:
-    """The twin of ``mutant`` whose view is made self-consistent."""
+def _laundered(mutant: Mutant, expected: str, boots: tuple[str, ...] | None = None) -> Mutant:
+    """The twin of ``mutant`` whose view is made self-consistent (booting ``boots``, if
+    given, instead of the programs ``mutant`` boots)."""
     return dataclasses.replace(
         mutant,
         name=f"{mutant.name}_laundered",
         bug=f"{mutant.bug}, with the evidence hidden from the view",
         expected=expected,
         laundered=True,
+        boots=mutant.boots if boots is None else boots,
     )
 
 
@@ -423,6 +435,7 @@ FREE_SHARED_SLOT = Mutant(
     "a shared page's swap slot is freed at the first exit",
     "freed_at_last_reference",
     ((Tables, "drop_slot_user", _free_shared_slot_early),),
+    boots=("straddle", "sharer", "sharer"),
 )
 INSTALL_LEAVES_BUSY = Mutant(
     "install_leaves_frame_busy",
@@ -520,7 +533,7 @@ def _shrink_keeps_slots(original: Callable[..., None]) -> Callable[..., None]:
             rec = t.record(entry.page)
             user = (pid, entry.vpn)
             if rec.frame is not None and user in t.users(rec.frame):
-                process.drop_mapping(t, port, rec.frame, user, entry.page, False)
+                fault.drop_mapping(t, port, rec.frame, user, entry.page, False)
         for entry in entries:
             del t.pages[entry.page]  # BUG: the page's swap slot is never released
 
@@ -534,6 +547,40 @@ def _shrink_without_invalidation(original: Callable[..., None]) -> Callable[...,
             original(t, port, *args)
 
     return shrink_heap
+
+
+def _break_keeps_tlb_entry(original: Callable[..., None]) -> Callable[..., None]:
+    def copy_on_write(t: Tables, port: Port, *args: Any) -> None:
+        with patched(((vm, "invalidate", _no_invalidate),)):
+            # BUG: the writer's PTE moves to its copy, but the TLB keeps the shared frame
+            original(t, port, *args)
+
+    return copy_on_write
+
+
+def _always_last_sharer(original: Callable[..., bool]) -> Callable[..., bool]:
+    def last_sharer(t: Tables, page: Any) -> bool:
+        return True  # BUG: the sharers are not counted: every write takes the page over
+
+    return last_sharer
+
+
+def _break_drops_twice(original: Callable[..., None]) -> Callable[..., None]:
+    def unmap_twice(unmap: Callable[..., int]) -> Callable[..., int]:
+        def unmap_user(
+            self: Tables, port: Port, pfn: int, user: Any, how: str = "unmap_user"
+        ) -> int:
+            word = unmap(self, port, pfn, user, how)
+            self.frame_step(port, pfn, how, user)  # BUG: the frame's count drops again
+            return word
+
+        return unmap_user
+
+    def copy_on_write(t: Tables, port: Port, *args: Any) -> None:
+        with patched(((Tables, "unmap_user", unmap_twice),)):
+            original(t, port, *args)
+
+    return copy_on_write
 
 
 SHRINK_KEEPS_SLOTS = Mutant(
@@ -581,6 +628,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "PTE edits do not invalidate the TLB entry",
         "busy_frame_exclusive",
         ((vm, "invalidate", _no_invalidate),),
+        # Without the forker, whose write-protected pages show the bug as tlb_agrees.
+        boots=("straddle", "sharer", "sharer"),
     ),
     Mutant(
         "drop_dirty_page",
@@ -615,7 +664,13 @@ MUTANTS: tuple[Mutant, ...] = (
     _laundered(INSTALL_LEAVES_BUSY, "frame_table_agrees"),
     _laundered(SHARER_COUNTED_TWICE, "frame_table_agrees"),
     SLOT_GIVEN_TWICE,
-    _laundered(SLOT_GIVEN_TWICE, "homes_agree"),
+    _laundered(
+        # Private pages only: two of them may share a slot (a fork's copies), so what
+        # shows the bug is the contents one of them then reads.
+        SLOT_GIVEN_TWICE,
+        "refinement",
+        boots=("straddle", "straddle"),
+    ),
     Mutant(
         "writeback_to_image",
         "a modified data page is written back to the program image instead of swap",
@@ -639,6 +694,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "replacement takes pages an unfinished instruction still needs (livelock)",
         "progress",
         ((fault, "least_needed", _rob_unfinished),),
+        # Without the forker: robbing the page a copy-on-write fault copies from shows
+        # sooner, as refinement, than the livelock this bug is here to show.
+        boots=("straddle", "sharer", "sharer"),
     ),
     Mutant(
         "zero_fill_swapped_page",
@@ -701,6 +759,35 @@ MUTANTS: tuple[Mutant, ...] = (
         "refinement",
         ((process, "write", _write_of_invalid_buffer_succeeds),),
         boots=("wanderer",),
+    ),
+    Mutant(
+        "cow_break_keeps_tlb_entry",
+        "breaking copy-on-write remaps the writer to its copy but leaves the TLB entry of "
+        "the shared frame",
+        "tlb_agrees",
+        ((fault, "copy_on_write", _break_keeps_tlb_entry),),
+        boots=("forker",),
+    ),
+    Mutant(
+        "cow_takeover_while_shared",
+        "a write to a copy-on-write page takes it over (makes it writable) while another "
+        "process still shares it",
+        "copies_read_only",
+        ((fault, "last_sharer", _always_last_sharer),),
+        boots=("forker",),
+    ),
+    Mutant(
+        "cow_break_drops_count_twice",
+        "breaking copy-on-write drops the shared frame's reference count twice",
+        "frame_table_agrees",
+        ((fault, "copy_on_write", _break_drops_twice),),
+        boots=("forker",),
+    ),
+    Mutant(
+        "pagein_record_not_updated",
+        "a paged-in page is mapped, but its record still puts it where it came from",
+        "homes_agree",
+        ((fault, "install_page", _record_left_behind),),
     ),
     Mutant(
         "stack_grows_far_below_sp",

@@ -89,6 +89,12 @@ SYS_PUTC = 2
 SYS_WRITE = 3
 #: What WRITE returns in r0 when it fails.
 WRITE_FAILED = 0xFFFF_FFFF
+#: Fork: a new process (the child) runs a copy of the caller's address space and
+#: registers; the caller's r0 becomes the child's pid, the child's r0 becomes 0. When the
+#: kernel cannot make the child, nothing else changes and r0 becomes :data:`FORK_FAILED`.
+SYS_FORK = 4
+#: What FORK returns in r0 when it fails.
+FORK_FAILED = 0xFFFF_FFFF
 
 
 def write_page(va: int, count: int, page_words: int) -> int | None:

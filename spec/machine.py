@@ -1,4 +1,4 @@
-"""Abstract steps: spawn, retire one instruction, grow the stack, print, exit.
+"""Abstract steps: spawn, retire one instruction, grow the stack, print, fork, exit.
 
 Each step is a pure function from a :class:`SpecState` to a new one. An
 instruction runs with the same ISA semantics as the hardware
@@ -17,8 +17,10 @@ from typing import Literal
 
 from pagingcheck.model.bits import EXEC, READ, USER, WRITE
 from pagingcheck.model.isa import (
+    FORK_FAILED,
     SBRK_FAILED,
     SYS_EXIT,
+    SYS_FORK,
     SYS_PUTC,
     SYS_SBRK,
     SYS_WRITE,
@@ -248,15 +250,48 @@ def write(
     )
 
 
+def fork(
+    state: SpecState, pid: int, regs: ArchState, child: int | None
+) -> tuple[SpecState, ArchState]:
+    """The FORK system call of ``pid`` (registers ``regs`` after it trapped), whose child the
+    kernel numbered ``child``: the child is a copy of ``pid`` (its private pages copied,
+    shared objects joined) with r0 = 0, and ``pid``'s r0 is ``child``. With ``child`` None
+    the kernel could not make one: nothing changes and r0 is :data:`FORK_FAILED`. Paging
+    is invisible here: how the kernel shares the copies (copy-on-write) is its own affair."""
+    process = state.process(pid)
+    assert process is not None
+    if child is None:
+        return state, replace(regs, regs=(FORK_FAILED, *regs.regs[1:]))
+    if state.process(child) is not None:
+        raise KeyError(f"spec.fork: process {child} is alive already")
+    objects = dict(state.objects)
+    space: list[tuple[int, Mapping]] = []
+    for vpn, mapping in process.space:
+        if mapping.key == ("private", pid, vpn):
+            copy = ("private", child, vpn)
+            objects[copy] = objects[mapping.key]
+            mapping = replace(mapping, key=copy)
+        space.append((vpn, mapping))
+    copied = SpecProcess(child, replace(regs, regs=(0, *regs.regs[1:])), tuple(space))
+    processes = tuple(sorted((*state.processes, copied), key=lambda p: p.pid))
+    state = replace(state, processes=processes, objects=tuple(sorted(objects.items())))
+    return state, replace(regs, regs=(child, *regs.regs[1:]))
+
+
 def retire(
-    state: SpecState, pid: int, geometry: Geometry, program: Program | None = None
+    state: SpecState,
+    pid: int,
+    geometry: Geometry,
+    program: Program | None = None,
+    child: int | None = None,
 ) -> tuple[SpecState, Outcome]:
     """Run ``pid``'s next instruction to completion against ideal memory.
 
     Returns the new state and what happened. An access that grows the stack
     (``program``'s rule) grows it and runs the instruction again. A signal kills
     the process (the default action); the exit system call retires and then
-    removes it; PUTC adds r1's low byte to the console, WRITE a buffer's (:func:`write`).
+    removes it; PUTC adds r1's low byte to the console, WRITE a buffer's (:func:`write`);
+    FORK makes process ``child`` (:func:`fork`).
     """
     page_words = geometry.page_words
     while True:
@@ -286,6 +321,8 @@ def retire(
         state = replace(state, console=(*state.console, regs.regs[1] & 0xFF))
     elif outcome.syscall == SYS_WRITE:
         state, regs = write(state, pid, regs, page_words)
+    elif outcome.syscall == SYS_FORK:
+        state, regs = fork(state, pid, regs, child)
     moved = replace(state.process(pid) or process, regs=regs)
     state = replace(state, processes=tuple(moved if p.pid == pid else p for p in state.processes))
     if outcome.syscall == SYS_EXIT:

@@ -137,6 +137,13 @@ def clear_referenced(e: Entry) -> EntryStep:
     return has(e.pte, bits.PRESENT), replace(e, pte=e.pte & ~bits.REFERENCED, cached=False)
 
 
+def protect(e: Entry, rights: Term) -> EntryStep:
+    """A present PTE's rights become ``rights`` (frame, R and M kept); the TLB entry goes,
+    or it would keep the old rights (a write allowed on a page now shared read-only)."""
+    word = (e.pte & ~bits.PROT_MASK) | (rights & bits.PROT_MASK)
+    return has(e.pte, bits.PRESENT), replace(e, pte=word, cached=False)
+
+
 def start_writeback(e: Entry) -> EntryStep:
     """The unmapped page's contents start going to its stored copy: nothing of this
     mapping is unsaved once the transfer copies the frame."""
@@ -199,6 +206,7 @@ TRANSITIONS: dict[str, tuple[Callable[..., Step], tuple[str, ...]]] = {
     "map_page": (_whole(map_page), ("word",)),
     "unmap": (_whole(unmap), ("word",)),
     "clear_referenced": (_whole(clear_referenced), ()),
+    "protect": (_whole(protect), ("word",)),
     "start_writeback": (_whole(start_writeback), ()),
     "discard": (_whole(discard), ()),
     "fill": (_whole(fill), ()),

@@ -174,3 +174,15 @@ def clear_referenced(
         return
     if not _write(port, editor, kalloc, space, vpn, mapping.clear_referenced(_held(word))):
         raise InternalError(f"vm.clear_referenced: table refused vpn {vpn}")
+
+
+def protect(
+    port: Port, editor: TableEditor, kalloc: KernelAllocator, space: Space, vpn: int, prot: int
+) -> None:
+    """Give the present ``vpn`` the rights ``prot``, keeping its frame, R and M; invalidate
+    its TLB entry (copy-on-write: a fork takes write away, the last sharer gets it back)."""
+    word = pte(port, editor, space, vpn)
+    if not bits.is_present(word):
+        raise InternalError(f"vm.protect: vpn {vpn} (asid {space.asid}) is not present")
+    if not _write(port, editor, kalloc, space, vpn, mapping.protect(_held(word), prot)):
+        raise InternalError(f"vm.protect: the {editor.layout.kind} table refused vpn {vpn}")

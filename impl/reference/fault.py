@@ -195,7 +195,26 @@ class Major:
     victim: Victim | None
 
 
-FaultPlan = Signal | Refill | Resume | Minor | Wait | WaitMemory | Major
+@dataclass(frozen=True)
+class TakeOver:
+    """A write to a copy-on-write page that no other process shares any more: the page
+    is the writer's alone, so its PTE gets write back (no copy)."""
+
+    page: PageId
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A write to a copy-on-write page others still share: copy it from ``source`` into
+    ``pfn`` as the writer's own page (evicting ``victim`` first, if any)."""
+
+    page: PageId
+    source: int
+    pfn: int
+    victim: Victim | None
+
+
+FaultPlan = Signal | Refill | Resume | Minor | Wait | WaitMemory | Major | TakeOver | Copy
 
 #: Ranks of a candidate frame in :func:`least_needed`.
 UNPINNED, YOUNGER_NEEDS, OWN_NEEDS, OLDER_NEEDS = 0, 1, 2, 3
@@ -309,6 +328,8 @@ def plan_fault(t: Tables, port: Port, proc: Process, record: FaultRecord) -> Fau
     page = entry.page
     walked = t.editor.walk(port, proc.root, proc.asid, vpn)
     if walked is not None and bits.is_present(walked.pte):
+        if record.access is Access.WRITE and not walked.pte & bits.WRITE:
+            return plan_copy(t, port, proc, record, bits.pfn(walked.pte))
         if record.kind is TrapKind.TLB_MISS:
             return Refill(walked)
         return Resume()
@@ -327,6 +348,30 @@ def plan_fault(t: Tables, port: Port, proc: Process, record: FaultRecord) -> Fau
         return WaitMemory()
     pfn, victim = chosen
     return Major(page, pfn, rec.stored(), victim)
+
+
+def plan_copy(t: Tables, port: Port, proc: Process, record: FaultRecord, source: int) -> FaultPlan:
+    """A write the page's protection allows, to a page mapped read-only: a copy-on-write
+    page (:meth:`Tables.copied_on_write`). Taken over when the writer is its last sharer;
+    else copied into a frame of its own, which needs a swap slot for the copy's
+    write-backs (none free: the process dies, out of memory) and a frame (none to take
+    now: it waits for memory)."""
+    entry = proc.mapping(record.va // t.config.page_words)
+    assert entry is not None  # check_access found it
+    if last_sharer(t, entry.page):
+        return TakeOver(entry.page)
+    if not t.free_slots:
+        return Signal("out of memory")
+    chosen = choose_frame(t, port, proc, instruction_pins(t, proc, record))
+    if chosen is None:
+        return WaitMemory()
+    pfn, victim = chosen
+    return Copy(entry.page, source, pfn, victim)
+
+
+def last_sharer(t: Tables, page: PageId) -> bool:
+    """Whether one mapping alone shows ``page`` (its writer's): the others copied it or left."""
+    return len(t.sharers(page)) <= 1
 
 
 # -- the handler ---------------------------------------------------------------------------
@@ -510,6 +555,14 @@ def perform_fault(
     elif isinstance(plan, Major):
         t.update(proc, wait=plan.pfn, wait_page=plan.page)
         bring_in(t, port, plan)
+    elif isinstance(plan, TakeOver):
+        entry = proc.mapping(vpn)
+        assert entry is not None  # check_access found it
+        t.protect(port, (proc.pid, vpn), entry.prot)  # the writer's alone: every right
+        t.emit("cow_takeover", proc.pid, vpn, detail=str(plan.page))
+        wake(t, port, proc.pid)
+    elif isinstance(plan, Copy):
+        copy_on_write(t, port, proc, plan, vpn)
     else:
         raise InternalError(f"fault.perform_fault: cannot perform {plan}")
     if t.processes[proc.pid].state == "ready":
@@ -552,6 +605,80 @@ def bring_in(t: Tables, port: Port, plan: Major) -> None:
             t.set_record(plan.page, incoming=plan.pfn)
             return
     start_pagein(t, port, plan.pfn, plan.page)
+
+
+def copy_on_write(t: Tables, port: Port, proc: Process, plan: Copy, vpn: int) -> None:
+    """Break the sharing of a copy-on-write page for its writer: copy it into a frame of
+    its own (a new page with a swap slot of its own, dirty: its only copy is that frame),
+    drop the writer's mapping of the shared frame, map the copy writable and resume.
+
+    A dirty victim must be written back before its frame can take the copy: the write
+    starts (the frame is freed when it ends) and the writer waits for memory, to fault
+    again and find a frame then."""
+    if plan.victim is None:
+        t.frame_step(port, plan.pfn, "reserve")
+    else:
+        evict(t, port, plan.victim)
+        if plan.victim.dirty:
+            start_writeback(t, port, plan.pfn, plan.victim.page, "evict")
+            t.update(proc, waits_memory=True)
+            t.emit("wait_memory", proc.pid, vpn, detail="copy-on-write: a victim is written")
+            return
+    words = t.config.page_words
+    for offset in range(words):
+        port.write(plan.pfn * words + offset, port.read(plan.source * words + offset))
+    user = (proc.pid, vpn)
+    drop_mapping(t, port, plan.source, user, plan.page, True)
+    shared_slot = t.record(plan.page).slot
+    if shared_slot is not None:
+        t.drop_slot_user(shared_slot, user)
+    copy = fresh_page(t, proc.pid, vpn)
+    (slot,) = identity.free_slots(t.free_slots, 1)
+    t.slot_op(slot, "allocate", user)
+    t.pages[copy] = PageRecord(slot=slot, dirty=True)
+    mappings = tuple(
+        dataclasses.replace(m, page=copy) if m.vpn == vpn else m for m in proc.mappings
+    )
+    t.update(t.processes[proc.pid], mappings=mappings)
+    install_page(t, port, plan.pfn, copy, (user,))
+    t.emit("cow_copy", proc.pid, vpn, plan.pfn, detail=f"{plan.page} from frame {plan.source}")
+    wake(t, port, proc.pid)
+
+
+def fresh_page(t: Tables, pid: int, vpn: int) -> PageId:
+    """A name for a new private page of ``pid`` at ``vpn`` that no page has now: the usual
+    one, unless a fork's sharers still use it (the writer is the page's first owner)."""
+    page = PageId.private(pid, vpn)
+    suffix = 0
+    while page in t.pages:
+        suffix += 1
+        page = PageId(f"pid:{pid}.{suffix}", vpn)
+    return page
+
+
+def drop_mapping(t: Tables, port: Port, pfn: int, user: User, page: PageId, survives: bool) -> None:
+    """Remove one process's mapping of ``pfn`` (at exit, when a heap shrinks, when a
+    copy-on-write page is copied).
+
+    The frame's reference count decides: while other mappings count, they
+    keep the frame (its M bit is carried in the page record). At the last
+    mapping: a page that outlives the mapping (``survives``: a shared page
+    with other users, or a page a fork shares) and is dirty is written back
+    with the frame busy; any other page's frame is freed at once.
+    """
+    if len(t.users(pfn)) > 1:
+        if bits.is_modified(t.unmap_user(port, pfn, user)):
+            t.set_record(page, dirty=True)
+        return
+    dirty = bits.is_modified(t.pte_of(port, user)) or t.record(page).dirty
+    t.policy.removed(pfn)
+    if survives and dirty:
+        t.unmap_user(port, pfn, user, "evict_user")
+        start_writeback(t, port, pfn, page, "clean")
+        return
+    t.unmap_user(port, pfn, user, "release")
+    t.set_record(page, frame=None, dirty=False)
+    t.emit("free_frame", user[0], user[1], pfn)
 
 
 def evict(t: Tables, port: Port, victim: Victim) -> None:
@@ -652,11 +779,11 @@ def complete_transfer(t: Tables, port: Port, request: Request) -> None:
         wake_waiters(t, port, pfn)
     elif xfer.purpose == "evict":
         settle_record(t, xfer.page, pfn, frame=None, written=True)
-        assert xfer.next_page is not None
         wake_waiters(t, port, pfn, keep=xfer.next_page)
-        settle_record(t, xfer.next_page, pfn, incoming=None)
-        if not freed:
-            start_pagein(t, port, pfn, xfer.next_page)
+        if xfer.next_page is not None:  # None: written to free the frame (copy-on-write)
+            settle_record(t, xfer.next_page, pfn, incoming=None)
+            if not freed:
+                start_pagein(t, port, pfn, xfer.next_page)
     else:
         settle_record(t, xfer.page, pfn, frame=None, written=True)
         if not freed:

@@ -70,7 +70,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, InternalError, UserError
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import SYS_EXIT, SYS_PUTC, SYS_SBRK, SYS_WRITE
+from pagingcheck.model.isa import SYS_EXIT, SYS_FORK, SYS_PUTC, SYS_SBRK, SYS_WRITE
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import Image
 from pagingcheck.model.traps import TrapFrame, TrapKind
@@ -167,6 +167,8 @@ class ReferenceKernel:
                 process.putc(self.t, port, pid)
             elif trap.number == SYS_WRITE:
                 process.write(self.t, port, pid)
+            elif trap.number == SYS_FORK:
+                process.fork(self.t, port, pid)
             else:  # no other system call does anything: return to the caller
                 port.resume(port.context())
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:

@@ -41,7 +41,7 @@ from pagingcheck.impl.lib import identity, vm
 from pagingcheck.impl.lib.kalloc import KernelAllocator
 from pagingcheck.impl.lib.memory import Overlay
 from pagingcheck.impl.reference import fault as faults
-from pagingcheck.impl.reference.fault import GROWN_PROT, save_registers
+from pagingcheck.impl.reference.fault import GROWN_PROT, drop_mapping, save_registers
 from pagingcheck.impl.reference.tables import (
     Mapping,
     PageId,
@@ -49,11 +49,17 @@ from pagingcheck.impl.reference.tables import (
     Process,
     SharedObject,
     Tables,
-    User,
 )
 from pagingcheck.model import bits
 from pagingcheck.model.errors import InternalError, UserError
-from pagingcheck.model.isa import REGISTERS, SBRK_FAILED, WRITE_FAILED, ArchState, write_page
+from pagingcheck.model.isa import (
+    FORK_FAILED,
+    REGISTERS,
+    SBRK_FAILED,
+    WRITE_FAILED,
+    ArchState,
+    write_page,
+)
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage, heap_break, signed
 
@@ -417,6 +423,86 @@ def write(t: Tables, port: Port, pid: int) -> None:
     port.resume(dataclasses.replace(context, regs=(count, *context.regs[1:])))
 
 
+# -- fork --------------------------------------------------------------------------------------
+
+
+def fork(t: Tables, port: Port, pid: int) -> None:
+    """The FORK system call of running ``pid``: a child with a copy of its address space
+    and registers (r0 = 0 in the child, the child's pid in the parent), or, when kernel
+    memory cannot hold the child's page table, no child and r0 = FORK_FAILED.
+
+    Nothing is copied now. The child's table starts with no page present; each writable
+    private page is shared copy-on-write (its record, frame and slot now have two users,
+    and every PTE of it loses write, its TLB entry invalidated), to be copied at the first
+    write by either side (:func:`~pagingcheck.impl.reference.fault.copy_on_write`). A page
+    never touched (a heap page with no frame nor slot yet) is simply given to each its own.
+    Shared objects are joined, as at creation."""
+    parent = t.process(pid)
+    context = port.context()
+    child = t.next_pid
+    mappings = tuple(child_mapping(t, child, entry) for entry in parent.mappings)
+    table = build_page_table(t, port, child, mappings, room(parent, t.config.va_pages))
+    if isinstance(table, SpawnRefused):
+        t.emit("fork", pid, detail=f"failed: {table.reason}")
+        port.resume(dataclasses.replace(context, regs=(FORK_FAILED, *context.regs[1:])))
+        return
+    root, memory, kalloc = table
+    memory.commit()
+    t.kalloc = kalloc
+    for entry in mappings:
+        record = t.pages.get(entry.page)
+        if record is None:
+            t.pages[entry.page] = PageRecord()
+        elif record.slot is not None:
+            t.slot_op(record.slot, "add_user", (child, entry.vpn))
+    for key in parent.attached:
+        obj = t.objects[key]
+        t.objects[key] = SharedObject(key, (*obj.users, child), obj.pages)
+    t.processes[child] = dataclasses.replace(
+        parent,
+        pid=child,
+        asid=asid_for(t, child),
+        root=root,
+        mappings=mappings,
+        state="ready",
+        context=dataclasses.replace(context, regs=(0, *context.regs[1:])),
+        started=True,
+    )
+    port.register_space(asid_for(t, child), root)
+    t.next_pid = child + 1
+    write_protect(t, port, pid)
+    t.emit("fork", pid, detail=f"child {child}")
+    port.resume(dataclasses.replace(context, regs=(child, *context.regs[1:])))
+
+
+def child_mapping(t: Tables, child: int, entry: Mapping) -> Mapping:
+    """The child's mapping of a parent's ``entry``: the same page, except a writable
+    private page never touched, which becomes a new page of the child's."""
+    record = t.record(entry.page)
+    untouched = not entry.page.shared and entry.prot & bits.WRITE and record == PageRecord()
+    if untouched:
+        return dataclasses.replace(entry, page=PageId.private(child, entry.vpn))
+    return entry
+
+
+def room(proc: Process, va_pages: int) -> tuple[int, ...]:
+    """The pages ``proc``'s heap and stack may still grow into (not valid yet)."""
+    valid = {entry.vpn for entry in proc.mappings}
+    stack = min((e.vpn for e in proc.mappings if e.kind == "stack"), default=va_pages)
+    heap = range(proc.heap_start, proc.heap_start + proc.heap_limit)
+    return tuple(v for v in (*heap, *range(proc.stack_floor, stack)) if v not in valid)
+
+
+def write_protect(t: Tables, port: Port, pid: int) -> None:
+    """Take write away from every present PTE of ``pid`` that shows a page now shared
+    copy-on-write (the TLB entry goes with it)."""
+    proc = t.process(pid)
+    for entry in proc.mappings:
+        user = (pid, entry.vpn)
+        if t.copied_on_write(entry) and bits.is_present(t.pte_of(port, user)):
+            t.protect(port, user, t.pte_prot(entry))
+
+
 # -- the heap --------------------------------------------------------------------------------
 
 
@@ -465,17 +551,29 @@ def shrink_heap(t: Tables, port: Port, proc: Process, gone: list[Mapping]) -> No
 
 def release_private(t: Tables, port: Port, pid: int, entries: list[Mapping]) -> None:
     """Unmap ``pid``'s private pages ``entries`` and free their frames, slots and records
-    (a frame with a transfer in flight stays busy until it ends)."""
+    (a frame with a transfer in flight stays busy until it ends). A page a fork shares
+    with another process stays, for it: only ``pid``'s mapping and slot use go."""
+    kept = forked_pages(t, pid, entries)
     for entry in entries:
         rec = t.record(entry.page)
         user = (pid, entry.vpn)
         if rec.frame is not None and user in t.users(rec.frame):
-            drop_mapping(t, port, rec.frame, user, entry.page, False)
+            drop_mapping(t, port, rec.frame, user, entry.page, entry.page in kept)
     for entry in entries:
         slot = t.record(entry.page).slot
         if slot is not None:
             t.drop_slot_user(slot, (pid, entry.vpn))
-        del t.pages[entry.page]
+        if entry.page not in kept:
+            del t.pages[entry.page]
+
+
+def forked_pages(t: Tables, pid: int, entries: list[Mapping]) -> set[PageId]:
+    """The private pages among ``entries`` that another live process shares (after a fork)."""
+    return {
+        entry.page
+        for entry in entries
+        if not entry.page.shared and any(user[0] != pid for user in t.sharers(entry.page))
+    }
 
 
 # -- termination ---------------------------------------------------------------------------
@@ -494,19 +592,18 @@ def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> No
     if how == "signal":
         t.emit("signal", pid, detail=reason)
     survivors = {key for key in proc.attached if any(u != pid for u in t.objects[key].users)}
-    for entry in proc.mappings:
+    shared = [entry for entry in proc.mappings if entry.page.shared]
+    for entry in shared:
         rec = t.record(entry.page)
         user = (pid, entry.vpn)
         if rec.frame is not None and user in t.users(rec.frame):
-            survives = entry.page.shared and entry.page.owner in survivors
+            survives = entry.page.owner in survivors
             drop_mapping(t, port, rec.frame, user, entry.page, survives)
-    for entry in proc.mappings:
+    for entry in shared:
         rec = t.record(entry.page)
         if rec.slot is not None:
             t.drop_slot_user(rec.slot, (pid, entry.vpn))
-    for entry in proc.mappings:
-        if not entry.page.shared:
-            del t.pages[entry.page]
+    release_private(t, port, pid, [entry for entry in proc.mappings if not entry.page.shared])
     for key in proc.attached:
         obj = t.objects[key]
         users = tuple(u for u in obj.users if u != pid)
@@ -536,27 +633,3 @@ def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> No
     t.memory_changed = True
     t.emit("exit", pid, detail=reason or how)
     faults.settle_transfers(t, port)
-
-
-def drop_mapping(t: Tables, port: Port, pfn: int, user: User, page: PageId, survives: bool) -> None:
-    """Remove one process's mapping of ``pfn`` at exit.
-
-    The frame's reference count decides: while other mappings count, they
-    keep the frame (its M bit is carried in the page record). At the last
-    mapping: a page that outlives the process (a shared page with other
-    users) and is dirty is written back with the frame busy; any other
-    page's frame is freed at once.
-    """
-    if len(t.users(pfn)) > 1:
-        if bits.is_modified(t.unmap_user(port, pfn, user)):
-            t.set_record(page, dirty=True)
-        return
-    dirty = bits.is_modified(t.pte_of(port, user)) or t.record(page).dirty
-    t.policy.removed(pfn)
-    if survives and dirty:
-        t.unmap_user(port, pfn, user, "evict_user")
-        faults.start_writeback(t, port, pfn, page, "clean")
-        return
-    t.unmap_user(port, pfn, user, "release")
-    t.set_record(page, frame=None, dirty=False)
-    t.emit("free_frame", user[0], user[1], pfn)

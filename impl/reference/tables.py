@@ -514,7 +514,38 @@ class Tables:
         entry = proc.mapping(vpn)
         if entry is None:
             raise InternalError(f"Tables.map_user: vpn {vpn} of {pid} is not valid")
-        vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, entry.prot)
+        vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, self.pte_prot(entry))
+
+    # -- copy-on-write -----------------------------------------------------------------
+
+    def sharers(self, page: PageId) -> list[User]:
+        """The live mappings that show ``page``, in (pid, vpn) order."""
+        return [
+            (proc.pid, entry.vpn)
+            for proc in self.live()
+            for entry in proc.mappings
+            if entry.page == page
+        ]
+
+    def copied_on_write(self, entry: Mapping) -> bool:
+        """Whether ``entry`` is a writable private page that a fork left shared: its PTE must
+        not grant write until the page is copied (or taken over, at the last sharer)."""
+        return (
+            bool(entry.prot & bits.WRITE)
+            and not entry.page.shared
+            and len(self.sharers(entry.page)) > 1
+        )
+
+    def pte_prot(self, entry: Mapping) -> int:
+        """The rights ``entry``'s PTE grants: its protection, less write while the page is
+        shared copy-on-write."""
+        return entry.prot & ~bits.WRITE if self.copied_on_write(entry) else entry.prot
+
+    def protect(self, port: Port, user: User, prot: int) -> None:
+        """Give ``user``'s present PTE the rights ``prot`` (its frame, R and M kept); the
+        edit invalidates the TLB entry."""
+        pid, vpn = user
+        vm.protect(port, self.editor, self.kalloc, self.process(pid).space, vpn, prot)
 
     def _unmap_pte(self, port: Port, pfn: int, user: User) -> int:
         pid, vpn = user

@@ -9,6 +9,7 @@ rejected at the first line nothing fits, for the right reason.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -42,7 +43,12 @@ def checked(lines: list[str], config: checkconfig.CheckConfig) -> logs.LogResult
 
 @pytest.fixture(scope="module")
 def linear() -> tuple[checkconfig.CheckConfig, list[str]]:
+    # Without the forker, whose extra process makes the untagged TLB flushed so often at
+    # switches that the first invalidation whose loss shows comes late in the log.
     config = variant("linear-state-register-fifo")
+    config = dataclasses.replace(
+        config, workload=dataclasses.replace(config.workload, initial=(0, 1, 1))
+    )
     return config, logged(config)
 
 
@@ -143,7 +149,10 @@ def test_a_lost_tlb_invalidation_is_rejected_at_the_call_that_lost_it(
 ) -> None:
     config, lines = linear
     # Not every invalidation matters (the TLB may not hold the entry): the first that
-    # does must be caught at the return of the call that should have made it.
+    # leaves a stale entry must be caught at the return of the call that should have made
+    # it. (One lost after a PTE gained a right, at a copy-on-write take-over, leaves an
+    # entry with fewer rights, which only makes the process fault again: the log no longer
+    # fits at that step, which shows the loss too, later.)
     invalidations = [
         i
         for i, (_, line) in enumerate(numbered(lines))
@@ -151,7 +160,7 @@ def test_a_lost_tlb_invalidation_is_rejected_at_the_call_that_lost_it(
     ]
     for at in invalidations[:20]:
         result = checked([*lines[:at], *lines[at + 1 :]], config)
-        if result.violation is not None:
+        if result.violation is not None and result.violation.property != logs.LOG_FITS:
             break
     else:
         pytest.fail("no invalidation among the first 20 was missed")
