@@ -28,6 +28,12 @@ a safety violation's choices; a deadlock's choices with the fair continuation
 starting after the last; a lasso's prefix and one turn of its
 loop, with the fair continuation starting at the loop and the progress bound
 set to the loop's length (a loop repeats for ever, so no bound would end it).
+
+The same search serves trace minimization (:mod:`.minimize`) under
+:class:`Bounds`: started from a state a run reached rather than the booted
+one, taking only some choices, no deeper than a depth and no longer than a
+deadline, and looking for one property only (a violation of another ends
+its branch, not the search).
 """
 
 from __future__ import annotations
@@ -111,6 +117,19 @@ class Exploration:
             "spilled_states": self.spilled,
             "violations": [f.to_json() for f in self.violations],
         }
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a bounded search (:meth:`Explorer.shortest_from`) looks for, and how far."""
+
+    wanted: str  # the property sought; a violation of any other ends only its branch
+    max_depth: int  # no violation more steps from the start than this is sought
+    deadline: float  # on time.monotonic()'s clock
+    # The enabled choices taken in a state (given the state); None: every one.
+    select: Callable[[Checker, list[Choice]], list[Choice]] | None = None
+    along: frozenset[bytes] = frozenset()  # fingerprints of the states of a run to stay near
+    radius: int | None = None  # how many steps a path may stray from those; None: any
 
 
 @dataclass(frozen=True)
@@ -209,8 +228,10 @@ class Explorer:
         tick: Callable[[Tick], None] = lambda _: None,
         tick_seconds: float = 0.5,
         keep: int = KEEP_IN_MEMORY,
+        bounds: Bounds | None = None,
     ) -> None:
         self.config = config
+        self.bounds = bounds
         self.keep = keep
         self.depth = 0
         self.factory = factory
@@ -220,6 +241,7 @@ class Explorer:
         self.graph = Graph()
         self.result = Exploration()
         self.copy_checks = 0
+        self.strayed: dict[int, int] = {}  # a bounded search's states: steps off its run
 
     def run(self) -> Exploration:
         """Explore until every reachable state is seen, a safety property fails, or the
@@ -235,10 +257,20 @@ class Explorer:
         self.result.max_depth = max(self.graph.depth, default=0)
         return self.result
 
+    def shortest_from(self, first: Checker) -> list[Choice] | None:
+        """The fewest choices from ``first`` (a state a run reached; it is stepped, so
+        pass a copy) that violate the property :attr:`bounds` seeks, breadth first
+        within the bounds; None if there are none within them."""
+        assert self.bounds is not None
+        found = self._search_from(first, time.perf_counter())
+        self.result.distinct_states = len(self.graph.parent)
+        if found is None or not self._sought(found):
+            return None
+        return found.choices
+
     # -- the search -------------------------------------------------------------------
 
     def _search(self, began: float) -> Finding | None:
-        graph = self.graph
         try:
             first = start(self.config, self.factory)
         except KernelFailed as failure:
@@ -246,6 +278,10 @@ class Explorer:
         violation = first.check_state()
         if violation is not None:
             return Finding(violation, [])
+        return self._search_from(first, began)
+
+    def _search_from(self, first: Checker, began: float) -> Finding | None:
+        graph = self.graph
         try:
             key = first.fingerprint()
             same = first.copy().fingerprint() == key
@@ -269,6 +305,10 @@ class Explorer:
         while frontier:
             number, checker = frontier.popleft()
             self.depth = graph.depth[number]
+            if self._beyond_bounds(number):
+                return None  # breadth first: every state still queued is as deep or deeper
+            if self._too_far(number):
+                continue
             found = self._expand(number, checker, frontier)
             if found is not None:
                 return found
@@ -287,6 +327,33 @@ class Explorer:
             len(self.graph.parent), self.result.transitions, self.depth, len(frontier), seconds
         )
 
+    def _beyond_bounds(self, number: int) -> bool:
+        """Whether a bounded search stops before expanding state ``number``."""
+        bounds = self.bounds
+        return bounds is not None and (
+            self.graph.depth[number] >= bounds.max_depth or time.monotonic() >= bounds.deadline
+        )
+
+    def _too_far(self, number: int) -> bool:
+        """Whether a bounded search leaves state ``number`` unexpanded: it is as far from
+        the run the search stays near as the bounds let a path stray."""
+        bounds = self.bounds
+        if bounds is None or bounds.radius is None:
+            return False
+        return self.strayed.get(number, 0) >= bounds.radius
+
+    def _stray(self, state: int, key: bytes, parent: int) -> None:
+        """Record how far the new ``state`` is from the run a bounded search stays near."""
+        bounds = self.bounds
+        if bounds is not None and bounds.radius is not None and key not in bounds.along:
+            self.strayed[state] = self.strayed.get(parent, 0) + 1
+
+    def _sought(self, finding: Finding) -> bool:
+        """Whether ``finding`` ends the search: any does, unless the search is bounded to
+        one property (then only a replayable violation of that one does)."""
+        bounds = self.bounds
+        return bounds is None or (finding.replays and finding.violation.property == bounds.wanted)
+
     def _expand(
         self, number: int, checker: Checker, frontier: Frontier[tuple[int, Checker]]
     ) -> Finding | None:
@@ -296,23 +363,28 @@ class Explorer:
         except KernelFailed as failure:
             return Finding(failure.violation(), graph.path(number))
         graph.set_enabled(number, enabled)
+        select = self.bounds.select if self.bounds is not None else None
+        taken = enabled if select is None else select(checker, enabled)
         depth = graph.depth[number] + 1
-        before = self._watch_copies(checker, enabled)
-        for position, choice in enumerate(enabled):
-            if before is not None and position == len(enabled) - 1:
+        before = self._watch_copies(checker, taken)
+        for position, choice in enumerate(taken):
+            if before is not None and position == len(taken) - 1:
                 found = self._copies_left_alone(checker, before)
                 if found is not None:
                     return Finding(found, graph.path(number), replays=False)
             try:
                 # The last choice may take the state itself: nothing else needs it.
-                child = checker if position == len(enabled) - 1 else checker.copy()
+                child = checker if position == len(taken) - 1 else checker.copy()
             except KernelFailed as failure:
                 return Finding(failure.violation(), graph.path(number), replays=False)
             record, violation = child.step(choice, enabled)
             self.result.transitions += 1
             choice_id = graph.choice_id(choice)
             if violation is not None:
-                return Finding(violation, [*graph.path(number), choice])
+                finding = Finding(violation, [*graph.path(number), choice])
+                if self._sought(finding):
+                    return finding
+                continue  # a bounded search seeks another property: this branch ends here
             try:
                 key = child.fingerprint()
             except KernelFailed as failure:
@@ -320,6 +392,7 @@ class Explorer:
             target = graph.index.get(key)
             if target is None:
                 target = graph.add_state(key, number, choice_id, depth, bool(child.observed.live))
+                self._stray(target, key, number)
                 frontier.append((target, child))
             retired = record.result is not None and record.result.retired
             graph.add_edge(number, target, choice_id, retired)

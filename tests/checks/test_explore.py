@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.explore import (
+    Bounds,
     Explorer,
     Graph,
     explore,
@@ -167,6 +169,74 @@ def test_a_safety_counterexample_is_a_shortest_one() -> None:
                 following.append(child)
         frontier = following
     assert frontier  # the shorter runs exist, and none of them failed
+
+
+# -- a bounded search (what trace minimization runs) ---------------------------------------
+
+
+def bounded(
+    name: str, wanted: str, depth: int, **more: Any
+) -> tuple[list[Choice] | None, Explorer]:
+    """A bounded search from the boot of mutant ``name`` on its reference configuration."""
+    mutant = BY_NAME[name]
+    run = mutant_config(reference(KILLS[name][0]), mutant)
+    bounds = Bounds(wanted, depth, time.monotonic() + 60, **more)
+    explorer = Explorer(run, factory(mutant), bounds=bounds)
+    return explorer.shortest_from(start(run, factory(mutant))), explorer
+
+
+def test_a_bounded_search_finds_the_shortest_violation_and_none_deeper_than_its_bound() -> None:
+    mutant = BY_NAME["drop_dirty_page"]
+    run = mutant_config(reference("pair"), mutant)
+    shortest = Explorer(run, factory(mutant)).run().violations[0].choices
+    found, _ = bounded("drop_dirty_page", "no_dirty_dropped", len(shortest))
+    assert found == shortest
+    assert bounded("drop_dirty_page", "no_dirty_dropped", len(shortest) - 1)[0] is None
+
+
+def test_a_bounded_search_passes_over_the_violations_of_other_properties() -> None:
+    """Seeking a property the mutant never breaks, the search goes past every state where
+    it breaks another, and finds nothing."""
+    mutant = BY_NAME["drop_dirty_page"]
+    stopped = Explorer(mutant_config(reference("pair"), mutant), factory(mutant)).run()
+    found, explorer = bounded("drop_dirty_page", "restart_exact", 40)
+    assert found is None
+    assert explorer.result.transitions > stopped.transitions  # it went on past the violation
+
+
+def test_a_bounded_search_takes_only_the_choices_its_view_keeps() -> None:
+    """Without the disk, no page ever comes in, so no dirty page is dropped."""
+    found, explorer = bounded(
+        "drop_dirty_page",
+        "no_dirty_dropped",
+        40,
+        select=lambda _, enabled: [c for c in enabled if c[0] != "disk"],
+    )
+    assert found is None and explorer.result.transitions > 0
+    taken = {explorer.graph.choices[c] for c in explorer.graph.edge_choice}
+    assert taken and all(c[0] != "disk" for c in taken)
+
+
+def test_a_search_near_a_run_expands_only_the_run_s_own_states_with_radius_one() -> None:
+    """Radius one: from each state of the run every choice is tried, but the states those
+    reach are not expanded further; the run's own failure is still found."""
+    mutant = BY_NAME["drop_dirty_page"]
+    run = mutant_config(reference("pair"), mutant)
+    shortest = Explorer(run, factory(mutant)).run().violations[0].choices
+    checker = start(run, factory(mutant))
+    along = [checker.fingerprint()]
+    for choice in shortest[:-1]:
+        checker.step(choice)
+        along.append(checker.fingerprint())
+    found, explorer = bounded(
+        "drop_dirty_page", "no_dirty_dropped", 40, along=frozenset(along), radius=1
+    )
+    assert found is not None and len(found) == len(shortest)
+    graph = explorer.graph
+    expanded = {graph.parent[state] for state in range(1, len(graph.parent))}
+    keys = {number: key for key, number in graph.index.items()}
+    assert {keys[state] for state in expanded} <= set(along)
+    assert len(graph.parent) > len(shortest)  # the choices off the run were tried
 
 
 #: Mutants a campaign on the same configuration does not find at all: the explorer's
