@@ -30,10 +30,10 @@ loop, with the fair continuation starting at the loop and the progress bound
 set to the loop's length (a loop repeats for ever, so no bound would end it).
 
 The same search serves trace minimization (:mod:`.minimize`) under
-:class:`Bounds`: started from a state a run reached rather than the booted
-one, taking only some choices, no deeper than a depth and no longer than a
-deadline, and looking for one property only (a violation of another ends
-its branch, not the search).
+:class:`Bounds`: started from a state given to it, taking only the choices a
+view selects, no deeper than a depth and no longer than a deadline, and
+looking for one property only (a violation of another ends its branch, not
+the search).
 """
 
 from __future__ import annotations
@@ -128,8 +128,6 @@ class Bounds:
     deadline: float  # on time.monotonic()'s clock
     # The enabled choices taken in a state (given the state); None: every one.
     select: Callable[[Checker, list[Choice]], list[Choice]] | None = None
-    along: frozenset[bytes] = frozenset()  # fingerprints of the states of a run to stay near
-    radius: int | None = None  # how many steps a path may stray from those; None: any
 
 
 @dataclass(frozen=True)
@@ -241,7 +239,6 @@ class Explorer:
         self.graph = Graph()
         self.result = Exploration()
         self.copy_checks = 0
-        self.strayed: dict[int, int] = {}  # a bounded search's states: steps off its run
 
     def run(self) -> Exploration:
         """Explore until every reachable state is seen, a safety property fails, or the
@@ -307,8 +304,6 @@ class Explorer:
             self.depth = graph.depth[number]
             if self._beyond_bounds(number):
                 return None  # breadth first: every state still queued is as deep or deeper
-            if self._too_far(number):
-                continue
             found = self._expand(number, checker, frontier)
             if found is not None:
                 return found
@@ -333,20 +328,6 @@ class Explorer:
         return bounds is not None and (
             self.graph.depth[number] >= bounds.max_depth or time.monotonic() >= bounds.deadline
         )
-
-    def _too_far(self, number: int) -> bool:
-        """Whether a bounded search leaves state ``number`` unexpanded: it is as far from
-        the run the search stays near as the bounds let a path stray."""
-        bounds = self.bounds
-        if bounds is None or bounds.radius is None:
-            return False
-        return self.strayed.get(number, 0) >= bounds.radius
-
-    def _stray(self, state: int, key: bytes, parent: int) -> None:
-        """Record how far the new ``state`` is from the run a bounded search stays near."""
-        bounds = self.bounds
-        if bounds is not None and bounds.radius is not None and key not in bounds.along:
-            self.strayed[state] = self.strayed.get(parent, 0) + 1
 
     def _sought(self, finding: Finding) -> bool:
         """Whether ``finding`` ends the search: any does, unless the search is bounded to
@@ -392,7 +373,6 @@ class Explorer:
             target = graph.index.get(key)
             if target is None:
                 target = graph.add_state(key, number, choice_id, depth, bool(child.observed.live))
-                self._stray(target, key, number)
                 frontier.append((target, child))
             retired = record.result is not None and record.result.retired
             graph.add_edge(number, target, choice_id, retired)

@@ -217,28 +217,6 @@ def test_a_bounded_search_takes_only_the_choices_its_view_keeps() -> None:
     assert taken and all(c[0] != "disk" for c in taken)
 
 
-def test_a_search_near_a_run_expands_only_the_run_s_own_states_with_radius_one() -> None:
-    """Radius one: from each state of the run every choice is tried, but the states those
-    reach are not expanded further; the run's own failure is still found."""
-    mutant = BY_NAME["drop_dirty_page"]
-    run = mutant_config(reference("pair"), mutant)
-    shortest = Explorer(run, factory(mutant)).run().violations[0].choices
-    checker = start(run, factory(mutant))
-    along = [checker.fingerprint()]
-    for choice in shortest[:-1]:
-        checker.step(choice)
-        along.append(checker.fingerprint())
-    found, explorer = bounded(
-        "drop_dirty_page", "no_dirty_dropped", 40, along=frozenset(along), radius=1
-    )
-    assert found is not None and len(found) == len(shortest)
-    graph = explorer.graph
-    expanded = {graph.parent[state] for state in range(1, len(graph.parent))}
-    keys = {number: key for key, number in graph.index.items()}
-    assert {keys[state] for state in expanded} <= set(along)
-    assert len(graph.parent) > len(shortest)  # the choices off the run were tried
-
-
 #: Mutants a campaign on the same configuration does not find at all: the explorer's
 #: lasso is its only trace (a campaign's fair continuation is bounded; this livelock
 #: needs the loop to be seen whole).
