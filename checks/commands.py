@@ -711,12 +711,13 @@ def mutants_command(
     else:
         click.echo(
             f"{'mutant':<34} {'killed':<7} {'by':<24} {'seconds':>8} {'steps':>6} {'before':>6}"
+            f" {'search':<6}"
         )
         for row in rows:
             click.echo(
                 f"{row.name:<34} {'yes' if row.killed else 'NO':<7} {row.by or '-':<24} "
                 f"{row.seconds:>8.1f} {_count(row.trace_steps):>6} "
-                f"{_count(row.trace_steps_before):>6}"
+                f"{_count(row.trace_steps_before):>6} {'yes' if row.trace_searched else '-':<6}"
             )
         click.echo(f"\n{killed} of {len(rows)} mutants killed")
     sys.exit(EXIT_OK if killed == len(rows) else EXIT_VIOLATED)

@@ -7,9 +7,10 @@ the workload, or a small random one drawn from
 addresses and protection violations), or kill a process. After every step
 the checker tests refinement, restart exactness and every invariant; the
 first failure stops the run with a :class:`PropertyFailed` carrying a
-replayable trace. Hypothesis then shrinks the choice sequence, and delta
-debugging (:mod:`.minimize`, for half as long again) removes what choices it
-can after that, so the reported trace is a small one.
+replayable trace. Hypothesis then shrinks the choice sequence; then delta
+debugging removes what choices it can, and breadth-first searches look for a
+shorter way to the same failure (:mod:`.minimize`, for at most twice as
+long), so the reported trace is a small one.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Campaign:
     error: BaseException | None = None  # the first exception that was not a property failing
     interrupted: bool = False  # Ctrl-C arrived during a run
     unminimized: int | None = None  # the failing trace's steps before delta debugging
+    searched: bool = False  # the breadth-first search after delta debugging shortened it
     trail: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
 
     def explored(self, choices: list[Choice]) -> None:
@@ -312,6 +314,7 @@ def run_campaign(
         # Here, not in the machine: Hypothesis derives its derandomized runs from the
         # machine's source, and the runs each variant makes are what its coverage rests on.
         campaign.unminimized = len(campaign.best.choices)
-        campaign.best = minimal(campaign.best, factory, campaign.shrink_seconds / 2)
+        shortened = minimal(campaign.best, factory, 2 * campaign.shrink_seconds)
+        campaign.best, campaign.searched = shortened.trace, shortened.searched
         campaign.best.stderr = kernel_stderr(factory)
     return campaign, campaign.best

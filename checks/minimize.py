@@ -1,38 +1,126 @@
-"""Delta debugging over a failing trace's choices: the shortest the time allows.
+"""Shorter failing traces: breadth-first searches from the boot, then delta debugging.
 
 Hypothesis shrinks the choices it drew, but it stops when its own moves no
 longer help (or when the shrinking time is up), so a campaign's trace can
-keep steps the failure does not need. :func:`minimal` then tries removing
-them, as Zeller's ddmin does: chunks of half the trace first, then of a
-quarter, and so on down to single choices, keeping a shorter trace whenever
-replaying it still violates the same property. A choice that a removal
-leaves not enabled is passed over in that replay (as Hypothesis skips a rule
-whose precondition fails), and the trace kept is the choices the replay
-took, so it replays exactly. When no single choice can be removed any more
-the trace is 1-minimal; if the time runs out first, it is the shortest
-found so far.
+keep steps the failure does not need; and removing steps alone cannot put a
+kill where a process ran to its exit, spawn a program that reaches the bug
+sooner, or reorder what two processes do. :func:`minimal` shortens it in two
+stages, keeping a trace only when replaying it violates the same property:
+
+1. **Breadth-first searches from the boot** (for at most half the time),
+   with the explorer's own search
+   (:class:`~pagingcheck.checks.explore.Explorer` under
+   :class:`~pagingcheck.checks.explore.Bounds`), for the same property in
+   fewer steps than the shortest trace so far. A campaign's configuration is
+   far too large to search whole, so each search takes only some of the
+   choices (a *view*, :func:`boot_views`) under a budget of states; the first
+   violation a view finds is a shortest one in that view, and is kept if
+   replaying its choices strictly shows it again.
+2. **Delta debugging** removes choices, as Zeller's ddmin does: chunks of
+   half the trace first, then of a quarter, and so on down to single
+   choices. A choice that a removal leaves not enabled is passed over in
+   that replay (as Hypothesis skips a rule whose precondition fails), and the
+   trace kept is the choices the replay took, so it replays exactly. When no
+   single choice can be removed any more the trace is 1-minimal; if the time
+   runs out first, it is the shortest found so far.
+
+The searches have no clock in them but their deadline: the same trace and
+kernel give the same result on any machine unless the time runs out before
+the states do (on the default configuration they take 20 seconds at most).
 
 Only safety traces are shortened: a progress violation's trace carries a
-fair continuation whose loop must stay whole.
+fair continuation whose loop must stay whole. A safety violation found
+during the fair continuation is shortened like any other (its choices are
+ordinary choices), and its trace no longer watches progress.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from pagingcheck.checks import traces
-from pagingcheck.checks.runner import KernelFactory, RunResult, run_choices
-from pagingcheck.checks.system import Choice
+from pagingcheck.checks.explore import Bounds, Explorer
+from pagingcheck.checks.refinement import Checker
+from pagingcheck.checks.runner import KernelFactory, Run, RunResult, run_choices
+from pagingcheck.checks.system import Choice, KernelFailed
+
+#: States the breadth-first searches of one trace may visit in all, and each view at most
+#: (see :func:`boot_views`). On the default configuration (about 350 states a second) one
+#: or two processes with the disk reach a failure 20 to 40 steps deep within a few
+#: thousand states, where every choice (13 at the boot) reaches only three steps deep in
+#: 1,800; its views take 6,300 states at most.
+SEARCH_STATES = 8_000
+SHALLOW_STATES = 300  # every choice: two steps deep, and some of three
+PROCESS_STATES = 200  # one process's own run, a few dozen steps
+ONE_AT_A_TIME_STATES = 2_500  # the trace's processes, switching only when one cannot run
+VIEW_STATES = 1_500  # any other view
+
+ChoiceFilter = Callable[[Choice], bool]
+Select = Callable[[Checker, list[Choice]], list[Choice]]
 
 
-def minimal(trace: traces.Trace, factory: KernelFactory, seconds: float) -> traces.Trace:
-    """``trace`` with every removable choice removed that ``seconds`` allow (see the
-    module docstring); ``trace`` itself when nothing could be removed."""
-    if trace.violation is None or trace.fair_from is not None or not trace.choices:
-        return trace
+@dataclass(frozen=True)
+class Minimized:
+    """What :func:`minimal` made of a trace: the trace, and whether the breadth-first
+    search (not delta debugging alone) gave it."""
+
+    trace: traces.Trace
+    searched: bool = False
+
+
+def minimal(
+    trace: traces.Trace,
+    factory: KernelFactory,
+    seconds: float,
+    max_states: int | None = None,
+) -> Minimized:
+    """``trace`` shortened within ``seconds`` (see the module docstring): breadth-first
+    searches from the boot of ``max_states`` states in all (:data:`SEARCH_STATES` when
+    None), then delta debugging; ``trace`` itself when nothing shorter was found."""
+    if trace.violation is None or trace.violation.property == "progress" or not trace.choices:
+        return Minimized(trace)
+    began = time.monotonic()
+    # The searches first, for half the time at most: a trace they shorten leaves delta
+    # debugging less to do.
+    budget = Budget(SEARCH_STATES if max_states is None else max_states, began + seconds / 2)
+    booted = _booted(trace, factory)
+    if booted is None:
+        return Minimized(trace)
+    current = dataclasses.replace(trace, fair_from=None)
+    searched = _searched(current, factory, boot_views(current, booted), budget)
+    current = searched or current
+    current = _delta_debugged(current, factory, began + seconds) or current
+    if len(current.choices) < len(trace.choices):
+        return Minimized(current, searched=searched is not None)
+    return Minimized(trace)
+
+
+@dataclass
+class Budget:
+    """What the searches of one trace may still spend: states, and time."""
+
+    states: int
+    deadline: float  # on time.monotonic()'s clock
+
+    @property
+    def spent(self) -> bool:
+        """Whether nothing is left."""
+        return self.states <= 0 or time.monotonic() >= self.deadline
+
+
+# -- delta debugging ------------------------------------------------------------------------------
+
+
+def _delta_debugged(
+    trace: traces.Trace, factory: KernelFactory, deadline: float
+) -> traces.Trace | None:
+    """``trace`` with every choice removed that can go before ``deadline``; None if none
+    could."""
     config = trace.config()
-    wanted = trace.violation.property
-    deadline = time.monotonic() + seconds
+    wanted = _property(trace)
 
     def replayed(choices: list[Choice]) -> RunResult | None:
         result = run_choices(config, factory, choices, trace.programs, lenient=True)
@@ -57,5 +145,147 @@ def minimal(trace: traces.Trace, factory: KernelFactory, seconds: float) -> trac
         if not removed:
             chunk = max(1, chunk // 2)
     if found is None:
-        return trace
+        return None
     return traces.from_run(config, trace.implementation, choices, found, trace.stderr)
+
+
+# -- breadth-first search -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """Which choices one breadth-first search takes: those ``select`` keeps of the choices
+    enabled in a state (None: every one), in at most ``states`` states."""
+
+    name: str
+    select: Select | None = None
+    states: int = VIEW_STATES
+
+
+def boot_views(trace: traces.Trace, booted: Checker) -> Iterator[View]:
+    """The views searched first, from ``trace``'s ``booted`` system, in order (each one
+    that finds a shorter trace lowers the depth the next ones search to):
+
+    * every choice, a few steps deep: a kill that frees what another process still maps;
+    * each booted process alone, with the disk: one process's own way to the failure;
+    * the trace's choices with any disk completion, the CPU going to another process only
+      when the one it ran last cannot run: the few steps several processes need to fill
+      memory, without every interleaving of them;
+    * a process spawned to run each program, alone: a program the trace never ran may
+      reach the bug soonest;
+    * the booted processes of one program together, in every interleaving (they share its
+      text and segments).
+    """
+    yield View("every choice", states=SHALLOW_STATES)
+    owners = booted.system.owners
+    live = tuple(booted.observed.live)
+    for pid in live:
+        yield View(f"process {pid}", _only(_processes((pid,))), states=PROCESS_STATES)
+    own = frozenset(trace.choices)
+    yield View(
+        "the trace's choices, one process at a time",
+        _one_at_a_time(lambda c: c in own or c[0] == "disk"),
+        states=ONE_AT_A_TIME_STATES,
+    )
+    for index in range(len(trace.programs)):
+        spawned = _spawned_pid(booted, index)
+        if spawned is not None:
+            spawn: Choice = ("spawn", index)
+            yield View(
+                f"program {index} spawned",
+                _only(_processes((spawned,), spawn)),
+                states=PROCESS_STATES,
+            )
+    for index in sorted({owners[pid] for pid in live if pid in owners}):
+        group = tuple(pid for pid in live if owners.get(pid) == index)
+        if len(group) > 1:
+            yield View(f"processes {', '.join(map(str, group))}", _only(_processes(group)))
+
+
+def _only(keep: ChoiceFilter) -> Select:
+    """The enabled choices ``keep`` keeps."""
+    return lambda _, enabled: [c for c in enabled if keep(c)]
+
+
+def _one_at_a_time(keep: ChoiceFilter) -> Select:
+    """The enabled choices ``keep`` keeps, but no process run other than the one that ran
+    last while it can still run (disk completions go on meanwhile)."""
+
+    def select(checker: Checker, enabled: list[Choice]) -> list[Choice]:
+        kept = [c for c in enabled if keep(c)]
+        last = next((c for c in reversed(checker.system.history) if c[0] == "run"), None)
+        if last is None or last not in kept:
+            return kept
+        return [c for c in kept if c == last or c[0] == "disk"]
+
+    return select
+
+
+def _processes(pids: tuple[int, ...], spawn: Choice | None = None) -> ChoiceFilter:
+    """The run and kill choices of ``pids`` (and ``spawn``, which creates one), with every
+    disk completion."""
+    return lambda c: c[0] == "disk" or c == spawn or (c[0] in ("run", "kill") and c[1] in pids)
+
+
+def _spawned_pid(booted: Checker, index: int) -> int | None:
+    """The pid a process spawned at once to run program ``index`` gets (which pid a kernel
+    gives is its own business: it is found by spawning one); None if none can be."""
+    choice: Choice = ("spawn", index)
+    try:
+        if choice not in booted.choices():
+            return None
+        probe = booted.copy()
+        _, violation = probe.step(choice)
+    except KernelFailed:
+        return None
+    new = set(probe.observed.live) - set(booted.observed.live)
+    return new.pop() if violation is None and len(new) == 1 else None
+
+
+def _searched(
+    trace: traces.Trace, factory: KernelFactory, views: Iterator[View], budget: Budget
+) -> traces.Trace | None:
+    """The shortest trace the searches of ``views`` find within ``budget``, if it is shorter
+    than ``trace`` (each view seeks one shorter than the best so far); None otherwise."""
+    best: traces.Trace | None = None
+    for view in views:
+        current = best or trace
+        first = _booted(trace, factory)  # each search steps a system of its own
+        if len(current.choices) <= 1 or budget.spent or first is None:
+            break
+        bounds = Bounds(_property(trace), len(current.choices) - 1, budget.deadline, view.select)
+        explorer = Explorer(
+            trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
+        )
+        shorter = explorer.shortest_from(first)
+        budget.states -= explorer.result.distinct_states
+        if shorter is not None and len(shorter) < len(current.choices):
+            best = _replayed(trace, factory, shorter) or best
+    return best
+
+
+def _booted(trace: traces.Trace, factory: KernelFactory) -> Checker | None:
+    """A checker of ``trace``'s system as booted; None if booting it fails."""
+    run = Run(trace.config(), factory, trace.programs)
+    return None if run.failed else run.checker
+
+
+def _replayed(
+    trace: traces.Trace, factory: KernelFactory, choices: list[Choice]
+) -> traces.Trace | None:
+    """The trace of ``choices``, if replaying them strictly (every choice enabled when
+    taken) violates ``trace``'s property at the last one; None otherwise (a kernel whose
+    copies behave otherwise than the original, say)."""
+    config = trace.config()
+    result = run_choices(config, factory, choices, trace.programs)
+    violation = result.violation
+    if violation is None or violation.property != _property(trace):
+        return None
+    if result.diverged_at is not None or result.failing_step != len(choices):
+        return None
+    return traces.from_run(config, trace.implementation, choices, result, trace.stderr)
+
+
+def _property(trace: traces.Trace) -> str:
+    assert trace.violation is not None
+    return trace.violation.property

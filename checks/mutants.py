@@ -5,7 +5,8 @@ first variant with the mutant's own hardware and kernel overrides (a
 restart-variant bug needs that variant), under the same Hypothesis machine
 as ``verify``. A mutant is killed when some property fails; the row records
 which, how long it took, and the length of the shrunk trace (and before delta
-debugging shortened it), which is written so it can be replayed. Mutants are
+debugging and breadth-first search shortened it, and whether the search
+did), which is written so it can be replayed. Mutants are
 independent, so ``jobs`` of them run at once on forked workers
 (:func:`pagingcheck.checks.jobs.run_all`); the rows are the same either way.
 """
@@ -40,6 +41,7 @@ class KillRow:
     trace_steps: int | None
     trace: str | None
     trace_steps_before: int | None = None  # before delta debugging shortened it
+    trace_searched: bool = False  # a breadth-first search, not delta debugging alone, gave it
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this row."""
@@ -89,6 +91,7 @@ def run_mutant(config: CheckConfig, mutant: Mutant, trace_dir: Path) -> KillRow:
         len(failure.choices),
         str(path),
         done.unminimized,
+        done.searched,
     )
 
 

@@ -1,4 +1,5 @@
-"""Delta debugging over a failing trace: shorter, the same failure, and nothing to remove."""
+"""Shorter failing traces: delta debugging leaves nothing to remove, breadth-first search
+finds what removing choices cannot, and every trace kept fails the same way and replays."""
 
 from __future__ import annotations
 
@@ -32,10 +33,10 @@ def failing_trace() -> traces.Trace:
     raise AssertionError("no random walk showed the bug")
 
 
-def test_the_shortened_trace_fails_the_same_way_and_no_single_step_can_go() -> None:
+def test_delta_debugging_leaves_a_trace_that_fails_the_same_way_and_no_single_step_can_go() -> None:
     trace = failing_trace()
     kernel = factory(MUTANT)
-    short = minimal(trace, kernel, seconds=60)
+    short = minimal(trace, kernel, seconds=60, max_states=0).trace  # no search: ddmin alone
     assert short.violation is not None and trace.violation is not None
     assert short.violation.property == trace.violation.property
     assert len(short.choices) < len(trace.choices)
@@ -50,15 +51,46 @@ def test_the_shortened_trace_fails_the_same_way_and_no_single_step_can_go() -> N
         assert found is None or found.property != trace.violation.property, index
 
 
-def test_a_progress_trace_and_a_passing_one_are_left_alone() -> None:
+def test_the_search_shortens_what_delta_debugging_leaves_and_its_trace_replays() -> None:
+    """Removing choices keeps the order the random walk ran the processes in; a search from
+    the boot finds the failure in fewer steps, in another order."""
     trace = failing_trace()
     kernel = factory(MUTANT)
-    looping = dataclasses.replace(trace, fair_from=0)
-    assert minimal(looping, kernel, seconds=5) is looping
+    alone = minimal(trace, kernel, seconds=60, max_states=0)
+    searched = minimal(trace, kernel, seconds=60)
+    assert not alone.searched and searched.searched
+    assert len(searched.trace.choices) < len(alone.trace.choices)
+    again = traces.replay(searched.trace, kernel)  # strictly: every choice enabled when taken
+    assert again.diverged_at is None and again.failing_step == len(searched.trace.choices)
+    assert again.violation is not None and trace.violation is not None
+    assert again.violation.property == trace.violation.property
+
+
+def test_the_search_is_deterministic() -> None:
+    trace = failing_trace()
+    kernel = factory(MUTANT)
+    first = minimal(trace, kernel, seconds=60).trace.choices
+    assert minimal(trace, kernel, seconds=60).trace.choices == first
+
+
+def test_a_safety_violation_in_the_fair_continuation_is_shortened_and_watches_no_progress() -> None:
+    trace = dataclasses.replace(failing_trace(), fair_from=3)
+    short = minimal(trace, factory(MUTANT), seconds=60).trace
+    assert len(short.choices) < len(trace.choices) and short.fair_from is None
+
+
+def test_a_progress_trace_and_a_passing_one_are_left_alone() -> None:
+    trace = failing_trace()
+    assert trace.violation is not None
+    kernel = factory(MUTANT)
+    looping = dataclasses.replace(
+        trace, violation=dataclasses.replace(trace.violation, property="progress"), fair_from=0
+    )
+    assert minimal(looping, kernel, seconds=5).trace is looping
     passing = dataclasses.replace(trace, violation=None)
-    assert minimal(passing, kernel, seconds=5) is passing
+    assert minimal(passing, kernel, seconds=5).trace is passing
 
 
 def test_no_time_leaves_the_trace_as_it_was() -> None:
     trace = failing_trace()
-    assert minimal(trace, factory(MUTANT), seconds=0) is trace
+    assert minimal(trace, factory(MUTANT), seconds=0).trace is trace

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pagingcheck.checks import traces
+from pagingcheck.checks import minimize, traces
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.invariants import INVARIANTS
 from pagingcheck.checks.jobs import default_jobs
@@ -22,11 +22,20 @@ from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.mutants import MUTANTS, MutantKernel, factory
 from pagingcheck.model.config import HardwareConfig
 
+#: States the breadth-first searches may visit for each trace of the kill matrix the tests
+#: make: enough for searches to shorten several, in less time than the full budget of
+#: ``pagingcheck mutants`` (checks/minimize.py) takes.
+QUICK_SEARCH_STATES = 1_000
+
 
 @pytest.fixture(scope="module")
 def matrix(default_config: CheckConfig, tmp_path_factory: pytest.TempPathFactory) -> list[KillRow]:
-    """The kill matrix of every mutant on the default configuration, on every core."""
-    return kill_matrix(default_config, tmp_path_factory.mktemp("traces"), jobs=default_jobs())
+    """The kill matrix of every mutant on the default configuration, on every core, with a
+    smaller search budget than ``pagingcheck mutants`` (the workers are forked, so they
+    inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(minimize, "SEARCH_STATES", QUICK_SEARCH_STATES)
+        return kill_matrix(default_config, tmp_path_factory.mktemp("traces"), jobs=default_jobs())
 
 
 def test_every_mutant_is_killed_by_its_property(matrix: list[KillRow]) -> None:
@@ -84,3 +93,11 @@ def test_delta_debugging_shortens_traces_and_the_matrix_shows_by_how_much(
     assert all(after <= before for before, after in lengths)  # type: ignore[operator]
     # Hypothesis's shrinking leaves steps that delta debugging can remove on several.
     assert sum(after < before for before, after in lengths) >= 5  # type: ignore[operator]
+
+
+def test_the_search_shortens_traces_and_the_matrix_says_which(matrix: list[KillRow]) -> None:
+    searched = [row for row in matrix if row.trace_searched]
+    assert len(searched) >= 5
+    for row in searched:
+        assert row.trace_steps is not None and row.trace_steps_before is not None
+        assert row.trace_steps < row.trace_steps_before, row.name
