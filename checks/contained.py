@@ -82,6 +82,7 @@ PORT_OPERATIONS: dict[str, bool] = {
     "console_write": False,
     "register_space": False,
     "release_space": True,
+    "image": True,
 }
 
 
@@ -306,6 +307,9 @@ class HostProcess:
             return None
         if name == "probe":
             return protocol.encode_fault(port.probe(args[0], Access(args[1])))
+        if name == "image":
+            image = port.image(args[0])
+            return None if image is None else protocol.encode_image(image)
         return getattr(port, name)(*args)
 
     def _receive(self, deadline: float) -> dict[str, Any]:

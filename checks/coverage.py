@@ -49,7 +49,14 @@ The situations about transfers say exactly what happened:
 ``cow_takeover``
     a write protection fault on a writable private page that no other
     process shares any more, the process still alive: the kernel must give
-    the page write back without copying it.
+    the page write back without copying it;
+``exec``
+    an EXEC gave its process a new image (its registers do not show the
+    call failed; refinement has checked the image against the spec's);
+``wait_asleep``
+    a WAIT did not return because every child of its process was alive,
+    and the kernel will run it again (refinement has checked that the step
+    changed nothing the spec sees).
 """
 
 from __future__ import annotations
@@ -57,11 +64,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from pagingcheck.checks.abstraction import registers
 from pagingcheck.checks.observe import Observed
 from pagingcheck.checks.system import StepRecord
 from pagingcheck.model.config import RESTART_VARIANTS, HardwareConfig
 from pagingcheck.model.disk import Request
-from pagingcheck.model.isa import FAULT_POINTS, SYS_SBRK, SYS_WRITE
+from pagingcheck.model.isa import (
+    EXEC_FAILED,
+    FAULT_POINTS,
+    SYS_EXEC,
+    SYS_SBRK,
+    SYS_WAIT,
+    SYS_WRITE,
+)
 from pagingcheck.model.traps import TrapKind
 
 #: Every situation coverage knows, in report order.
@@ -88,6 +103,8 @@ SITUATIONS: tuple[str, ...] = (
     "fork",
     "cow_break",
     "cow_takeover",
+    "exec",
+    "wait_asleep",
     *(
         f"tlb_miss:{refill}:{tag}"
         for refill in ("hardware", "software")
@@ -138,6 +155,11 @@ class Tracker:
                 reached.add("heap_shrink")
         if result is not None and result.syscall == SYS_WRITE and not result.retired:
             reached.add("kernel_mode_fault")  # the step was a restarted call (see refinement)
+        if result is not None and result.syscall == SYS_WAIT and not result.retired:
+            reached.add("wait_asleep")  # restarted too
+        executed = result is not None and result.syscall == SYS_EXEC and result.retired
+        if executed and _returned(int(record.choice[1]), after) not in (None, EXEC_FAILED):
+            reached.add("exec")
         if result is not None and config.tlb_refill == "hardware":
             # The walker filled a slot: some (asid, vpn) is cached now that was not.
             old = {(e.asid, e.vpn) for e in before.machine.mmu.tlb.entries()}
@@ -189,6 +211,15 @@ class Tracker:
         if _shared_keys(before) - _shared_keys(after):
             reached.add("shared_refcount_zero")
         return reached
+
+
+def _returned(pid: int, after: Observed) -> int | None:
+    """``pid``'s r0 after a step, as the abstraction reads its registers; None once it has
+    exited."""
+    process = after.view.process(pid)
+    if process is None or pid not in after.live:
+        return None
+    return registers(after, process, {}).regs[0]
 
 
 def _gained_pages(pid: int, before: Observed, after: Observed) -> bool:

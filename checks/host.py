@@ -27,8 +27,8 @@ Port operations (host to checker, during a call) are ``{"port": name,
 "args": [...]}``. The host keeps a mirror of physical memory, brought up
 to date by the ``memory`` changes each call carries, so reads never leave
 the process; writes and every other operation that only changes the
-machine are sent without waiting; ``probe``, ``submit`` and
-``release_space`` wait for ``{"value": ...}``. The checker applies the
+machine are sent without waiting; ``probe``, ``submit``,
+``release_space`` and ``image`` wait for ``{"value": ...}``. The checker applies the
 operations in the order they were sent, so it always sees the kernel's
 writes before answering.
 """
@@ -53,6 +53,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import PortError, quote, shorten
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.port import Port
+from pagingcheck.model.program import Image
 from pagingcheck.model.traps import Access, Fault
 
 
@@ -199,6 +200,12 @@ class RemotePort(Port):
         """Withdraw an address space (the machine knows which are declared)."""
         self._closed("release_space")
         self._ask("release_space", self._asid("release_space", asid))
+
+    def image(self, index: int) -> Image | None:
+        """The program image at workload position ``index``, from the machine's directory."""
+        self._closed("image")
+        answer = self._ask("image", self._index("image", index))
+        return None if answer is None else protocol.decode_image(answer)
 
 
 CALLS: dict[str, Callable[[Kernel, RemotePort, dict[str, Any]], Any]] = {

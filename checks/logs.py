@@ -602,6 +602,13 @@ class LoggingPort(Port):
         self._logged("release_space", asid)
         self.inner.release_space(asid)
 
+    def image(self, index: int) -> Image | None:
+        """The program image at workload position ``index`` (logged with its answer)."""
+        image = self.inner.image(index)
+        answer = None if image is None else protocol.encode_image(image)
+        self._logged("image", index, value=answer, answered=True)
+        return image
+
 
 class LoggingKernel:
     """``inner``, with each call, its port operations and its return written to ``log``,

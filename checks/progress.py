@@ -9,7 +9,8 @@ in rotation, the timer fires every few instructions) and a
 :class:`Watchdog` counts the steps. The property fails when
 
 * some process stays live for ``bound`` fair steps without retiring an
-  instruction (it starves, is blocked for ever, or the system livelocks), or
+  instruction (it starves, is blocked for ever, or the system livelocks),
+  other than while it waits in a WAIT for children that are all alive, or
 * processes are live and nothing at all can happen (a deadlock).
 
 ``bound`` is the configuration's ``workload.progress_bound``. Every campaign
@@ -20,7 +21,7 @@ replay checks the very same window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from pagingcheck.checks.observe import Violation
@@ -29,8 +30,8 @@ from pagingcheck.checks.system import Choice, StepRecord
 STATEMENT = (
     "Under fair choices (every pending disk request completes, every runnable process runs "
     "in turn, the timer fires every few instructions), every live process retires an instruction "
-    "within the configured bound of steps, and live processes are never left with nothing "
-    "that can happen."
+    "within the configured bound of steps (while it sleeps in a WAIT for children that are all "
+    "alive it owes none), and live processes are never left with nothing that can happen."
 )
 
 
@@ -77,12 +78,17 @@ class Watchdog:
         """The fair continuation begins with ``live`` processes."""
         self.since = dict.fromkeys(live, 0)
 
-    def observe(self, record: StepRecord, live: Sequence[int]) -> Violation | None:
-        """Account for one fair step; the violation once some process has waited too long."""
+    def observe(
+        self, record: StepRecord, live: Sequence[int], waiting: Collection[int] = ()
+    ) -> Violation | None:
+        """Account for one fair step; the violation once some process has waited too long.
+        A process ``waiting`` for a child to exit (in a WAIT) owes nothing meanwhile."""
         self.steps += 1
         result = record.result
         if record.choice[0] == "run" and result is not None and result.retired:
             self.since[int(record.choice[1])] = self.steps
+        for pid in waiting:
+            self.since[pid] = self.steps
         self.since = {pid: self.since.get(pid, self.steps) for pid in live}
         for pid, at in sorted(self.since.items()):
             if self.steps - at >= self.bound:

@@ -31,7 +31,7 @@ from pagingcheck.checks.progress import Watchdog
 from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRecord, System
 from pagingcheck.model import bits
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import ArchState
+from pagingcheck.model.isa import EXEC_FAILED, SYS_EXEC, ArchState
 from pagingcheck.model.program import Program
 from pagingcheck.model.traps import Fault, TrapKind
 from pagingcheck.spec import machine as spec
@@ -107,9 +107,12 @@ class Checker:
         return clone
 
     def fingerprint(self) -> bytes:
-        """A digest of what the future of this run depends on: the system, and the start of
-        each outstanding fault (which restart exactness will compare against)."""
-        return fingerprint(self.system.fingerprint(), sorted(self.fault_starts.items()))
+        """A digest of what the future of this run depends on: the system, the start of
+        each outstanding fault (which restart exactness will compare against), and the
+        spec's family (what WAIT must return, which no hardware shows)."""
+        return fingerprint(
+            self.system.fingerprint(), sorted(self.fault_starts.items()), self.spec_state.family
+        )
 
     def _observe(self) -> Observed:
         # A copy, so the facts about this state stay true after the next step.
@@ -157,15 +160,15 @@ class Checker:
         violation = (
             (entry_violations[0] if entry_violations else None)
             or self._restart_exact(record, resumed)
-            or self._no_dirty_dropped(before, after)
+            or self._no_dirty_dropped(before, after, _executing(record))
             or self.check_state()
         )
         self._track_faults(record, after)
-        expected, why = self._spec_step(record)
         actual = abstract(after, self.fault_starts)
-        if expected != actual and record.result and restarted(record, self.spec_state, actual):
-            # The kernel runs the system call again later (after a kernel-mode fault):
-            # nothing happened yet, and the instruction has not retired.
+        expected, why = self._spec_step(record, actual)
+        if record.result and restarted(record, self.spec_state, actual):
+            # The kernel runs the system call again later (after a kernel-mode fault, or
+            # when a WAIT blocks): nothing happened yet, and the instruction has not retired.
             record = replace(record, result=replace(record.result, retired=False))
             expected, why = self.spec_state, ""
         if violation is None and expected is not None and actual != expected:
@@ -174,7 +177,7 @@ class Checker:
             violation = Violation("refinement", why)
         self.spec_state = actual if expected is None else expected
         if violation is None and self.watchdog is not None:
-            violation = self.watchdog.observe(record, after.live)
+            violation = self.watchdog.observe(record, after.live, self._waiting(after.live))
         if violation is not None:
             self.last_difference = difference(before, after)
         return record, violation
@@ -196,7 +199,7 @@ class Checker:
 
     # -- the spec's side of a step ------------------------------------------------
 
-    def _spec_step(self, record: StepRecord) -> tuple[SpecState | None, str]:
+    def _spec_step(self, record: StepRecord, actual: SpecState) -> tuple[SpecState | None, str]:
         kind = record.choice[0]
         config = self.system.machine.config
         geometry = spec.Geometry(config.page_words, config.va_pages)
@@ -217,14 +220,29 @@ class Checker:
         if len(record.forked) > 1:
             return None, f"process {pid}'s fork made {len(record.forked)} processes"
         child = record.forked[0] if record.forked else None
-        after_state, outcome = spec.retire(state, pid, geometry, program, child)
+        returned = actual.process(pid)
+        r0 = returned.regs.regs[0] if returned is not None else None
+        after_state, outcome = spec.retire(
+            state,
+            pid,
+            geometry,
+            program,
+            child,
+            programs=self.system.programs,
+            exec_failed=r0 == EXEC_FAILED,
+            reaped=r0,
+        )
         if result.retired:
+            if isinstance(outcome, spec.Blocked):
+                return state, f"process {pid} waits for a child"
             if not isinstance(outcome, spec.Retired):
                 return None, f"process {pid} retired an instruction the spec signals ({outcome})"
             if outcome.write != result.write:
                 return None, (
                     f"process {pid} wrote {result.write}, the spec writes {outcome.write}"
                 )
+            if outcome.syscall == SYS_EXEC:
+                self._executed(state, pid, r0)
             return after_state, f"process {pid} retired an instruction"
         grows = self._growth(state, pid, result.fault, program, geometry)
         if pid not in self.observed.live:
@@ -237,6 +255,21 @@ class Checker:
         if grown is not None and self._grew(pid):
             return grown, f"process {pid}'s stack grew"
         return state, f"process {pid} trapped without retiring"
+
+    def _executed(self, state: SpecState, pid: int, r0: int | None) -> None:
+        """After ``pid``'s EXEC (``r0`` as the system returned it): the program it runs now,
+        as the driver knows it, is the one it asked for, unless the call failed."""
+        process = state.process(pid)
+        index = process.regs.regs[1] if process is not None else len(self.system.programs)
+        if r0 != EXEC_FAILED and index < len(self.system.programs):
+            self.system.owners[pid] = index
+
+    def _waiting(self, live: Sequence[int]) -> frozenset[int]:
+        """The live processes blocked in a WAIT while all their children live: they owe no
+        progress until a child exits."""
+        config = self.system.machine.config
+        geometry = spec.Geometry(config.page_words, config.va_pages)
+        return frozenset(pid for pid in live if spec.waits(self.spec_state, pid, geometry))
 
     def _growth(
         self,
@@ -310,11 +343,16 @@ class Checker:
 
     # -- dirty pages ------------------------------------------------------------------
 
-    def _no_dirty_dropped(self, before: Observed, after: Observed) -> Violation | None:
+    def _no_dirty_dropped(
+        self, before: Observed, after: Observed, executing: int | None
+    ) -> Violation | None:
+        """The ``no_dirty_dropped`` property over one step; not for the pages of a process
+        that exited, or that ran an EXEC (``executing``): its old pages are gone, and the
+        new pages at the same vpns are judged by refinement."""
         writes = {pfn for pfn, ops in after.transfers.items() if "write" in ops}
         for (asid, vpn), frame in sorted(before.present.items()):
             pid = before.pid_of.get(asid)
-            if pid is None or pid not in after.live:
+            if pid is None or pid not in after.live or pid == executing:
                 continue
             pte = before.pte(pid, vpn)
             if pte is None or not bits.is_modified(pte):
@@ -334,6 +372,14 @@ class Checker:
                     (("pid", pid), ("vpn", vpn), ("pfn", frame)),
                 )
         return None
+
+
+def _executing(record: StepRecord) -> int | None:
+    """The process whose EXEC ``record`` ran, if it ran one."""
+    result = record.result
+    if record.choice[0] == "run" and result is not None and result.syscall == SYS_EXEC:
+        return int(record.choice[1])
+    return None
 
 
 def restarted(record: StepRecord, before: SpecState, after: SpecState) -> bool:

@@ -275,6 +275,7 @@ def install(machine: Machine, programs: Sequence[Program], first: int) -> list[I
             machine.disk.write_block(block + offset, words)
         images.append(image)
         block += image.pages
+    machine.images = (*machine.images, *images)
     return images
 
 

@@ -558,6 +558,44 @@ def _break_keeps_tlb_entry(original: Callable[..., None]) -> Callable[..., None]
     return copy_on_write
 
 
+def _exec_keeps_tlb_entries(original: Callable[..., None]) -> Callable[..., None]:
+    def exec_program(t: Tables, port: Port, pid: int) -> None:
+        # BUG: the old image's PTEs go, but the TLB keeps their entries, under the asid
+        # the new image keeps
+        with patched(((vm, "invalidate", _no_invalidate), (vm, "forget", _forget_nothing))):
+            original(t, port, pid)
+
+    return exec_program
+
+
+def _forget_nothing(original: Callable[..., None]) -> Callable[..., None]:
+    def forget(port: Port, space: Any) -> None:
+        pass
+
+    return forget
+
+
+def _wait_reaps_live_child(original: Callable[..., None]) -> Callable[..., None]:
+    def wait(t: Tables, port: Port, pid: int) -> None:
+        living = [c.pid for c in t.live() if c.parent == pid]
+        exited = [c for c in t.processes.values() if c.parent == pid and c.status is not None]
+        if living and not any(not c.reaped for c in exited):
+            # BUG: with no child exited yet, a live one is returned as if it had exited
+            context = port.context()
+            port.resume(dataclasses.replace(context, regs=(living[0], 0, *context.regs[2:])))
+            return
+        original(t, port, pid)
+
+    return wait
+
+
+def _parent_left_asleep(original: Callable[..., None]) -> Callable[..., None]:
+    def wake_parent(t: Tables, child: Any) -> None:
+        pass  # BUG: a child's exit does not wake its parent asleep in a WAIT
+
+    return wake_parent
+
+
 def _always_last_sharer(original: Callable[..., bool]) -> Callable[..., bool]:
     def last_sharer(t: Tables, page: Any) -> bool:
         return True  # BUG: the sharers are not counted: every write takes the page over
@@ -788,6 +826,28 @@ MUTANTS: tuple[Mutant, ...] = (
         "a paged-in page is mapped, but its record still puts it where it came from",
         "homes_agree",
         ((fault, "install_page", _record_left_behind),),
+    ),
+    Mutant(
+        "exec_keeps_tlb_entries",
+        "EXEC drops the old image's page-table entries but not their TLB entries, under "
+        "the asid the new image keeps",
+        "tlb_agrees",
+        ((process, "exec_program", _exec_keeps_tlb_entries),),
+        boots=("forker",),
+    ),
+    Mutant(
+        "wait_reaps_live_child",
+        "WAIT returns a child that is still alive, as if it had exited with status 0",
+        "refinement",
+        ((process, "wait", _wait_reaps_live_child),),
+        boots=("forker",),
+    ),
+    Mutant(
+        "exit_leaves_parent_asleep",
+        "a child's exit does not wake its parent asleep in a WAIT",
+        "progress",
+        ((process, "wake_parent", _parent_left_asleep),),
+        boots=("forker",),
     ),
     Mutant(
         "stack_grows_far_below_sp",

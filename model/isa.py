@@ -95,6 +95,22 @@ WRITE_FAILED = 0xFFFF_FFFF
 SYS_FORK = 4
 #: What FORK returns in r0 when it fails.
 FORK_FAILED = 0xFFFF_FFFF
+#: Exec: the caller's address space and registers are replaced by a fresh start of the
+#: workload's program number r1 (its pid stays). When r1 names no program, or the kernel
+#: cannot build the new space, nothing changes and r0 becomes :data:`EXEC_FAILED`.
+SYS_EXEC = 5
+#: What EXEC returns in r0 when it fails.
+EXEC_FAILED = 0xFFFF_FFFF
+#: Wait for a child: r0 becomes the pid of a child that has exited and was not yet waited
+#: for, r1 its exit status (its r0 at EXIT, or :data:`KILLED`), and the child is
+#: forgotten. While the caller's children are all alive it blocks, and runs the call again
+#: when one exits. With no children at all, r0 becomes :data:`WAIT_FAILED` at once.
+SYS_WAIT = 6
+#: What WAIT returns in r0 when the caller has no children.
+WAIT_FAILED = 0xFFFF_FFFF
+#: The exit status of a process that did not exit by itself (killed, or signalled): a
+#: program that exits with this status cannot be told from one killed.
+KILLED = 0xFFFF_FFFF
 
 
 def write_page(va: int, count: int, page_words: int) -> int | None:

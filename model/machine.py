@@ -8,7 +8,8 @@ Kernels never hold a Machine: they reach it only through the hardware port
 (:class:`pagingcheck.model.port.Port`). Besides the hardware proper the
 machine keeps ``spaces``, the address spaces the kernel has declared through
 the port (asid to table root), so the checks can walk every address space
-and not only the one loaded in the MMU.
+and not only the one loaded in the MMU, and ``images``, the directory of the
+programs installed in the disk's image area (what EXEC starts).
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.memory import PhysicalMemory
 from pagingcheck.model.mmu import MMU
 from pagingcheck.model.pagetable import PageTableFormat, make_format
+from pagingcheck.model.program import Image
 
 
 class Machine:
     """Paging hardware: physical memory, MMU and TLB, CPU, swap disk, interval timer and
     a console."""
 
-    __slots__ = ("config", "console", "cpu", "disk", "format", "memory", "mmu", "spaces", "timer")
+    __slots__ = (
+        "config",
+        "console",
+        "cpu",
+        "disk",
+        "format",
+        "images",
+        "memory",
+        "mmu",
+        "spaces",
+        "timer",
+    )
 
     def __init__(self, config: HardwareConfig) -> None:
         self.config = config
@@ -41,6 +54,8 @@ class Machine:
         self.console: tuple[int, ...] = ()
         #: Declared address spaces: asid -> table root.
         self.spaces: dict[int, int] = {}
+        #: The programs installed in the image area, by workload position.
+        self.images: tuple[Image, ...] = ()
 
     def step(self) -> StepResult:
         """Run one user instruction of the address space loaded in the MMU."""
@@ -58,6 +73,7 @@ class Machine:
         clone.timer = self.timer
         clone.console = self.console
         clone.spaces = dict(self.spaces)
+        clone.images = self.images
         return clone
 
     def __eq__(self, other: object) -> bool:
@@ -71,6 +87,7 @@ class Machine:
             and self.timer == other.timer
             and self.console == other.console
             and self.spaces == other.spaces
+            and self.images == other.images
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -86,4 +103,5 @@ class Machine:
             self.timer,
             self.spaces,
             self.console,
+            self.images,
         )

@@ -24,6 +24,9 @@ timer      ``set_timer(on)``: arm or disarm the interval timer
 console    ``console_write(byte)``: print one byte (``0 .. 255``) on the console
 spaces     ``register_space(asid, root)``, ``release_space(asid)``: declare the
            address spaces the kernel runs, so the checks can walk every one of them
+programs   ``image(index)``: the program image installed at position ``index`` of the
+           workload (the disk's directory of programs, read-only), or None; what EXEC
+           starts
 =========  ===========================================================================
 
 plus ``config``, the hardware's documented parameters.
@@ -59,6 +62,7 @@ from pagingcheck.model.errors import PortError
 from pagingcheck.model.isa import REGISTERS, ArchState
 from pagingcheck.model.machine import Machine
 from pagingcheck.model.memory import Words
+from pagingcheck.model.program import Image
 from pagingcheck.model.tlb import TlbEntry
 from pagingcheck.model.traps import Access, Fault
 
@@ -268,6 +272,13 @@ class Port(ABC):
     def release_space(self, asid: int) -> None:
         """Withdraw the declaration of address space ``asid``."""
 
+    @abstractmethod
+    def image(self, index: int) -> Image | None:
+        """The program image installed at position ``index`` of the workload, or None."""
+
+    def _index(self, call: str, index: object) -> int:
+        return self._integer(call, "program index", index, WORD_MAX)
+
 
 class MachinePort(Port):
     """The port carried out on a :class:`~pagingcheck.model.machine.Machine`."""
@@ -387,3 +398,11 @@ class MachinePort(Port):
         if number not in machine.spaces:
             raise self._refuse(f"release_space: address space {number} was never registered")
         del machine.spaces[number]
+
+    # -- programs ------------------------------------------------------------------------------
+
+    def image(self, index: int) -> Image | None:
+        """The program image installed at position ``index`` of the workload, or None."""
+        machine = self._machine("image")
+        number = self._index("image", index)
+        return machine.images[number] if number < len(machine.images) else None

@@ -1,4 +1,5 @@
-"""Abstract steps: spawn, retire one instruction, grow the stack, print, fork, exit.
+"""Abstract steps: spawn, retire one instruction, grow the stack, print, fork, exec, wait,
+exit.
 
 Each step is a pure function from a :class:`SpecState` to a new one. An
 instruction runs with the same ISA semantics as the hardware
@@ -8,22 +9,33 @@ dies; otherwise the instruction retires with its effects. An access that the
 program's stack rule (:meth:`~pagingcheck.model.program.Program.stack_growth`)
 says grows the stack first adds zero-filled pages (:func:`grow`), then the
 instruction runs again, as on the real machine after the kernel grew it.
+
+Where the spec leaves a choice to the kernel (the pid a FORK's child gets,
+whether FORK or EXEC finds the memory it needs, which exited child a WAIT
+returns), the step takes the kernel's decision as an argument: the checks
+read it from what the system did and judge everything else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from pagingcheck.model.bits import EXEC, READ, USER, WRITE
 from pagingcheck.model.isa import (
+    EXEC_FAILED,
     FORK_FAILED,
+    KILLED,
     SBRK_FAILED,
+    SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
     SYS_PUTC,
     SYS_SBRK,
+    SYS_WAIT,
     SYS_WRITE,
+    WAIT_FAILED,
     WRITE_FAILED,
     ArchState,
     Completed,
@@ -33,7 +45,7 @@ from pagingcheck.model.isa import (
 )
 from pagingcheck.model.program import STACK_POINTER, Program, heap_break, signed
 from pagingcheck.model.traps import Access, Fault, TrapKind
-from pagingcheck.spec.state import Mapping, ObjectKey, Page, SpecProcess, SpecState
+from pagingcheck.spec.state import Family, Mapping, ObjectKey, Page, SpecProcess, SpecState
 
 _NEEDS = {Access.FETCH: EXEC | USER, Access.READ: READ | USER, Access.WRITE: WRITE | USER}
 
@@ -54,7 +66,13 @@ class Signalled:
     va: int | None
 
 
-Outcome = Retired | Signalled
+@dataclass(frozen=True)
+class Blocked:
+    """The instruction waits (a WAIT while every child of the caller is alive): it has not
+    retired, nothing changed, and it runs again once a child exits."""
+
+
+Outcome = Retired | Signalled | Blocked
 
 
 def object_key(pid: int, vpn: int, shared_key: str | None) -> ObjectKey:
@@ -86,8 +104,21 @@ def spawn(
     return replace(state, processes=processes, objects=tuple(sorted(objects.items())))
 
 
-def exit_process(state: SpecState, pid: int) -> SpecState:
-    """Remove ``pid``; objects no live process maps any more disappear."""
+def exit_process(state: SpecState, pid: int, status: int = KILLED) -> SpecState:
+    """Remove ``pid``, which exited with ``status``; objects no live process maps any more
+    disappear. A live parent can WAIT for the status; ``pid``'s own children are orphans
+    from now on (nobody waits for them), and the statuses it did not wait for are gone."""
+    family = state.family
+    parent = family.parent(pid)
+    parents = tuple((child, p) for child, p in family.parents if pid not in (child, p))
+    exited = tuple(entry for entry in family.exited if entry[0] != pid)
+    if parent is not None:
+        exited = tuple(sorted((*exited, (parent, pid, status))))
+    return replace(_without(state, pid), family=Family(parents, exited))
+
+
+def _without(state: SpecState, pid: int) -> SpecState:
+    """``state`` without process ``pid`` and the objects only it mapped."""
     processes = tuple(p for p in state.processes if p.pid != pid)
     used = {mapping.key for p in processes for _, mapping in p.space}
     objects = tuple((key, pages) for key, pages in state.objects if key in used)
@@ -274,8 +305,67 @@ def fork(
         space.append((vpn, mapping))
     copied = SpecProcess(child, replace(regs, regs=(0, *regs.regs[1:])), tuple(space))
     processes = tuple(sorted((*state.processes, copied), key=lambda p: p.pid))
-    state = replace(state, processes=processes, objects=tuple(sorted(objects.items())))
+    parents = tuple(sorted((*state.family.parents, (child, pid))))
+    state = replace(
+        state,
+        processes=processes,
+        objects=tuple(sorted(objects.items())),
+        family=replace(state.family, parents=parents),
+    )
     return state, replace(regs, regs=(child, *regs.regs[1:]))
+
+
+def exec_program(
+    state: SpecState,
+    pid: int,
+    regs: ArchState,
+    programs: Sequence[Program],
+    geometry: Geometry,
+    failed: bool = False,
+) -> tuple[SpecState, ArchState, Program | None]:
+    """The EXEC system call of ``pid`` (registers ``regs`` after it trapped): ``pid`` starts
+    workload program number r1 afresh, as a process spawned to run it would (its private
+    pages new, shared objects joined), keeping its pid, its family and the console; the
+    program is returned with the new state and registers. When r1 names no program, or
+    the kernel could not build the new space (``failed``), nothing changes, r0 is
+    :data:`EXEC_FAILED` and the program is None."""
+    index = regs.regs[1]
+    if failed or index >= len(programs):
+        return state, replace(regs, regs=(EXEC_FAILED, *regs.regs[1:])), None
+    program = programs[index]
+    started = spawn(_without(state, pid), pid, program, geometry.page_words, geometry.va_pages)
+    process = started.process(pid)
+    assert process is not None
+    return started, process.regs, program
+
+
+def wait(
+    state: SpecState, pid: int, regs: ArchState, reaped: int | None
+) -> tuple[SpecState, ArchState] | None:
+    """The WAIT system call of ``pid`` (registers ``regs`` after it trapped): r0 the exited
+    child ``reaped`` (the kernel's pick; the lowest one when ``reaped`` is none of them),
+    r1 its status, and the child forgotten; r0 :data:`WAIT_FAILED` when ``pid`` has no
+    children; None (blocked) while all its children are alive."""
+    family = state.family
+    statuses = dict(family.statuses(pid))
+    if not statuses:
+        if family.children(pid):
+            return None
+        return state, replace(regs, regs=(WAIT_FAILED, *regs.regs[1:]))
+    child = reaped if reaped in statuses else min(statuses)
+    exited = tuple(entry for entry in family.exited if entry[:2] != (pid, child))
+    returned = replace(regs, regs=(child, statuses[child], *regs.regs[2:]))
+    return replace(state, family=replace(family, exited=exited)), returned
+
+
+def waits(state: SpecState, pid: int, geometry: Geometry) -> bool:
+    """Whether ``pid`` is blocked in a WAIT (its next instruction is one, and every child it
+    has is alive): it owes no progress until a child exits."""
+    process = state.process(pid)
+    if process is None or not state.family.children(pid) or state.family.statuses(pid):
+        return False
+    outcome = execute(process.regs, _IdealPort(state, process, geometry.page_words))
+    return isinstance(outcome, Completed) and outcome.syscall == SYS_WAIT
 
 
 def retire(
@@ -284,14 +374,20 @@ def retire(
     geometry: Geometry,
     program: Program | None = None,
     child: int | None = None,
+    *,
+    programs: Sequence[Program] = (),
+    exec_failed: bool = False,
+    reaped: int | None = None,
 ) -> tuple[SpecState, Outcome]:
     """Run ``pid``'s next instruction to completion against ideal memory.
 
     Returns the new state and what happened. An access that grows the stack
     (``program``'s rule) grows it and runs the instruction again. A signal kills
     the process (the default action); the exit system call retires and then
-    removes it; PUTC adds r1's low byte to the console, WRITE a buffer's (:func:`write`);
-    FORK makes process ``child`` (:func:`fork`).
+    removes it with its r0 as its status; PUTC adds r1's low byte to the console, WRITE
+    a buffer's (:func:`write`); FORK makes process ``child`` (:func:`fork`); EXEC starts
+    one of ``programs`` unless the kernel failed it (:func:`exec_program`); WAIT returns
+    the exited child ``reaped`` or blocks (:func:`wait`).
     """
     page_words = geometry.page_words
     while True:
@@ -323,8 +419,15 @@ def retire(
         state, regs = write(state, pid, regs, page_words)
     elif outcome.syscall == SYS_FORK:
         state, regs = fork(state, pid, regs, child)
+    elif outcome.syscall == SYS_EXEC:
+        state, regs, _ = exec_program(state, pid, regs, programs, geometry, exec_failed)
+    elif outcome.syscall == SYS_WAIT:
+        waited = wait(state, pid, regs, reaped)
+        if waited is None:
+            return state, Blocked()
+        state, regs = waited
     moved = replace(state.process(pid) or process, regs=regs)
     state = replace(state, processes=tuple(moved if p.pid == pid else p for p in state.processes))
     if outcome.syscall == SYS_EXIT:
-        state = exit_process(state, pid)
+        state = exit_process(state, pid, regs.regs[0])
     return state, Retired(outcome.write, outcome.syscall)

@@ -9,13 +9,16 @@ is a set of **objects**, each a tuple of pages of words:
 
 A process maps each valid vpn to (object, page index within it, protection).
 The **console** is every byte the processes have printed, in the order their
-instructions retired. All values are frozen; steps in
+instructions retired. The **family** is who forked whom and the exit statuses
+no parent has waited for yet: what WAIT returns. No hardware shows it (the
+kernel keeps it), so it is left out of a state's equality and is checked
+only through what WAIT returns. All values are frozen; steps in
 :mod:`pagingcheck.spec.machine` return new states.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pagingcheck.model.isa import ArchState
 
@@ -49,12 +52,34 @@ class SpecProcess:
 
 
 @dataclass(frozen=True)
+class Family:
+    """Which live process forked which, and the children that exited with no WAIT yet."""
+
+    parents: tuple[tuple[int, int], ...] = ()  # sorted (child, parent), both live
+    exited: tuple[tuple[int, int, int], ...] = ()  # sorted (parent, child, status)
+
+    def parent(self, pid: int) -> int | None:
+        """The live parent of ``pid``, or None (spawned, or its parent has exited)."""
+        return next((parent for child, parent in self.parents if child == pid), None)
+
+    def children(self, pid: int) -> tuple[int, ...]:
+        """The live children of ``pid``."""
+        return tuple(child for child, parent in self.parents if parent == pid)
+
+    def statuses(self, pid: int) -> tuple[tuple[int, int], ...]:
+        """(child, status) of each child of ``pid`` that exited and was not waited for."""
+        return tuple((child, status) for parent, child, status in self.exited if parent == pid)
+
+
+@dataclass(frozen=True)
 class SpecState:
-    """Live processes (sorted by pid), the objects they map and what they printed."""
+    """Live processes (sorted by pid), the objects they map, what they printed, and their
+    family (not compared: no hardware shows it)."""
 
     processes: tuple[SpecProcess, ...] = ()
     objects: tuple[tuple[ObjectKey, tuple[Page, ...]], ...] = ()  # sorted by key
     console: tuple[int, ...] = ()
+    family: Family = field(default_factory=Family, compare=False)
 
     def process(self, pid: int) -> SpecProcess | None:
         """The live process ``pid``, or None."""

@@ -123,6 +123,11 @@ static const char *const RESTART_NAMES[] = {"precise", "state_register", "decode
 #define STACK_POINTER 7
 #define SYS_EXIT 0
 #define SYS_PUTC 2
+#define SYS_FORK 4
+#define SYS_EXEC 5
+#define SYS_WAIT 6
+/* What a failed FORK, EXEC or WAIT returns in r0 (with no fork, never a child to wait for). */
+#define CALL_FAILED 0xFFFFFFFFu
 
 /* The ISA, for the decode restart variant: word 0 is
  * | opcode (8) | amode (3) | areg (3) | bmode (3) | breg (3) | number (12) | */
@@ -1894,6 +1899,8 @@ static void call_on_trap(const jv *args)
         } else {
             if (t.number == SYS_PUTC)
                 port_console_write(entry_context.regs[1] & 0xFF);
+            if (t.number == SYS_FORK || t.number == SYS_EXEC || t.number == SYS_WAIT)
+                entry_context.regs[0] = CALL_FAILED; /* not implemented: the call fails */
             port_resume(&entry_context); /* no other call means anything: carry on */
         }
         break;

@@ -23,8 +23,9 @@ library; each choice is the simplest one that passes every check.
   backed-up stack pointer; the pages the stack may grow into get absent
   entries at spawn, so growing needs only a swap slot per page (without
   one the process dies, out of memory).
-* FORK is not implemented: it fails (r0 all ones, no child), which the spec
-  allows a kernel that cannot make the child.
+* FORK and EXEC are not implemented: they fail (r0 all ones, nothing else
+  changes), which the spec allows a kernel that cannot make the child or the
+  new image; so no process has children, and WAIT fails at once.
 * Replacement: global FIFO over frames holding a page. A dirty victim is
   written back and its frame stays reserved for the page that evicted it.
 * Waiting: a process that cannot be served blocks, its instruction already
@@ -78,14 +79,18 @@ from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import InternalError
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import (
+    EXEC_FAILED,
     FORK_FAILED,
     REGISTERS,
     SBRK_FAILED,
+    SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
     SYS_PUTC,
     SYS_SBRK,
+    SYS_WAIT,
     SYS_WRITE,
+    WAIT_FAILED,
     WRITE_FAILED,
     ArchState,
     SideEffects,
@@ -243,6 +248,10 @@ class MinimalKernel:
                 self._write(port, proc, state)
             elif trap.number == SYS_FORK:  # not implemented here: the call fails
                 port.resume(ArchState((FORK_FAILED, *state.regs[1:]), state.pc, state.flags))
+            elif trap.number == SYS_EXEC:  # not implemented here either
+                port.resume(ArchState((EXEC_FAILED, *state.regs[1:]), state.pc, state.flags))
+            elif trap.number == SYS_WAIT:  # no fork, so never a child to wait for
+                port.resume(ArchState((WAIT_FAILED, *state.regs[1:]), state.pc, state.flags))
             else:  # no other system call means anything: carry on
                 port.resume(state)
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:

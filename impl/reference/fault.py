@@ -486,7 +486,7 @@ def grow_stack(t: Tables, proc: Process, pages: range) -> Process:
     slots = identity.free_slots(t.free_slots, len(pages))
     added = []
     for vpn, slot in zip(pages, slots, strict=True):
-        page = PageId.private(proc.pid, vpn)
+        page = fresh_page(t, proc.pid, vpn)
         t.slot_op(slot, "allocate", (proc.pid, vpn))
         t.pages[page] = PageRecord(slot=slot)
         added.append(Mapping(vpn, "stack", GROWN_PROT, page, None, 0))
@@ -647,7 +647,8 @@ def copy_on_write(t: Tables, port: Port, proc: Process, plan: Copy, vpn: int) ->
 
 def fresh_page(t: Tables, pid: int, vpn: int) -> PageId:
     """A name for a new private page of ``pid`` at ``vpn`` that no page has now: the usual
-    one, unless a fork's sharers still use it (the writer is the page's first owner)."""
+    one, unless a page of that name lives on (a fork's sharers still use it, or it is the
+    page of the image an EXEC is replacing)."""
     page = PageId.private(pid, vpn)
     suffix = 0
     while page in t.pages:

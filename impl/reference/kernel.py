@@ -70,7 +70,15 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, InternalError, UserError
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import SYS_EXIT, SYS_FORK, SYS_PUTC, SYS_SBRK, SYS_WRITE
+from pagingcheck.model.isa import (
+    SYS_EXEC,
+    SYS_EXIT,
+    SYS_FORK,
+    SYS_PUTC,
+    SYS_SBRK,
+    SYS_WAIT,
+    SYS_WRITE,
+)
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import Image
 from pagingcheck.model.traps import TrapFrame, TrapKind
@@ -160,7 +168,8 @@ class ReferenceKernel:
         if trap.kind is TrapKind.SYSCALL:
             process.instruction_retired(self.t, self.t.process(pid))
             if trap.number == SYS_EXIT:
-                process.terminate(self.t, port, pid, "exit")
+                status = port.context().regs[0]
+                process.terminate(self.t, port, pid, "exit", status=status)
             elif trap.number == SYS_SBRK:
                 process.sbrk(self.t, port, pid)
             elif trap.number == SYS_PUTC:
@@ -169,6 +178,10 @@ class ReferenceKernel:
                 process.write(self.t, port, pid)
             elif trap.number == SYS_FORK:
                 process.fork(self.t, port, pid)
+            elif trap.number == SYS_EXEC:
+                process.exec_program(self.t, port, pid)
+            elif trap.number == SYS_WAIT:
+                process.wait(self.t, port, pid)
             else:  # no other system call does anything: return to the caller
                 port.resume(port.context())
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:

@@ -28,7 +28,12 @@ resident for its other users; a dirty shared page whose last mapping goes
 is written back), release private pages, slots and frames, shared ones at
 the last user only, leave a frame with a transfer in flight busy until the
 transfer ends (it is orphaned, then freed at completion), then free the
-page table.
+page table (:func:`release_image`); keep the exit status for the parent.
+
+The system calls that reshape a process: SBRK, FORK (copy-on-write), EXEC
+(a new image planned as creation plans one, the old one released as at
+exit) and WAIT (a parent sleeps until a child's exit wakes it); and the
+console's PUTC and WRITE.
 """
 
 from __future__ import annotations
@@ -53,9 +58,12 @@ from pagingcheck.impl.reference.tables import (
 from pagingcheck.model import bits
 from pagingcheck.model.errors import InternalError, UserError
 from pagingcheck.model.isa import (
+    EXEC_FAILED,
     FORK_FAILED,
+    KILLED,
     REGISTERS,
     SBRK_FAILED,
+    WAIT_FAILED,
     WRITE_FAILED,
     ArchState,
     write_page,
@@ -129,7 +137,7 @@ def size_program(t: Tables, image: Image, pid: int) -> Sizing:
         key = page.shared_key
         writable = bool(page.prot & bits.WRITE)
         if key is None or (page.kind == "text" and copies_text(t)):
-            own = PageId.private(pid, page.vpn)
+            own = faults.fresh_page(t, pid, page.vpn)
             new_pages.append(NewPage(own, writable, image.block_of(page)))
             mappings.append(Mapping(page.vpn, page.kind, page.prot, own, key, page.index))
             continue
@@ -200,9 +208,12 @@ def growth_room(t: Tables, image: Image) -> tuple[int, ...]:
     )
 
 
-def plan_creation(t: Tables, port: Port, image: Image) -> CreationPlan | SpawnRefused:
-    """Decide process creation: steps 1-3, every check made, nothing changed."""
-    pid = t.next_pid
+def plan_creation(
+    t: Tables, port: Port, image: Image, pid: int | None = None
+) -> CreationPlan | SpawnRefused:
+    """Decide process creation: steps 1-3, every check made, nothing changed. ``pid`` is
+    the next pid, unless an EXEC gives its caller's."""
+    pid = t.next_pid if pid is None else pid
     sizing = size_program(t, image, pid)
     slots = plan_swap(t, sizing)
     if isinstance(slots, SpawnRefused):
@@ -216,9 +227,20 @@ def plan_creation(t: Tables, port: Port, image: Image) -> CreationPlan | SpawnRe
 
 def perform_creation(t: Tables, port: Port, plan: CreationPlan) -> int:
     """Step 4 (cannot fail): write the table, take slots, record the process. Returns the pid."""
-    sizing = plan.sizing
     plan.table.commit()
     t.kalloc = plan.table_kalloc
+    take_image(t, plan)
+    t.processes[plan.pid] = new_entry(t, plan)
+    port.register_space(asid_for(t, plan.pid), plan.root)
+    t.next_pid = plan.pid + 1
+    t.emit("spawn", plan.pid, detail=plan.image.program.name)
+    return plan.pid
+
+
+def take_image(t: Tables, plan: CreationPlan) -> None:
+    """The new image's page records, swap slots and shared objects (a process that is
+    already a user of a joined object, as an EXEC's caller may be, stays one user)."""
+    sizing = plan.sizing
     free = iter(plan.slots)
     vpn = {entry.page: entry.vpn for entry in sizing.mappings}
     for new in sizing.new_pages:
@@ -235,12 +257,18 @@ def perform_creation(t: Tables, port: Port, plan: CreationPlan) -> int:
         t.objects[obj.key] = obj
     for key in sizing.joined:
         obj = t.objects[key]
-        t.objects[key] = SharedObject(key, (*obj.users, plan.pid), obj.pages)
+        if plan.pid not in obj.users:
+            t.objects[key] = SharedObject(key, (*obj.users, plan.pid), obj.pages)
+
+
+def new_entry(t: Tables, plan: CreationPlan) -> Process:
+    """The process-table entry of a process starting ``plan``'s image, ready to run."""
     program = plan.image.program
     regs = [0] * REGISTERS
     regs[STACK_POINTER] = program.initial_stack_pointer(t.config.page_words, t.config.va_pages)
+    sizing = plan.sizing
     attached = tuple(sorted({o.key for o in sizing.new_objects} | set(sizing.joined)))
-    t.processes[plan.pid] = Process(
+    return Process(
         plan.pid,
         asid_for(t, plan.pid),
         program.name,
@@ -255,10 +283,6 @@ def perform_creation(t: Tables, port: Port, plan: CreationPlan) -> int:
         heap_start=program.heap_start(t.config.page_words),
         heap_limit=program.heap_limit,
     )
-    port.register_space(asid_for(t, plan.pid), plan.root)
-    t.next_pid = plan.pid + 1
-    t.emit("spawn", plan.pid, detail=program.name)
-    return plan.pid
 
 
 def spawn(t: Tables, port: Port, image: Image) -> int | SpawnRefused:
@@ -467,6 +491,8 @@ def fork(t: Tables, port: Port, pid: int) -> None:
         state="ready",
         context=dataclasses.replace(context, regs=(0, *context.regs[1:])),
         started=True,
+        parent=pid,
+        waits_child=False,
     )
     port.register_space(asid_for(t, child), root)
     t.next_pid = child + 1
@@ -533,7 +559,7 @@ def grow_heap(t: Tables, proc: Process, pages: range) -> None:
     """Make ``pages`` valid zero-filled heap pages of ``proc``, with no slot yet."""
     added = []
     for vpn in pages:
-        page = PageId.private(proc.pid, vpn)
+        page = faults.fresh_page(t, proc.pid, vpn)
         t.pages[page] = PageRecord()
         added.append(Mapping(vpn, "heap", GROWN_PROT, page, None, 0))
     mappings = tuple(sorted((*proc.mappings, *added), key=lambda entry: entry.vpn))
@@ -579,19 +605,58 @@ def forked_pages(t: Tables, pid: int, entries: list[Mapping]) -> set[PageId]:
 # -- termination ---------------------------------------------------------------------------
 
 
-def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> None:
+def terminate(
+    t: Tables, port: Port, pid: int, how: str, reason: str = "", status: int = KILLED
+) -> None:
     """Release everything ``pid`` holds: mappings, pages, frames, slots, page table.
 
-    ``how`` is ``"exit"`` (the exit system call), ``"kill"`` (from outside)
-    or ``"signal"`` (an invalid or forbidden access, an illegal instruction:
-    the default action). Shared pages and their slots stay while another
+    ``how`` is ``"exit"`` (the exit system call, with its ``status``), ``"kill"``
+    (from outside) or ``"signal"`` (an invalid or forbidden access, an illegal
+    instruction: the default action). Shared pages and their slots stay while another
     process uses them; a frame with a transfer in flight stays busy and is
-    freed when the transfer ends.
+    freed when the transfer ends. The entry stays, with the status, until the parent
+    waits for it; a parent asleep in a WAIT is woken; children become orphans.
     """
     proc = t.process(pid)
     if how == "signal":
         t.emit("signal", pid, detail=reason)
-    survivors = {key for key in proc.attached if any(u != pid for u in t.objects[key].users)}
+    release_image(t, port, proc)
+    if t.current == pid:
+        t.current = None
+    t.update(
+        proc,
+        state="exited",
+        context=None,
+        fault=None,
+        wait=None,
+        wait_page=None,
+        waits_memory=False,
+        ticket=None,
+        pinned=(),
+        waits_child=False,
+        status=status,
+    )
+    for child in list(t.processes.values()):
+        if child.parent == pid:
+            t.update(child, parent=None)
+    t.memory_changed = True
+    t.emit("exit", pid, detail=reason or how)
+    wake_parent(t, proc)
+    faults.settle_transfers(t, port)
+
+
+def release_image(
+    t: Tables, port: Port, proc: Process, staying: frozenset[str] = frozenset()
+) -> None:
+    """Release ``proc``'s address space: every mapping, its private pages, its use of
+    shared objects and their slots, and its page table (its TLB entries go too). The
+    shared objects ``staying`` keep ``proc`` as a user (an EXEC's new image joins them)."""
+    pid = proc.pid
+    survivors = {
+        key
+        for key in proc.attached
+        if key in staying or any(u != pid for u in t.objects[key].users)
+    }
     shared = [entry for entry in proc.mappings if entry.page.shared]
     for entry in shared:
         rec = t.record(entry.page)
@@ -605,6 +670,8 @@ def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> No
             t.drop_slot_user(rec.slot, (pid, entry.vpn))
     release_private(t, port, pid, [entry for entry in proc.mappings if not entry.page.shared])
     for key in proc.attached:
+        if key in staying:
+            continue
         obj = t.objects[key]
         users = tuple(u for u in obj.users if u != pid)
         if users:
@@ -617,19 +684,72 @@ def terminate(t: Tables, port: Port, pid: int, how: str, reason: str = "") -> No
     t.editor.destroy(port, t.kalloc, proc.root, proc.asid)
     vm.forget(port, proc.space)
     port.release_space(proc.asid)
-    if t.current == pid:
-        t.current = None
-    t.update(
-        proc,
-        state="exited",
-        context=None,
-        fault=None,
-        wait=None,
-        wait_page=None,
-        waits_memory=False,
-        ticket=None,
-        pinned=(),
+
+
+# -- exec and wait ------------------------------------------------------------------------------
+
+
+def exec_program(t: Tables, port: Port, pid: int) -> None:
+    """The EXEC system call of running ``pid``: start the workload's program number r1
+    afresh in place of its image, keeping its pid, asid and family; or, when r1 names no
+    program or the new image cannot be built, return EXEC_FAILED with nothing changed.
+
+    The new image is planned as creation plans one (:func:`plan_creation`, for this pid)
+    while the old one still stands, so a refusal changes nothing; its page table is
+    written first, then the old image is released as at exit (its TLB entries dropped,
+    the shared objects the new image joins kept), and the process goes on at the new
+    program's entry in the new table."""
+    proc = t.process(pid)
+    context = port.context()
+    image = port.image(context.regs[1])
+    plan = SpawnRefused("no such program") if image is None else plan_creation(t, port, image, pid)
+    if isinstance(plan, SpawnRefused):
+        t.emit("exec", pid, detail=f"failed: {plan.reason}")
+        port.resume(dataclasses.replace(context, regs=(EXEC_FAILED, *context.regs[1:])))
+        return
+    plan.table.commit()
+    t.kalloc = plan.table_kalloc
+    release_image(t, port, proc, staying=frozenset(plan.sizing.joined))
+    take_image(t, plan)
+    entry = new_entry(t, plan)
+    t.processes[pid] = dataclasses.replace(
+        entry, parent=proc.parent, state="running", context=None, started=True
     )
-    t.memory_changed = True
-    t.emit("exit", pid, detail=reason or how)
-    faults.settle_transfers(t, port)
+    port.register_space(entry.asid, entry.root)
+    port.load_context(entry.root, entry.asid)
+    t.loaded = (entry.root, entry.asid)
+    t.emit("exec", pid, detail=plan.image.program.name)
+    assert entry.context is not None
+    port.resume(entry.context)
+
+
+def wait(t: Tables, port: Port, pid: int) -> None:
+    """The WAIT system call of running ``pid``: return the lowest exited child not yet
+    waited for (r0 its pid, r1 its status), which is then forgotten; or, while every child
+    is alive, sleep with the PC back at the SYS, to run the call again when one exits
+    (:func:`wake_parent`); or, with no children, return WAIT_FAILED."""
+    context = port.context()
+    children = [c for c in t.processes.values() if c.parent == pid and not c.reaped]
+    exited = sorted((c.pid, c.status) for c in children if c.state == "exited")
+    if exited:
+        child, status = exited[0]
+        assert status is not None
+        t.update(t.processes[child], reaped=True)
+        t.emit("wait", pid, detail=f"child {child} status {status:#x}")
+        port.resume(dataclasses.replace(context, regs=(child, status, *context.regs[2:])))
+    elif children:
+        asleep = dataclasses.replace(context, pc=context.pc - 1)
+        t.update(t.process(pid), state="blocked", context=asleep, waits_child=True)
+        t.current = None
+        t.emit("wait", pid, detail="asleep")
+    else:
+        t.emit("wait", pid, detail="failed: no children")
+        port.resume(dataclasses.replace(context, regs=(WAIT_FAILED, *context.regs[1:])))
+
+
+def wake_parent(t: Tables, child: Process) -> None:
+    """``child`` has exited: its parent, asleep in a WAIT, is ready to run the call again."""
+    parent = t.processes.get(child.parent) if child.parent is not None else None
+    if parent is not None and parent.state == "blocked" and parent.waits_child:
+        t.update(parent, state="ready", waits_child=False)
+        t.emit("ready", parent.pid, detail=f"child {child.pid} exited")

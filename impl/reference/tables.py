@@ -165,6 +165,12 @@ class Process:
     # The heap's room (model.program.heap_break): its first page and most pages.
     heap_start: int = 0
     heap_limit: int = 0
+    # The family: who forked it, whether it sleeps in a WAIT, and once exited its status
+    # and whether its parent has waited for it.
+    parent: int | None = None
+    waits_child: bool = False
+    status: int | None = None
+    reaped: bool = False
 
     def mapping(self, vpn: int) -> Mapping | None:
         """The mapping of ``vpn``, or None when the page is not valid."""

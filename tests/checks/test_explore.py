@@ -52,6 +52,7 @@ PINNED = {
     "heap": (24, 23, 23),
     "console": (2647, 4308, 28),
     "fork": (1932, 2933, 42),
+    "family": (130, 199, 24),
     "software": (3115, 4146, 38),
     "tiny": (5535, 8136, 31),
     "trio": (28672, 55797, 28),
@@ -103,6 +104,9 @@ KILLS = {
     "cow_takeover_while_shared": ("fork", "copies_read_only"),
     "cow_break_drops_count_twice": ("fork", "frame_table_agrees"),
     "pagein_record_not_updated": ("pair", "homes_agree"),
+    "exec_keeps_tlb_entries": ("family", "tlb_agrees"),
+    "wait_reaps_live_child": ("family", "refinement"),
+    "exit_leaves_parent_asleep": ("family", "progress"),
 }
 
 
@@ -116,7 +120,7 @@ def counts(name: str) -> tuple[int, int, int]:
     return result.distinct_states, result.transitions, result.max_depth
 
 
-@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap", "fork"])
+@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap", "fork", "family"])
 def test_small_references_explore_completely_to_their_pinned_counts(name: str) -> None:
     assert counts(name) == PINNED[name]
 

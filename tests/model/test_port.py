@@ -133,6 +133,7 @@ def test_the_port_hides_what_a_kernel_must_not_reach() -> None:
         "words",
         "context",
         "fill",
+        "image",
         "load_context",
         "opened",
         "probe",
