@@ -57,6 +57,7 @@ def symbolic_state(tag: str = "") -> mp.MappingState:
         dirty=z3.Array(f"dirty{tag}", INT, BOOL),
         written=z3.Array(f"written{tag}", INT, BOOL),
         lost=z3.Array(f"lost{tag}", INT, BOOL),
+        copied=z3.Array(f"copied{tag}", INT, BOOL),
     )
 
 
@@ -77,6 +78,7 @@ def as_arrays(state: mp.MappingState) -> mp.MappingState:
         dirty=array(state.dirty, absent.dirty, BOOL),
         written=array(state.written, absent.written, BOOL),
         lost=array(state.lost, absent.lost, BOOL),
+        copied=array(state.copied, absent.copied, BOOL),
     )
 
 
@@ -191,6 +193,7 @@ MUTATIONS: dict[str, Callable[[Transition], Transition]] = {
     "dirty page discarded": _mutation(
         lambda b, a, g: (True, replace(a, dirty=False, written=b.written))
     ),
+    "write left in the PTE": _mutation(lambda b, a, g: (g, replace(a, pte=a.pte | bits.WRITE))),
 }
 
 

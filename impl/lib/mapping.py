@@ -8,6 +8,9 @@ cached      whether the TLB holds an entry for it
 snapshot    the PTE word that TLB entry holds (its frame, rights, R and M bits)
 dirty       the kernel has recorded that a write through this mapping is not yet
             in the page's stored copy (the M bit harvested when it was unmapped)
+copied      the kernel said, at its last map or protect, that the page is shared
+            copy-on-write (a fork's copy no side has written yet): no write may go
+            through this mapping
 written     ghost: the page was written through this mapping since its stored
             copy was last made current
 lost        ghost: such a write was dropped, its frame reused before a write-back
@@ -60,6 +63,7 @@ class Entry:
     dirty: Cond
     written: Cond
     lost: Cond
+    copied: Cond = False
 
 
 #: A user the state has never seen: no PTE, nothing cached, nothing written.
@@ -76,6 +80,7 @@ class MappingState:
     dirty: Table
     written: Table
     lost: Table
+    copied: Table
 
     def entry(self, user: Any) -> Entry:
         """The entry of ``user``."""
@@ -86,6 +91,7 @@ class MappingState:
             select(self.dirty, user, ABSENT.dirty),
             select(self.written, user, ABSENT.written),
             select(self.lost, user, ABSENT.lost),
+            select(self.copied, user, ABSENT.copied),
         )
 
     def with_entry(self, user: Any, entry: Entry) -> MappingState:
@@ -98,12 +104,13 @@ class MappingState:
             dirty=store(self.dirty, user, entry.dirty),
             written=store(self.written, user, entry.written),
             lost=store(self.lost, user, entry.lost),
+            copied=store(self.copied, user, entry.copied),
         )
 
 
 def empty() -> MappingState:
     """No user has a PTE, a TLB entry or a write (concrete)."""
-    return MappingState({}, {}, {}, {}, {}, {})
+    return MappingState({}, {}, {}, {}, {}, {}, {})
 
 
 EntryStep = tuple[Cond, Entry]
@@ -113,14 +120,16 @@ Step = tuple[Cond, MappingState]
 # -- kernel transitions: the PTE edits of vm, each with its TLB duty --------------------------
 
 
-def map_page(e: Entry, word: Term) -> EntryStep:
-    """A non-present PTE becomes ``word``: present, R and M clear; the TLB entry goes."""
+def map_page(e: Entry, word: Term, copied: Cond = False) -> EntryStep:
+    """A non-present PTE becomes ``word``: present, R and M clear; the TLB entry goes.
+    ``copied``: the page is shared copy-on-write, so ``word`` grants no write."""
     guard = all_of(
         not_(has(e.pte, bits.PRESENT)),
         has(word, bits.PRESENT),
         not_(has(word, bits.REFERENCED | bits.MODIFIED)),
+        implies(copied, not_(has(word, bits.WRITE))),
     )
-    return guard, replace(e, pte=word, cached=False)
+    return guard, replace(e, pte=word, cached=False, copied=copied)
 
 
 def unmap(e: Entry, word: Term) -> EntryStep:
@@ -137,11 +146,13 @@ def clear_referenced(e: Entry) -> EntryStep:
     return has(e.pte, bits.PRESENT), replace(e, pte=e.pte & ~bits.REFERENCED, cached=False)
 
 
-def protect(e: Entry, rights: Term) -> EntryStep:
+def protect(e: Entry, rights: Term, copied: Cond = False) -> EntryStep:
     """A present PTE's rights become ``rights`` (frame, R and M kept); the TLB entry goes,
-    or it would keep the old rights (a write allowed on a page now shared read-only)."""
+    or it would keep the old rights (a write allowed on a page now shared read-only).
+    ``copied``: the page is shared copy-on-write, so ``rights`` grant no write."""
     word = (e.pte & ~bits.PROT_MASK) | (rights & bits.PROT_MASK)
-    return has(e.pte, bits.PRESENT), replace(e, pte=word, cached=False)
+    guard = all_of(has(e.pte, bits.PRESENT), implies(copied, not_(has(rights, bits.WRITE))))
+    return guard, replace(e, pte=word, cached=False, copied=copied)
 
 
 def start_writeback(e: Entry) -> EntryStep:
@@ -203,10 +214,10 @@ def _whole(op: Callable[..., EntryStep]) -> Callable[..., Step]:
 #: Every transition by name, with the kind of each argument after the user
 #: ("word": a PTE word, "bool": a condition).
 TRANSITIONS: dict[str, tuple[Callable[..., Step], tuple[str, ...]]] = {
-    "map_page": (_whole(map_page), ("word",)),
+    "map_page": (_whole(map_page), ("word", "bool")),
     "unmap": (_whole(unmap), ("word",)),
     "clear_referenced": (_whole(clear_referenced), ()),
-    "protect": (_whole(protect), ("word",)),
+    "protect": (_whole(protect), ("word", "bool")),
     "start_writeback": (_whole(start_writeback), ()),
     "discard": (_whole(discard), ()),
     "fill": (_whole(fill), ()),
@@ -249,6 +260,19 @@ def no_dirty_dropped(s: MappingState, user: Any) -> Cond:
     return not_(s.entry(user).lost)
 
 
+def copies_read_only(s: MappingState, user: Any) -> Cond:
+    """A mapping of a page shared copy-on-write grants no write: not in its present PTE,
+    not in its TLB entry."""
+    e = s.entry(user)
+    return implies(
+        e.copied,
+        all_of(
+            implies(has(e.pte, bits.PRESENT), not_(has(e.pte, bits.WRITE))),
+            implies(e.cached, not_(has(e.snapshot, bits.WRITE))),
+        ),
+    )
+
+
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "tlb_agrees",
@@ -269,12 +293,19 @@ INVARIANTS: tuple[Invariant, ...] = (
         ("user",),
         no_dirty_dropped,
     ),
+    Invariant(
+        "copies_read_only",
+        "A mapping of a page shared copy-on-write grants no write, in its present PTE or "
+        "its TLB entry.",
+        ("user",),
+        copies_read_only,
+    ),
 )
 
 
 def violations(s: MappingState) -> list[str]:
     """Each invariant broken by the concrete state ``s``, with the user that breaks it."""
-    users = {*s.pte, *s.cached, *s.snapshot, *s.dirty, *s.written, *s.lost}
+    users = {*s.pte, *s.cached, *s.snapshot, *s.dirty, *s.written, *s.lost, *s.copied}
     return [
         f"{invariant.name} at {(user,)}"
         for invariant in INVARIANTS

@@ -126,11 +126,13 @@ def map_page(
     vpn: int,
     pfn: int,
     prot: int,
+    copied: bool = False,
 ) -> None:
-    """Map ``vpn`` present to frame ``pfn`` with ``prot``, R and M clear; invalidate the TLB."""
+    """Map ``vpn`` present to frame ``pfn`` with ``prot``, R and M clear; invalidate the TLB.
+    ``copied``: the page is shared copy-on-write (``prot`` must then grant no write)."""
     # The old word decides only the guard (not present), the caller's to establish, so
     # it is not read: the edit and its TLB duty do not depend on it.
-    step = mapping.map_page(_held(0), bits.make_pte(pfn, prot))
+    step = mapping.map_page(_held(0), bits.make_pte(pfn, prot), copied)
     if not _write(port, editor, kalloc, space, vpn, step):
         raise InternalError(
             f"vm.map_page: the {editor.layout.kind} table refused vpn {vpn} "
@@ -177,12 +179,20 @@ def clear_referenced(
 
 
 def protect(
-    port: Port, editor: TableEditor, kalloc: KernelAllocator, space: Space, vpn: int, prot: int
+    port: Port,
+    editor: TableEditor,
+    kalloc: KernelAllocator,
+    space: Space,
+    vpn: int,
+    prot: int,
+    copied: bool = False,
 ) -> None:
     """Give the present ``vpn`` the rights ``prot``, keeping its frame, R and M; invalidate
-    its TLB entry (copy-on-write: a fork takes write away, the last sharer gets it back)."""
+    its TLB entry (copy-on-write: a fork takes write away, the last sharer gets it back).
+    ``copied``: the page is shared copy-on-write (``prot`` must then grant no write)."""
     word = pte(port, editor, space, vpn)
     if not bits.is_present(word):
         raise InternalError(f"vm.protect: vpn {vpn} (asid {space.asid}) is not present")
-    if not _write(port, editor, kalloc, space, vpn, mapping.protect(_held(word), prot)):
+    step = mapping.protect(_held(word), prot, copied)
+    if not _write(port, editor, kalloc, space, vpn, step):
         raise InternalError(f"vm.protect: the {editor.layout.kind} table refused vpn {vpn}")

@@ -520,7 +520,8 @@ class Tables:
         entry = proc.mapping(vpn)
         if entry is None:
             raise InternalError(f"Tables.map_user: vpn {vpn} of {pid} is not valid")
-        vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, self.pte_prot(entry))
+        prot, copied = self.pte_prot(entry), self.copied_on_write(entry)
+        vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, prot, copied)
 
     # -- copy-on-write -----------------------------------------------------------------
 
@@ -549,9 +550,13 @@ class Tables:
 
     def protect(self, port: Port, user: User, prot: int) -> None:
         """Give ``user``'s present PTE the rights ``prot`` (its frame, R and M kept); the
-        edit invalidates the TLB entry."""
+        edit invalidates the TLB entry. The edit says whether the page is shared
+        copy-on-write, which the proofs hold it to (no write granted then)."""
         pid, vpn = user
-        vm.protect(port, self.editor, self.kalloc, self.process(pid).space, vpn, prot)
+        proc = self.process(pid)
+        entry = proc.mapping(vpn)
+        copied = entry is not None and self.copied_on_write(entry)
+        vm.protect(port, self.editor, self.kalloc, proc.space, vpn, prot, copied)
 
     def _unmap_pte(self, port: Port, pfn: int, user: User) -> int:
         pid, vpn = user

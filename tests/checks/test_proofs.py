@@ -190,6 +190,10 @@ def test_the_slot_predicates_catch_a_shared_slot_freed_early() -> None:
         ("clear_referenced", "TLB not invalidated", "tlb_agrees"),
         ("discard", "guard dropped", "no_dirty_dropped"),
         ("access", "PTE not written", "tlb_agrees"),
+        # A fork's write-protect that leaves the writable TLB entry of a shared page.
+        ("protect", "TLB not invalidated", "copies_read_only"),
+        # A page mapped shared copy-on-write with its protection, write included.
+        ("map_page", "guard dropped", "copies_read_only"),
     ],
 )
 def test_the_classic_tlb_and_dirty_bugs_are_refuted(

@@ -91,6 +91,7 @@ def observed(r: Rig, ghost: mp.MappingState) -> mp.MappingState:
                 entry.dirty,
                 entry.written,
                 entry.lost,
+                entry.copied,
             ),
         )
     return state
