@@ -413,7 +413,7 @@ def kernel_read(va: int, context: ArchState) -> FaultRecord:
     """A system call's read of user address ``va``, as the fault it would be: a read by
     the SYS instruction, which is one word before ``context``'s PC (the registers the call
     trapped with), with nothing to undo."""
-    return FaultRecord(TrapKind.PAGE_FAULT, va, Access.READ, context.pc - 1, ())
+    return FaultRecord(TrapKind.PAGE_FAULT, va, Access.READ, context.pc - 1, (), by_kernel=True)
 
 
 def kernel_fault(
@@ -502,12 +502,17 @@ def instruction_pins(t: Tables, proc: Process, record: FaultRecord) -> tuple[Pag
     running again) keeps the pages it faulted in; otherwise the list starts
     afresh. Replacement avoids evicting these pages, so an instruction that
     touches several pages is not robbed of the first while the second comes in.
+    A system call's own read (a fault in kernel mode) needs the page holding its
+    SYS as well: the call runs again from there once its buffer is in, and losing
+    that page to the buffer and the buffer to it would go round for ever.
     """
-    entry = proc.mapping(record.va // t.config.page_words)
-    earlier = proc.pinned if proc.ticket is not None else ()
-    if entry is None or entry.page in earlier:
-        return earlier
-    return (*earlier, entry.page)
+    needed = (record.fault_pc, record.va) if record.by_kernel else (record.va,)
+    pinned = list(proc.pinned if proc.ticket is not None else ())
+    for va in needed:
+        entry = proc.mapping(va // t.config.page_words)
+        if entry is not None and entry.page not in pinned:
+            pinned.append(entry.page)
+    return tuple(pinned)
 
 
 # -- performing (cannot fail) --------------------------------------------------------------

@@ -166,7 +166,8 @@ class ReferenceKernel:
             raise InternalError("ReferenceKernel.on_trap: a trap with no process on the CPU")
         self.t.advance_clock()
         if trap.kind is TrapKind.SYSCALL:
-            process.instruction_retired(self.t, self.t.process(pid))
+            if trap.number != SYS_WRITE:  # WRITE retires its SYS only once it has printed
+                process.instruction_retired(self.t, self.t.process(pid))
             if trap.number == SYS_EXIT:
                 status = port.context().regs[0]
                 process.terminate(self.t, port, pid, "exit", status=status)

@@ -422,7 +422,11 @@ def write(t: Tables, port: Port, pid: int) -> None:
 
     The words are read from the page's frame. A page that is not resident is a fault in
     kernel mode (:func:`~pagingcheck.impl.reference.fault.kernel_fault`): the page comes
-    in, and the process runs the call again from the start, so it prints exactly once."""
+    in, and the process runs the call again from the start, so it prints exactly once.
+    Until then the call is an unfinished instruction that keeps its ticket (its place
+    among the instructions served first) and its pinned pages across its runs, as any
+    instruction that faults again does: taking a new ticket at each run, it would always
+    be the youngest, whose pages every other instruction may take."""
     proc = t.process(pid)
     context = port.context()
     va, count = context.regs[1], context.regs[2]
@@ -431,6 +435,7 @@ def write(t: Tables, port: Port, pid: int) -> None:
     read = faults.kernel_read(va, context)
     entry = proc.mapping(vpn) if vpn is not None else None
     if entry is None or faults.check_access(t, proc, read) is not None:
+        instruction_retired(t, proc)
         t.emit("write", pid, vpn, detail="failed")
         port.resume(dataclasses.replace(context, regs=(WRITE_FAILED, *context.regs[1:])))
         return
@@ -440,6 +445,7 @@ def write(t: Tables, port: Port, pid: int) -> None:
         if signal is not None:
             terminate(t, port, pid, "signal", signal.reason)
         return
+    instruction_retired(t, proc)
     base = frame * words + va % words
     for address in range(base, base + count):
         port.console_write(port.read(address) & 0xFF)

@@ -133,6 +133,7 @@ class FaultRecord:
     fault_pc: int
     undo: tuple[tuple[int, int], ...]
     point: str = ""  # the fault point (isa.FAULT_POINTS) when the kernel knows it
+    by_kernel: bool = False  # a system call's own read of user memory (kernel mode)
 
 
 @dataclass(frozen=True)

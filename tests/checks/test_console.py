@@ -182,3 +182,25 @@ def test_a_kernel_that_never_brings_the_page_in_makes_no_progress() -> None:
     run = Run(checkconfig.load_text(WRITER), factory(BY_NAME["kernel_fault_ignored"]), None)
     violation = run.continue_fairly(20)
     assert violation is not None and violation.property == "progress"
+
+
+def test_a_fault_in_kernel_mode_pins_the_page_of_its_sys_with_the_buffer() -> None:
+    """The call runs again from its SYS once the buffer is in: were the SYS's own text page
+    free to go for the buffer, and the buffer for the text page, the call could go round
+    for ever on a full memory (as a derandomised campaign on an inverted table showed)."""
+    run = Run(checkconfig.load_text(WRITER), resolve_factory(REFERENCE_KERNEL), None)
+    check = checker(run)
+    for _ in range(100):
+        enabled = check.choices()
+        record, violation = check.step(next(c for c in enabled if c[0] in ("run", "disk")))
+        assert violation is None, violation.explain()
+        faulted = [e for e in record.events if e.kind == "kernel_fault"]
+        if faulted:
+            break
+    else:
+        raise AssertionError("no fault in kernel mode")
+    tables = check.system.kernel.t  # type: ignore[attr-defined]
+    writer = tables.processes[faulted[0].pid]
+    pages = {entry.vpn: entry.page for entry in writer.mappings}
+    assert writer.ticket is not None
+    assert {pages[0], pages[1]} <= set(writer.pinned)  # the SYS's text page, the buffer's
