@@ -90,6 +90,8 @@ class CheckConfig:
     variants: tuple[dict[str, dict[str, Any]], ...] = ()
     coverage: tuple[str, ...] = ()
     coverage_each: tuple[str, ...] = ()  # situations every variant must reach on its own
+    # Situations every page-table format must reach, in one of its variants at least.
+    coverage_format: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     profile: str = "ci"  # the settings profile its budget was scaled by
@@ -340,21 +342,24 @@ def _situations(data: Any, where: str) -> tuple[str, ...]:
     return tuple(data)
 
 
-def parse_coverage(data: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def parse_coverage(data: Any) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """The coverage section: the paging situations the runs must reach.
 
     ``all`` or a list: situations the variants must reach together. A
-    mapping says it in two parts: ``together`` (as before) and
-    ``every_variant``, situations each variant must reach on its own.
-    Absent, none is required (the table is still reported).
+    mapping says it in up to three parts: ``together`` (as before),
+    ``every_variant``, situations each variant must reach on its own, and
+    ``every_format``, situations each page-table format the variants use
+    must reach in one of its variants at least. Absent, none is required
+    (the table is still reported).
     """
     if isinstance(data, dict):
-        known_keys(data, {"together", "every_variant"}, "coverage")
+        known_keys(data, {"together", "every_variant", "every_format"}, "coverage")
         return (
             _situations(data.get("together"), "coverage.together"),
             _situations(data.get("every_variant"), "coverage.every_variant"),
+            _situations(data.get("every_format"), "coverage.every_format"),
         )
-    return _situations(data, "coverage"), ()
+    return _situations(data, "coverage"), (), ()
 
 
 def parse_limits(data: Any) -> Limits:

@@ -351,6 +351,8 @@ def verify(
     else:
         progress(f"[1/{len(works)}] {works[0][0]}")
     short: dict[str, list[str]] = {}  # variant -> situations it must reach alone and did not
+    formats = {name: run.hardware.page_table for name, run in runs}
+    by_format: dict[str, Coverage] = {kind: Coverage() for kind in formats.values()}
     first, order = len(report.checks), [name for name, _ in works]
     finished = run_all(works, factory, implementation, config.limits, jobs, in_process, status)
     for count, done in enumerate(finished, start=1):
@@ -361,6 +363,7 @@ def verify(
             done = _proofs_check(done)
         elif isinstance(done, Finished):
             report.coverage.merge(done.coverage)
+            by_format[formats[done.name]].merge(done.coverage)
             if missing_here := done.coverage.unreached(config.coverage_each):
                 short[done.name] = missing_here
             done = _campaign_check(done, implementation, trace_dir, factory)
@@ -414,4 +417,26 @@ def verify(
                 extra={"unreached_by_variant": short},
             )
         )
+    if config.coverage_format:
+        report.checks.append(_format_coverage(config.coverage_format, by_format, smaller))
     return report
+
+
+def _format_coverage(
+    required: tuple[str, ...], by_format: dict[str, Coverage], smaller: str
+) -> CheckResult:
+    """The check that each page-table format reached ``required`` in its variants together."""
+    short = {
+        kind: missing
+        for kind, reached in sorted(by_format.items())
+        if (missing := reached.unreached(required))
+    }
+    detail = (
+        f"every page-table format ({', '.join(sorted(by_format))}) reached {', '.join(required)}"
+        if not short
+        else "; ".join(f"{kind} never reached {', '.join(s)}" for kind, s in short.items())
+        + smaller
+    )
+    return CheckResult(
+        "coverage:every_format", not short, detail, extra={"unreached_by_format": short}
+    )

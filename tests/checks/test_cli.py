@@ -392,20 +392,29 @@ def test_a_bug_in_pagingcheck_exits_3_and_is_not_blamed_on_the_kernel(
     assert "kernel_crash" not in result.stdout + result.stderr
 
 
-def test_a_variant_that_misses_a_situation_every_variant_needs_is_named(tmp_path: Path) -> None:
+def test_a_variant_or_format_that_misses_a_situation_it_needs_is_named(tmp_path: Path) -> None:
     config = tmp_path / "each.yaml"
     config.write_text(
         TINY
         + "variants: [{name: plain}, {name: linear, hardware: {page_table: linear}}]\n"
-        + "coverage: {every_variant: [fault:page_fault, protection_kill]}\n"
+        + "coverage: {every_variant: [fault:page_fault, protection_kill],\n"
+        + "           every_format: [fault:page_fault, protection_kill]}\n"
     )
     code, out = run("verify", "--config", str(config), "--traces", str(tmp_path), "--json")
-    check = next(c for c in json.loads(out)["results"] if c["name"] == "coverage:every_variant")
-    assert code == 1 and not check["ok"]
-    assert check["unreached_by_variant"] == {
+    checks = {c["name"]: c for c in json.loads(out)["results"]}
+    each, formats = checks["coverage:every_variant"], checks["coverage:every_format"]
+    assert code == 1 and not each["ok"] and not formats["ok"]
+    assert each["unreached_by_variant"] == {
         "plain": ["protection_kill"],
         "linear": ["protection_kill"],
     }
+    assert formats["unreached_by_format"] == {
+        "linear": ["protection_kill"],
+        "multilevel": ["protection_kill"],
+    }
+    assert formats["detail"] == (
+        "linear never reached protection_kill; multilevel never reached protection_kill"
+    )
 
 
 def test_a_coverage_shortfall_under_a_smaller_profile_says_so(tmp_path: Path) -> None:

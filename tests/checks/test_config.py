@@ -157,6 +157,10 @@ def test_coverage_can_require_situations_of_every_variant() -> None:
         checkconfig.load_text(GOOD + "coverage: {every_variant: [nothing]}\n")
     with pytest.raises(ConfigError, match="coverage: unknown key 'each'"):
         checkconfig.load_text(GOOD + "coverage: {each: all}\n")
+    formats = checkconfig.load_text(GOOD + "coverage: {every_format: [exec, wait_asleep]}\n")
+    assert (formats.coverage, formats.coverage_format) == ((), ("exec", "wait_asleep"))
+    with pytest.raises(ConfigError, match=r"coverage\.every_format: unknown situation"):
+        checkconfig.load_text(GOOD + "coverage: {every_format: [nothing]}\n")
 
 
 def test_parsing_leaves_the_parsed_yaml_as_it_was() -> None:
