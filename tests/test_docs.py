@@ -163,7 +163,7 @@ def _counterpart(item: dict[str, Any], actual: list[dict[str, Any]]) -> dict[str
 
 
 # Keys a verify check carries only when it has them (a violation; a coverage shortfall).
-_CHECK_EXTRAS = {"violation", "unreached", "unreached_by_variant"}
+_CHECK_EXTRAS = {"violation", "unreached", "unreached_by_variant", "unreached_by_format"}
 
 
 def _commands() -> list[tuple[str, list[str]]]:
