@@ -7,6 +7,7 @@ the view, and the refinement-only bugs corrupt nothing but data.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -26,16 +27,21 @@ from pagingcheck.model.config import HardwareConfig
 #: make: enough for searches to shorten several, in less time than the full budget of
 #: ``pagingcheck mutants`` (checks/minimize.py) takes.
 QUICK_SEARCH_STATES = 1_000
+#: Seconds each campaign of the tests' kill matrix may shrink its trace (minimizing takes
+#: up to twice as long again): the matrix is most of the default test run's time.
+QUICK_SHRINK_SECONDS = 8
 
 
 @pytest.fixture(scope="module")
 def matrix(default_config: CheckConfig, tmp_path_factory: pytest.TempPathFactory) -> list[KillRow]:
-    """The kill matrix of every mutant on the default configuration, on every core, with a
-    smaller search budget than ``pagingcheck mutants`` (the workers are forked, so they
-    inherit it)."""
+    """The kill matrix of every mutant on the default configuration, on every core, with
+    smaller shrinking and search budgets than ``pagingcheck mutants`` (the workers are
+    forked, so they inherit them)."""
+    budget = dataclasses.replace(default_config.budget, shrink_seconds=QUICK_SHRINK_SECONDS)
+    config = dataclasses.replace(default_config, budget=budget)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(minimize, "SEARCH_STATES", QUICK_SEARCH_STATES)
-        return kill_matrix(default_config, tmp_path_factory.mktemp("traces"), jobs=default_jobs())
+        return kill_matrix(config, tmp_path_factory.mktemp("traces"), jobs=default_jobs())
 
 
 def test_every_mutant_is_killed_by_its_property(matrix: list[KillRow]) -> None:
