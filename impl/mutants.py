@@ -578,8 +578,8 @@ def _forget_nothing(original: Callable[..., None]) -> Callable[..., None]:
 def _wait_reaps_live_child(original: Callable[..., None]) -> Callable[..., None]:
     def wait(t: Tables, port: Port, pid: int) -> None:
         living = [c.pid for c in t.live() if c.parent == pid]
-        exited = [c for c in t.processes.values() if c.parent == pid and c.status is not None]
-        if living and not any(not c.reaped for c in exited):
+        children = [c for c in t.processes.values() if c.parent == pid]
+        if living and all(c.state != "exited" or c.reaped for c in children):
             # BUG: with no child exited yet, a live one is returned as if it had exited
             context = port.context()
             port.resume(dataclasses.replace(context, regs=(living[0], 0, *context.regs[2:])))

@@ -531,8 +531,9 @@ def write_protect(t: Tables, port: Port, pid: int) -> None:
     proc = t.process(pid)
     for entry in proc.mappings:
         user = (pid, entry.vpn)
-        if t.copied_on_write(entry) and bits.is_present(t.pte_of(port, user)):
-            t.protect(port, user, t.pte_prot(entry))
+        prot, copied = t.pte_rights(entry)
+        if copied and bits.is_present(t.pte_of(port, user)):
+            t.protect(port, user, prot)
 
 
 # -- the heap --------------------------------------------------------------------------------

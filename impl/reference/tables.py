@@ -521,7 +521,7 @@ class Tables:
         entry = proc.mapping(vpn)
         if entry is None:
             raise InternalError(f"Tables.map_user: vpn {vpn} of {pid} is not valid")
-        prot, copied = self.pte_prot(entry), self.copied_on_write(entry)
+        prot, copied = self.pte_rights(entry)
         vm.map_page(port, self.editor, self.kalloc, proc.space, vpn, pfn, prot, copied)
 
     # -- copy-on-write -----------------------------------------------------------------
@@ -544,10 +544,11 @@ class Tables:
             and len(self.sharers(entry.page)) > 1
         )
 
-    def pte_prot(self, entry: Mapping) -> int:
-        """The rights ``entry``'s PTE grants: its protection, less write while the page is
-        shared copy-on-write."""
-        return entry.prot & ~bits.WRITE if self.copied_on_write(entry) else entry.prot
+    def pte_rights(self, entry: Mapping) -> tuple[int, bool]:
+        """The rights ``entry``'s PTE grants (its protection, less write while the page is
+        shared copy-on-write), and whether it is: the sharers are looked up once."""
+        copied = self.copied_on_write(entry)
+        return (entry.prot & ~bits.WRITE if copied else entry.prot), copied
 
     def protect(self, port: Port, user: User, prot: int) -> None:
         """Give ``user``'s present PTE the rights ``prot`` (its frame, R and M kept); the
