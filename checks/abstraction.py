@@ -10,7 +10,8 @@ Per component, in plain functions:
   walking the page table in memory), else where the kernel's view says
   (a frame while it is written back, a swap slot, an image block, zeros);
   the words themselves are always read from the hardware;
-* the console is what the hardware's console has printed.
+* the console is what the hardware's console has printed, and its input what
+  is still typed there, unread.
 
 ``homes_agree`` checks the view's homes against the page tables, so a view
 that misplaces a page is a violation, not a silent change of contents.
@@ -78,4 +79,4 @@ def abstract(state: Observed, fault_starts: MappingType[int, ArchState]) -> Spec
     frozen = tuple(
         (key, tuple(pages[i] for i in sorted(pages))) for key, pages in sorted(objects.items())
     )
-    return SpecState(tuple(processes), frozen, state.machine.console)
+    return SpecState(tuple(processes), frozen, state.machine.console, state.machine.console_input)

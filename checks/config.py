@@ -9,6 +9,7 @@ The built-in default ships as package data (``default.yaml``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -41,6 +42,7 @@ class Workload:
     timer: bool = True
     kills: bool = False
     progress_bound: int = DEFAULT_PROGRESS_BOUND
+    console_input: tuple[int, ...] = ()  # the bytes typed at the console, for READ
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def known_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
+def known_keys(data: dict[str, Any], allowed: AbstractSet[str], where: str) -> None:
     """Refuse a key of ``data`` that is not ``allowed``, naming the ones that are."""
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -243,7 +245,7 @@ def parse_workload(data: Any, hardware: HardwareConfig) -> Workload:
     data = mapping(data, "workload")
     known_keys(
         data,
-        {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"},
+        WORKLOAD_KEYS,
         "workload",
     )
     raw_programs = data.get("programs")
@@ -271,7 +273,30 @@ def parse_workload_options(data: dict[str, Any], programs: int) -> dict[str, Any
         "progress_bound": integer(
             data.get("progress_bound", DEFAULT_PROGRESS_BOUND), "workload.progress_bound", 1
         ),
+        "console_input": console_input(data.get("input", ""), "workload.input"),
     }
+
+
+#: The keys of a workload section.
+WORKLOAD_KEYS = frozenset(
+    {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound", "input"}
+)
+
+
+def console_input(value: Any, where: str) -> tuple[int, ...]:
+    """What is typed at the console: a string of characters ``\\x00 .. \\xff`` (one byte
+    each), or a list of bytes ``0 .. 255``."""
+    if isinstance(value, str):
+        if any(ord(char) > 255 for char in value):
+            raise ConfigError(
+                f"{where}: only characters \\x00 to \\xff can be typed (one byte each)"
+            )
+        return tuple(ord(char) for char in value)
+    if isinstance(value, list):
+        return tuple(
+            integer(item, f"{where}[{index}] (a byte)", 0, 255) for index, item in enumerate(value)
+        )
+    raise ConfigError(f"{where}: expected a string, or a list of bytes 0 .. 255")
 
 
 def parse_budget(data: Any) -> Budget:

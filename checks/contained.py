@@ -80,6 +80,7 @@ PORT_OPERATIONS: dict[str, bool] = {
     "submit": True,
     "set_timer": False,
     "console_write": False,
+    "console_read": True,
     "register_space": False,
     "release_space": True,
     "image": True,

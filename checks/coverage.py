@@ -37,9 +37,17 @@ The situations about transfers say exactly what happened:
     such a first touch killed its process (refinement has checked that the
     view showed no free swap slot);
 ``kernel_mode_fault``
-    a system call that reads user memory (WRITE) found its buffer's page not
-    resident, and the kernel will run the call again once the page is in
-    (refinement has checked that the step changed nothing the spec sees);
+    a system call that reads or writes user memory (WRITE, READ) found its
+    buffer's page not resident (or, for READ, shared copy-on-write), and the
+    kernel will run the call again once the page is in (refinement has
+    checked that the step changed nothing the spec sees);
+``read_input``
+    a READ took console input into user memory;
+``kernel_cow_break``
+    a READ's buffer was on a private page whose frame or slot another
+    process's private page shared (a fork's copy-on-write), and after the
+    step the two no longer share it: the kernel copied the page before
+    writing it;
 ``fork``
     a FORK made a child process;
 ``cow_break``
@@ -73,9 +81,11 @@ from pagingcheck.model.isa import (
     EXEC_FAILED,
     FAULT_POINTS,
     SYS_EXEC,
+    SYS_READ,
     SYS_SBRK,
     SYS_WAIT,
     SYS_WRITE,
+    buffer_page,
 )
 from pagingcheck.model.traps import TrapKind
 
@@ -100,6 +110,8 @@ SITUATIONS: tuple[str, ...] = (
     "lazy_first_touch",
     "out_of_memory_kill",
     "kernel_mode_fault",
+    "read_input",
+    "kernel_cow_break",
     "fork",
     "cow_break",
     "cow_takeover",
@@ -153,8 +165,9 @@ class Tracker:
                 reached.add("heap_growth")
             if _gained_pages(pid, after, before):
                 reached.add("heap_shrink")
-        if result is not None and result.syscall == SYS_WRITE and not result.retired:
+        if result is not None and result.syscall in (SYS_READ, SYS_WRITE) and not result.retired:
             reached.add("kernel_mode_fault")  # the step was a restarted call (see refinement)
+        reached |= _console_read(config, record, before, after)
         if result is not None and result.syscall == SYS_WAIT and not result.retired:
             reached.add("wait_asleep")  # restarted too
         executed = result is not None and result.syscall == SYS_EXEC and result.retired
@@ -220,6 +233,27 @@ def _returned(pid: int, after: Observed) -> int | None:
     if process is None or pid not in after.live:
         return None
     return registers(after, process, {}).regs[0]
+
+
+def _console_read(
+    config: HardwareConfig, record: StepRecord, before: Observed, after: Observed
+) -> set[str]:
+    """``read_input`` and ``kernel_cow_break`` for a READ step (see the module docstring)."""
+    result = record.result
+    if result is None or result.syscall != SYS_READ:
+        return set()
+    reached = set()
+    if len(after.machine.console_input) < len(before.machine.console_input):
+        reached.add("read_input")
+    pid = int(record.choice[1])
+    process = after.view.process(pid)
+    if process is None or pid not in after.live:
+        return reached
+    regs = registers(after, process, {}).regs
+    vpn = buffer_page(regs[1], regs[2], config.page_words)
+    if vpn is not None and before.shares_copy(pid, vpn) and not after.shares_copy(pid, vpn):
+        reached.add("kernel_cow_break")
+    return reached
 
 
 def _gained_pages(pid: int, before: Observed, after: Observed) -> bool:

@@ -187,6 +187,12 @@ class RemotePort(Port):
         self._closed("console_write")
         self._send("console_write", self._byte("console_write", byte))
 
+    def console_read(self) -> int | None:
+        """Take the next byte typed at the console (the machine keeps the input)."""
+        self._closed("console_read")
+        answer = self._ask("console_read")
+        return None if answer is None else int(answer)
+
     def register_space(self, asid: int, root: int) -> None:
         """Declare an address space."""
         self._closed("register_space")

@@ -592,6 +592,12 @@ class LoggingPort(Port):
         self._logged("console_write", byte)
         self.inner.console_write(byte)
 
+    def console_read(self) -> int | None:
+        """Carried out, then logged with the byte it took."""
+        byte = self.inner.console_read()
+        self._logged("console_read", value=byte, answered=True)
+        return byte
+
     def register_space(self, asid: int, root: int) -> None:
         """Logged, then carried out."""
         self._logged("register_space", asid, root)

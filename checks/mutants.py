@@ -50,9 +50,17 @@ class KillRow:
 
 def mutant_config(config: CheckConfig, mutant: Mutant) -> CheckConfig:
     """``config``'s first variant with the mutant's overrides applied: its hardware and
-    kernel settings, and the programs it boots when the configuration has them."""
+    kernel settings, the programs it leaves out, and the programs it boots when the
+    configuration has them."""
     _, base = config.expand()[0]
     workload = base.workload
+    names = [program.name for program in workload.programs]
+    kept = [index for index, name in enumerate(names) if name not in mutant.leaves_out]
+    workload = dataclasses.replace(
+        workload,
+        programs=tuple(workload.programs[index] for index in kept),
+        initial=tuple(kept.index(index) for index in workload.initial if index in kept),
+    )
     names = [program.name for program in workload.programs]
     if mutant.boots and all(name in names for name in mutant.boots):
         booted = tuple(names.index(name) for name in mutant.boots)

@@ -30,8 +30,16 @@ from pagingcheck.checks.progress import STATEMENT as PROGRESS_STATEMENT
 from pagingcheck.checks.progress import Watchdog
 from pagingcheck.checks.system import HOOK_SECONDS, Choice, KernelFailed, StepRecord, System
 from pagingcheck.model import bits
+from pagingcheck.model.cpu import StepResult
 from pagingcheck.model.fingerprint import fingerprint
-from pagingcheck.model.isa import EXEC_FAILED, SYS_EXEC, ArchState
+from pagingcheck.model.isa import (
+    EXEC_FAILED,
+    SYS_EXEC,
+    SYS_READ,
+    SYS_WRITE,
+    ArchState,
+    buffer_page,
+)
 from pagingcheck.model.program import Program
 from pagingcheck.model.traps import Fault, TrapKind
 from pagingcheck.spec import machine as spec
@@ -233,6 +241,8 @@ class Checker:
             reaped=r0,
         )
         if result.retired:
+            if pid not in self.observed.live and self._call_out_of_swap(state, pid, result):
+                return spec.exit_process(state, pid), f"process {pid} ran out of swap in a call"
             if isinstance(outcome, spec.Blocked):
                 return state, f"process {pid} waits for a child"
             if not isinstance(outcome, spec.Retired):
@@ -299,6 +309,22 @@ class Checker:
             else:
                 needed = int(before.unbacked(pid, vpn))
         return needed > len(before.view.free_slots)
+
+    def _call_out_of_swap(self, state: SpecState, pid: int, result: StepResult) -> bool:
+        """Whether killing ``pid`` in a READ or WRITE was a fair out-of-memory kill: the
+        kernel's own access to the buffer's page needed a new swap slot (the first touch of
+        a page that holds none, or, for READ, a copy of a page shared copy-on-write) and the
+        view, before the step, listed none free."""
+        process = state.process(pid)
+        if result.syscall not in (SYS_READ, SYS_WRITE) or process is None:
+            return False
+        va, count = process.regs.regs[1], process.regs.regs[2]
+        vpn = buffer_page(va, count, self.system.machine.config.page_words)
+        if vpn is None:
+            return False
+        before = self._before_step
+        copies = result.syscall == SYS_READ and before.shares_copy(pid, vpn)
+        return (before.unbacked(pid, vpn) or copies) and not before.view.free_slots
 
     def _grew(self, pid: int) -> bool:
         """Whether the step just taken gave ``pid`` valid pages it did not have."""
@@ -415,6 +441,11 @@ def describe_difference(expected: SpecState, actual: SpecState) -> str:
                 return f"process {pid} {_page_difference(vpn, want, got)}"
     if expected.console != actual.console:
         return f"console: spec {printed(expected.console)}, system {printed(actual.console)}"
+    if expected.console_input != actual.console_input:
+        return (
+            f"console input left to read: spec {printed(expected.console_input)}, "
+            f"system {printed(actual.console_input)}"
+        )
     return "abstract states differ"
 
 

@@ -130,6 +130,7 @@ def start(
         timer=workload.timer,
         kills=workload.kills,
         call_seconds=config.limits.call_seconds,
+        console_input=workload.console_input,
     )
     return Checker(system)
 

@@ -508,10 +508,13 @@ def boot_system(
     timer: bool = True,
     kills: bool = False,
     call_seconds: float = HOOK_SECONDS,
+    console_input: Sequence[int] = (),
 ) -> System:
-    """Install ``programs``, boot ``kernel`` on ``machine`` and spawn the programs ``initial``
-    indexes. Raises KernelFailed when the kernel fails doing so."""
+    """Install ``programs``, type ``console_input`` at the console, boot ``kernel`` on
+    ``machine`` and spawn the programs ``initial`` indexes. Raises KernelFailed when the
+    kernel fails doing so."""
     images = install(machine, programs, machine.config.swap_slots)
+    machine.console_input = tuple(console_input)
     system = System(
         machine,
         kernel,

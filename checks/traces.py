@@ -26,6 +26,7 @@ import yaml
 
 from pagingcheck.checks.config import (
     GROWTH_KEYS,
+    WORKLOAD_KEYS,
     Budget,
     CheckConfig,
     Limits,
@@ -233,7 +234,7 @@ def _configuration(trace: Trace) -> dict[str, Any]:
 
 def workload_to_data(workload: Workload, programs: Sequence[Program]) -> dict[str, Any]:
     """A workload as plain data (``programs`` are its programs as run: a trace's own)."""
-    return {
+    data: dict[str, Any] = {
         "programs": [program_to_data(p) for p in programs],
         "initial": list(workload.initial),
         "max_spawns": workload.max_spawns,
@@ -241,15 +242,16 @@ def workload_to_data(workload: Workload, programs: Sequence[Program]) -> dict[st
         "kills": workload.kills,
         "progress_bound": workload.progress_bound,
     }
+    if workload.console_input:  # left out when empty, as traces written before READ had it
+        data["input"] = "".join(map(chr, workload.console_input))
+    return data
 
 
 def workload_from_data(data: object, hardware: HardwareConfig) -> Workload:
     """The workload ``data`` (as :func:`workload_to_data` gives it) describes, its programs
     checked against ``hardware``; ConfigError for anything else."""
     raw = mapping(data, "workload")
-    known_keys(
-        raw, {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound"}, "workload"
-    )
+    known_keys(raw, WORKLOAD_KEYS, "workload")
     programs = tuple(
         program_from_data(p, f"workload.programs[{i}]")
         for i, p in enumerate(_list(raw.get("programs"), "workload.programs"))

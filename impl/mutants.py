@@ -63,6 +63,8 @@ class Mutant:
     # Programs (by name) to boot instead of the configuration's initial processes, where
     # the configuration has them all: the workload that reaches the buggy code soonest.
     boots: tuple[str, ...] = ()
+    # Programs (by name) left out of the workload: neither booted nor spawned.
+    leaves_out: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -527,6 +529,27 @@ def _write_of_invalid_buffer_succeeds(original: Callable[..., None]) -> Callable
     return write
 
 
+def _read_into_shared_frame(original: Callable[..., int | None]) -> Callable[..., int | None]:
+    def own_frame(t: Tables, port: Port, user: tuple[int, int]) -> int | None:
+        pte = t.pte_of(port, user)
+        # BUG: any resident frame will do, even one a fork still shares copy-on-write (its
+        # PTE lacks write): the kernel writes it by its physical address, so no fault says no
+        return bits.pfn(pte) if bits.is_present(pte) else None
+
+    return own_frame
+
+
+def _read_leaves_page_clean(original: Callable[..., int]) -> Callable[..., int]:
+    def fill_buffer(t: Tables, port: Port, page: PageId, base: int, count: int) -> int:
+        filled = 0
+        while filled < count and (byte := port.console_read()) is not None:
+            port.write(base + filled, byte)
+            filled += 1
+        return filled  # BUG: the page is not marked dirty; its PTE's modified bit is clear
+
+    return fill_buffer
+
+
 def _shrink_keeps_slots(original: Callable[..., None]) -> Callable[..., None]:
     def release_private(t: Tables, port: Port, pid: int, entries: list[Any]) -> None:
         for entry in entries:
@@ -732,9 +755,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "replacement takes pages an unfinished instruction still needs (livelock)",
         "progress",
         ((fault, "least_needed", _rob_unfinished),),
-        # Without the forker: robbing the page a copy-on-write fault copies from shows
-        # sooner, as refinement, than the livelock this bug is here to show.
+        # Without the forker, booted or spawned: robbing the page a copy-on-write fault
+        # copies from shows sooner, as refinement, than the livelock this bug is here to show.
         boots=("straddle", "sharer", "sharer"),
+        leaves_out=("forker",),
     ),
     Mutant(
         "zero_fill_swapped_page",
@@ -797,6 +821,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "refinement",
         ((process, "write", _write_of_invalid_buffer_succeeds),),
         boots=("wanderer",),
+    ),
+    Mutant(
+        "read_skips_cow_break",
+        "READ writes its input into a page a fork still shares copy-on-write, without "
+        "copying it first: the other process sees the input too",
+        "refinement",
+        ((process, "own_frame", _read_into_shared_frame),),
+        boots=("forker",),
+    ),
+    Mutant(
+        "read_leaves_page_clean",
+        "READ writes its input into the buffer's frame but does not mark the page dirty, so "
+        "evicting it drops the input",
+        "refinement",
+        ((process, "fill_buffer", _read_leaves_page_clean),),
+        boots=("wanderer", "straddle"),
     ),
     Mutant(
         "cow_break_keeps_tlb_entry",

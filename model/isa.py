@@ -85,7 +85,7 @@ SBRK_FAILED = 0xFFFF_FFFF
 SYS_PUTC = 2
 #: Print a buffer: the low byte of each of the r2 words from virtual address r1 goes to
 #: the console, and r0 becomes r2; or, when the buffer is not within one page the process
-#: may read (``write_page``), nothing is printed and r0 becomes :data:`WRITE_FAILED`.
+#: may read (``buffer_page``), nothing is printed and r0 becomes :data:`WRITE_FAILED`.
 SYS_WRITE = 3
 #: What WRITE returns in r0 when it fails.
 WRITE_FAILED = 0xFFFF_FFFF
@@ -108,14 +108,22 @@ EXEC_FAILED = 0xFFFF_FFFF
 SYS_WAIT = 6
 #: What WAIT returns in r0 when the caller has no children.
 WAIT_FAILED = 0xFFFF_FFFF
+#: Read from the console: each of the r2 words from virtual address r1 gets the next byte
+#: of the console's input, in order, until the input runs out; r0 becomes the number of
+#: words filled (0 once the input is exhausted; the words after them keep what they held).
+#: When the buffer is not within one page the process may write (``buffer_page``),
+#: nothing is read and r0 becomes :data:`READ_FAILED`.
+SYS_READ = 7
+#: What READ returns in r0 when it fails.
+READ_FAILED = 0xFFFF_FFFF
 #: The exit status of a process that did not exit by itself (killed, or signalled): a
 #: program that exits with this status cannot be told from one killed.
 KILLED = 0xFFFF_FFFF
 
 
-def write_page(va: int, count: int, page_words: int) -> int | None:
-    """The vpn of a WRITE buffer of ``count`` words from ``va``: one to a page's worth of
-    words, all on one page; None for any other buffer (the call fails)."""
+def buffer_page(va: int, count: int, page_words: int) -> int | None:
+    """The vpn of a READ or WRITE buffer of ``count`` words from ``va``: one to a page's
+    worth of words, all on one page; None for any other buffer (the call fails)."""
     if not 1 <= count <= page_words or (va + count - 1) // page_words != va // page_words:
         return None
     return va // page_words

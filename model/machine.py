@@ -31,6 +31,7 @@ class Machine:
     __slots__ = (
         "config",
         "console",
+        "console_input",
         "cpu",
         "disk",
         "format",
@@ -52,6 +53,8 @@ class Machine:
         self.timer = False
         #: Every byte the kernel has written to the console, oldest first.
         self.console: tuple[int, ...] = ()
+        #: The bytes typed at the console that no READ has taken yet, next first.
+        self.console_input: tuple[int, ...] = ()
         #: Declared address spaces: asid -> table root.
         self.spaces: dict[int, int] = {}
         #: The programs installed in the image area, by workload position.
@@ -72,6 +75,7 @@ class Machine:
         clone.disk = self.disk.copy()
         clone.timer = self.timer
         clone.console = self.console
+        clone.console_input = self.console_input
         clone.spaces = dict(self.spaces)
         clone.images = self.images
         return clone
@@ -86,6 +90,7 @@ class Machine:
             and self.disk == other.disk
             and self.timer == other.timer
             and self.console == other.console
+            and self.console_input == other.console_input
             and self.spaces == other.spaces
             and self.images == other.images
         )
@@ -103,5 +108,6 @@ class Machine:
             self.timer,
             self.spaces,
             self.console,
+            self.console_input,
             self.images,
         )

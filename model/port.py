@@ -21,7 +21,9 @@ disk       ``submit(op, block, pfn)``: queue a transfer, return its request id; 
            copy happens when the request completes, and the kernel hears of that
            in its disk hook
 timer      ``set_timer(on)``: arm or disarm the interval timer
-console    ``console_write(byte)``: print one byte (``0 .. 255``) on the console
+console    ``console_write(byte)``: print one byte (``0 .. 255``) on the console;
+           ``console_read()``: take the next byte typed at the console, or None when
+           the input is exhausted
 spaces     ``register_space(asid, root)``, ``release_space(asid)``: declare the
            address spaces the kernel runs, so the checks can walk every one of them
 programs   ``image(index)``: the program image installed at position ``index`` of the
@@ -265,6 +267,10 @@ class Port(ABC):
         """Print ``byte`` (``0 .. 255``) on the console."""
 
     @abstractmethod
+    def console_read(self) -> int | None:
+        """Take the next byte (``0 .. 255``) typed at the console; None when there is none."""
+
+    @abstractmethod
     def register_space(self, asid: int, root: int) -> None:
         """Declare address space ``asid`` with its table at ``root`` (again: a new root)."""
 
@@ -382,6 +388,15 @@ class MachinePort(Port):
         """Print ``byte`` (``0 .. 255``) on the console."""
         machine = self._machine("console_write")
         machine.console += (self._byte("console_write", byte),)
+
+    def console_read(self) -> int | None:
+        """Take the next byte (``0 .. 255``) typed at the console; None when there is none."""
+        machine = self._machine("console_read")
+        if not machine.console_input:
+            return None
+        byte, *rest = machine.console_input
+        machine.console_input = tuple(rest)
+        return byte
 
     # -- address spaces ------------------------------------------------------------------------
 

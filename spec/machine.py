@@ -27,11 +27,13 @@ from pagingcheck.model.isa import (
     EXEC_FAILED,
     FORK_FAILED,
     KILLED,
+    READ_FAILED,
     SBRK_FAILED,
     SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
     SYS_PUTC,
+    SYS_READ,
     SYS_SBRK,
     SYS_WAIT,
     SYS_WRITE,
@@ -40,8 +42,8 @@ from pagingcheck.model.isa import (
     ArchState,
     Completed,
     Faulted,
+    buffer_page,
     execute,
-    write_page,
 )
 from pagingcheck.model.program import STACK_POINTER, Program, heap_break, signed
 from pagingcheck.model.traps import Access, Fault, TrapKind
@@ -262,7 +264,7 @@ def write(
     of each word of the buffer goes to the console and r0 is its length; or, for a buffer
     not within one page ``pid`` may read, nothing is printed and r0 is WRITE_FAILED."""
     va, count = regs.regs[1], regs.regs[2]
-    vpn = write_page(va, count, page_words)
+    vpn = buffer_page(va, count, page_words)
     process = state.process(pid)
     mapping = process.mapping(vpn) if process is not None and vpn is not None else None
     pages = state.object(mapping.key) if mapping is not None else None
@@ -279,6 +281,27 @@ def write(
         replace(state, console=(*state.console, *printed)),
         replace(regs, regs=(count, *regs.regs[1:])),
     )
+
+
+def read(
+    state: SpecState, pid: int, regs: ArchState, page_words: int
+) -> tuple[SpecState, ArchState]:
+    """The READ system call of ``pid`` (registers ``regs`` after it trapped): the buffer's
+    words take the console's next input bytes, one each, until the buffer is full or the
+    input runs out, and r0 is how many it took; or, for a buffer not within one page
+    ``pid`` may write, nothing is read and r0 is READ_FAILED."""
+    va, count = regs.regs[1], regs.regs[2]
+    vpn = buffer_page(va, count, page_words)
+    process = state.process(pid)
+    mapping = process.mapping(vpn) if process is not None and vpn is not None else None
+    if mapping is None or mapping.prot & _NEEDS[Access.WRITE] != _NEEDS[Access.WRITE]:
+        return state, replace(regs, regs=(READ_FAILED, *regs.regs[1:]))
+    assert process is not None
+    typed = state.console_input[:count]
+    for offset, byte in enumerate(typed):
+        state = _write(state, process, va + offset, byte, page_words)
+    state = replace(state, console_input=state.console_input[len(typed) :])
+    return state, replace(regs, regs=(len(typed), *regs.regs[1:]))
 
 
 def fork(
@@ -385,7 +408,8 @@ def retire(
     (``program``'s rule) grows it and runs the instruction again. A signal kills
     the process (the default action); the exit system call retires and then
     removes it with its r0 as its status; PUTC adds r1's low byte to the console, WRITE
-    a buffer's (:func:`write`); FORK makes process ``child`` (:func:`fork`); EXEC starts
+    a buffer's (:func:`write`); READ fills a buffer from the console's input
+    (:func:`read`); FORK makes process ``child`` (:func:`fork`); EXEC starts
     one of ``programs`` unless the kernel failed it (:func:`exec_program`); WAIT returns
     the exited child ``reaped`` or blocks (:func:`wait`).
     """
@@ -417,6 +441,8 @@ def retire(
         state = replace(state, console=(*state.console, regs.regs[1] & 0xFF))
     elif outcome.syscall == SYS_WRITE:
         state, regs = write(state, pid, regs, page_words)
+    elif outcome.syscall == SYS_READ:
+        state, regs = read(state, pid, regs, page_words)
     elif outcome.syscall == SYS_FORK:
         state, regs = fork(state, pid, regs, child)
     elif outcome.syscall == SYS_EXEC:

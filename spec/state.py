@@ -9,7 +9,8 @@ is a set of **objects**, each a tuple of pages of words:
 
 A process maps each valid vpn to (object, page index within it, protection).
 The **console** is every byte the processes have printed, in the order their
-instructions retired. The **family** is who forked whom and the exit statuses
+instructions retired; its **input** is the bytes typed at it that no READ
+has taken yet, next first. The **family** is who forked whom and the exit statuses
 no parent has waited for yet: what WAIT returns. No hardware shows it (the
 kernel keeps it), so it is left out of a state's equality and is checked
 only through what WAIT returns. All values are frozen; steps in
@@ -73,12 +74,13 @@ class Family:
 
 @dataclass(frozen=True)
 class SpecState:
-    """Live processes (sorted by pid), the objects they map, what they printed, and their
-    family (not compared: no hardware shows it)."""
+    """Live processes (sorted by pid), the objects they map, what they printed, what is
+    left to read, and their family (not compared: no hardware shows it)."""
 
     processes: tuple[SpecProcess, ...] = ()
     objects: tuple[tuple[ObjectKey, tuple[Page, ...]], ...] = ()  # sorted by key
     console: tuple[int, ...] = ()
+    console_input: tuple[int, ...] = ()
     family: Family = field(default_factory=Family, compare=False)
 
     def process(self, pid: int) -> SpecProcess | None:

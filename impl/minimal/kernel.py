@@ -81,12 +81,14 @@ from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import (
     EXEC_FAILED,
     FORK_FAILED,
+    READ_FAILED,
     REGISTERS,
     SBRK_FAILED,
     SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
     SYS_PUTC,
+    SYS_READ,
     SYS_SBRK,
     SYS_WAIT,
     SYS_WRITE,
@@ -94,7 +96,7 @@ from pagingcheck.model.isa import (
     WRITE_FAILED,
     ArchState,
     SideEffects,
-    write_page,
+    buffer_page,
 )
 from pagingcheck.model.mmu import NEEDED
 from pagingcheck.model.port import Port
@@ -246,12 +248,14 @@ class MinimalKernel:
                 port.resume(state)
             elif trap.number == SYS_WRITE:
                 self._write(port, proc, state)
+            elif trap.number == SYS_READ:
+                self._read(port, proc, state)
             elif trap.number == SYS_FORK:  # not implemented here: the call fails
-                port.resume(ArchState((FORK_FAILED, *state.regs[1:]), state.pc, state.flags))
+                _return(port, state, FORK_FAILED)
             elif trap.number == SYS_EXEC:  # not implemented here either
-                port.resume(ArchState((EXEC_FAILED, *state.regs[1:]), state.pc, state.flags))
+                _return(port, state, EXEC_FAILED)
             elif trap.number == SYS_WAIT:  # no fork, so never a child to wait for
-                port.resume(ArchState((WAIT_FAILED, *state.regs[1:]), state.pc, state.flags))
+                _return(port, state, WAIT_FAILED)
             else:  # no other system call means anything: carry on
                 port.resume(state)
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:
@@ -326,27 +330,60 @@ class MinimalKernel:
             self._emit("wait", proc.pid, vpn)
 
     def _write(self, port: Port, proc: Proc, state: ArchState) -> None:
-        """WRITE: print the low byte of each word of the buffer (``model.isa.write_page``)
+        """WRITE: print the low byte of each word of the buffer (``model.isa.buffer_page``)
         from the frame holding its page, r0 its length; a buffer the process cannot read
         fails. A page not resident is brought in as the process's own read would bring it
         (a fault in kernel mode), and the call runs again: the SYS is one word back."""
-        words = self.hardware.page_words
         va, count = state.regs[1], state.regs[2]
-        vpn = write_page(va, count, words)
-        key = proc.space.get(vpn) if vpn is not None else None
-        needed = NEEDED[Access.READ] | bits.USER  # as a read of the page by the process
-        if vpn is None or key is None or self.pages[key].prot & needed != needed:
-            port.resume(ArchState((WRITE_FAILED, *state.regs[1:]), state.pc, state.flags))
+        vpn = self._buffer(proc, va, count, Access.READ)
+        if vpn is None:
+            _return(port, state, WRITE_FAILED)
             return
-        pfn = self._frame_of(key)
-        if pfn is None:
-            self._emit("kernel_fault", proc.pid, vpn, detail=f"read {va}")
-            self._bring_in(port, proc, vpn, ArchState(state.regs, state.pc - 1, state.flags))
+        base = self._resident(port, proc, vpn, va, state)
+        if base is None:
             return
-        base = pfn * words + va % words
         for address in range(base, base + count):
             port.console_write(port.read(address) & 0xFF)
-        port.resume(ArchState((count, *state.regs[1:]), state.pc, state.flags))
+        _return(port, state, count)
+
+    def _read(self, port: Port, proc: Proc, state: ArchState) -> None:
+        """READ: the console's next input bytes into the buffer's words, one a word, r0 how
+        many; a buffer the process cannot write fails. The page is brought in first as for
+        WRITE, and marked dirty: no PTE's modified bit saw the kernel's writes."""
+        va, count = state.regs[1], state.regs[2]
+        vpn = self._buffer(proc, va, count, Access.WRITE)
+        if vpn is None:
+            _return(port, state, READ_FAILED)
+            return
+        base = self._resident(port, proc, vpn, va, state)
+        if base is None:
+            return
+        filled = 0
+        while filled < count and (byte := port.console_read()) is not None:
+            port.write(base + filled, byte)
+            filled += 1
+        self.pages[proc.space[vpn]].dirty |= filled > 0
+        _return(port, state, filled)
+
+    def _buffer(self, proc: Proc, va: int, count: int, access: Access) -> int | None:
+        """The vpn of a READ or WRITE buffer the process may ``access``, or None."""
+        vpn = buffer_page(va, count, self.hardware.page_words)
+        key = proc.space.get(vpn) if vpn is not None else None
+        needed = NEEDED[access] | bits.USER  # as the process's own access of the page
+        if key is None or self.pages[key].prot & needed != needed:
+            return None
+        return vpn
+
+    def _resident(self, port: Port, proc: Proc, vpn: int, va: int, state: ArchState) -> int | None:
+        """The physical address of ``va`` on ``proc``'s page ``vpn``, or None when the page
+        is not resident: it is being brought in (a fault in kernel mode), and the system
+        call will run again from its SYS, one word back."""
+        pfn = self._frame_of(proc.space[vpn])
+        if pfn is None:
+            self._emit("kernel_fault", proc.pid, vpn, detail=f"va {va}")
+            self._bring_in(port, proc, vpn, ArchState(state.regs, state.pc - 1, state.flags))
+            return None
+        return pfn * self.hardware.page_words + va % self.hardware.page_words
 
     def _backed(self, key: PageKey) -> bool:
         """Give a writable private page its swap slot at its first touch (the heap's new
@@ -381,7 +418,7 @@ class MinimalKernel:
             del proc.space[vpn]
             self._drop_page(gone)
         result = SBRK_FAILED if new is None else brk * self.hardware.page_words
-        port.resume(ArchState((result, *state.regs[1:]), state.pc, state.flags))
+        _return(port, state, result)
 
     def _grow(self, proc: Proc, va: int, start: ArchState) -> range | None:
         """Grow ``proc``'s stack as far as an access to ``va`` asks (by the program's rule,
@@ -719,3 +756,8 @@ def _status(frame: Frame) -> FrameStatus:
 def _op(transfer: Transfer | None) -> Literal["read", "write"] | None:
     """The operation of a transfer in flight, or None."""
     return None if transfer is None else transfer.op
+
+
+def _return(port: Port, state: ArchState, r0: int) -> None:
+    """Return from a system call to the process whose registers are ``state``, with ``r0``."""
+    port.resume(ArchState((r0, *state.regs[1:]), state.pc, state.flags))

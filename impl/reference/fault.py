@@ -409,30 +409,34 @@ def handle_fault(t: Tables, port: Port, pid: int, trap: TrapFrame) -> Signal | N
     return None
 
 
-def kernel_read(va: int, context: ArchState) -> FaultRecord:
-    """A system call's read of user address ``va``, as the fault it would be: a read by
-    the SYS instruction, which is one word before ``context``'s PC (the registers the call
-    trapped with), with nothing to undo."""
-    return FaultRecord(TrapKind.PAGE_FAULT, va, Access.READ, context.pc - 1, (), by_kernel=True)
+def kernel_access(va: int, access: Access, context: ArchState) -> FaultRecord:
+    """A system call's own ``access`` (a READ, or a WRITE) of user address ``va``, as the
+    fault it would be: an access by the SYS instruction, which is one word before
+    ``context``'s PC (the registers the call trapped with), with nothing to undo."""
+    return FaultRecord(TrapKind.PAGE_FAULT, va, access, context.pc - 1, (), by_kernel=True)
 
 
 def kernel_fault(
     t: Tables, port: Port, pid: int, record: FaultRecord, context: ArchState
 ) -> Signal | None:
-    """A system call's own read (``record``, from :func:`kernel_read`) of a user page that
-    is not resident (a fault in kernel mode): bring the page in as the process's own read
-    would, and have the process run the system call again, from its SYS, once it is there
-    (the call has done nothing yet). Returns the out-of-memory signal when the page is a
-    first touch that finds swap full."""
+    """A system call's own access (``record``, from :func:`kernel_access`) of a user page
+    that is not resident, or, for a write, is shared copy-on-write (a fault in kernel
+    mode): bring the page in, or copy it, as the process's own access would, and have the
+    process run the system call again, from its SYS, once that is done (the call has done
+    nothing yet). Returns the out-of-memory signal when the page is a first touch that
+    finds swap full, or a copy that finds no slot."""
     start = dataclasses.replace(context, pc=record.fault_pc)
     proc = t.process(pid)
     va = record.va
-    t.emit("kernel_fault", pid, va // t.config.page_words, detail=f"read va={va}")
+    detail = f"{record.access.value} va={va}"
+    t.emit("kernel_fault", pid, va // t.config.page_words, detail=detail)
     if not reserve_slot(t, proc, record):
         return Signal("out of memory")
     plan = plan_fault(t, port, proc, record)
-    if isinstance(plan, Signal):
+    if isinstance(plan, Signal) and plan.reason != "out of memory":
         raise InternalError(f"fault.kernel_fault: the call checked va {va}, yet {plan}")
+    if isinstance(plan, Signal):
+        return plan
     perform_fault(t, port, proc, start, record, plan)
     return None
 

@@ -75,6 +75,7 @@ from pagingcheck.model.isa import (
     SYS_EXIT,
     SYS_FORK,
     SYS_PUTC,
+    SYS_READ,
     SYS_SBRK,
     SYS_WAIT,
     SYS_WRITE,
@@ -166,7 +167,7 @@ class ReferenceKernel:
             raise InternalError("ReferenceKernel.on_trap: a trap with no process on the CPU")
         self.t.advance_clock()
         if trap.kind is TrapKind.SYSCALL:
-            if trap.number != SYS_WRITE:  # WRITE retires its SYS only once it has printed
+            if trap.number not in (SYS_READ, SYS_WRITE):  # they retire their SYS when done
                 process.instruction_retired(self.t, self.t.process(pid))
             if trap.number == SYS_EXIT:
                 status = port.context().regs[0]
@@ -177,6 +178,8 @@ class ReferenceKernel:
                 process.putc(self.t, port, pid)
             elif trap.number == SYS_WRITE:
                 process.write(self.t, port, pid)
+            elif trap.number == SYS_READ:
+                process.read(self.t, port, pid)
             elif trap.number == SYS_FORK:
                 process.fork(self.t, port, pid)
             elif trap.number == SYS_EXEC:

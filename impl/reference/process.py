@@ -48,12 +48,14 @@ from pagingcheck.impl.lib.memory import Overlay
 from pagingcheck.impl.reference import fault as faults
 from pagingcheck.impl.reference.fault import GROWN_PROT, drop_mapping, save_registers
 from pagingcheck.impl.reference.tables import (
+    FaultRecord,
     Mapping,
     PageId,
     PageRecord,
     Process,
     SharedObject,
     Tables,
+    User,
 )
 from pagingcheck.model import bits
 from pagingcheck.model.errors import InternalError, UserError
@@ -61,15 +63,17 @@ from pagingcheck.model.isa import (
     EXEC_FAILED,
     FORK_FAILED,
     KILLED,
+    READ_FAILED,
     REGISTERS,
     SBRK_FAILED,
     WAIT_FAILED,
     WRITE_FAILED,
     ArchState,
-    write_page,
+    buffer_page,
 )
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage, heap_break, signed
+from pagingcheck.model.traps import Access
 
 # -- creation ------------------------------------------------------------------------
 
@@ -417,7 +421,7 @@ def putc(t: Tables, port: Port, pid: int) -> None:
 def write(t: Tables, port: Port, pid: int) -> None:
     """The WRITE system call of running ``pid``: print the low byte of each word of the
     buffer of r2 words at r1 and return with r0 = r2; or, for a buffer that is not within
-    one page the process may read (:func:`~pagingcheck.model.isa.write_page`), print
+    one page the process may read (:func:`~pagingcheck.model.isa.buffer_page`), print
     nothing and return :data:`WRITE_FAILED`.
 
     The words are read from the page's frame. A page that is not resident is a fault in
@@ -427,30 +431,124 @@ def write(t: Tables, port: Port, pid: int) -> None:
     among the instructions served first) and its pinned pages across its runs, as any
     instruction that faults again does: taking a new ticket at each run, it would always
     be the youngest, whose pages every other instruction may take."""
+    call = buffer_call(t, port, pid, Access.READ)
+    if call is None:
+        return
+    frame = t.record(call.entry.page).frame
+    if frame is None:
+        fault_in_kernel(t, port, call)
+        return
+    instruction_retired(t, call.proc)
+    base = frame * t.config.page_words + call.va % t.config.page_words
+    for address in range(base, base + call.count):
+        port.console_write(port.read(address) & 0xFF)
+    t.emit("write", pid, call.entry.vpn, frame, detail=f"{call.count} words")
+    port.resume(dataclasses.replace(call.context, regs=(call.count, *call.context.regs[1:])))
+
+
+def read(t: Tables, port: Port, pid: int) -> None:
+    """The READ system call of running ``pid``: fill the buffer of r2 words at r1 with the
+    console's next input bytes, one a word, until it is full or the input runs out, and
+    return with r0 = the words filled; or, for a buffer that is not within one page the
+    process may write (:func:`~pagingcheck.model.isa.buffer_page`), read nothing and
+    return :data:`READ_FAILED`.
+
+    The kernel writes the page's frame by its physical address, so two things the MMU
+    would do for a user's write are its own to do. The page must be the process's alone:
+    a page not resident, or resident but shared copy-on-write (its PTE without the write
+    right), is a fault in kernel mode (:func:`~pagingcheck.impl.reference.fault.kernel_fault`)
+    that brings it in or copies it, and the process runs the call again from the start,
+    so it reads exactly once. And the page is marked dirty, since no PTE's modified bit
+    saw these writes: a clean page evicted now would lose them. Until the call completes
+    it keeps its ticket and pinned pages, as WRITE does."""
+    call = buffer_call(t, port, pid, Access.WRITE)
+    if call is None:
+        return
+    frame = own_frame(t, port, (pid, call.entry.vpn))
+    if frame is None:
+        fault_in_kernel(t, port, call)
+        return
+    instruction_retired(t, call.proc)
+    base = frame * t.config.page_words + call.va % t.config.page_words
+    filled = fill_buffer(t, port, call.entry.page, base, call.count)
+    t.emit("read", pid, call.entry.vpn, frame, detail=f"{filled} of {call.count} words")
+    port.resume(dataclasses.replace(call.context, regs=(filled, *call.context.regs[1:])))
+
+
+@dataclass(frozen=True)
+class BufferCall:
+    """A READ or WRITE whose buffer (``count`` words from ``va``) lies on one page the
+    process may access (``entry``); ``record`` is the kernel's own access to it."""
+
+    proc: Process
+    context: ArchState
+    entry: Mapping
+    record: FaultRecord
+
+    @property
+    def va(self) -> int:
+        """Where the buffer starts (r1)."""
+        return self.context.regs[1]
+
+    @property
+    def count(self) -> int:
+        """How many words it has (r2)."""
+        return self.context.regs[2]
+
+
+#: What READ and WRITE return for a buffer the process may not access, by that access.
+FAILED_CALLS = {Access.READ: ("write", WRITE_FAILED), Access.WRITE: ("read", READ_FAILED)}
+
+
+def buffer_call(t: Tables, port: Port, pid: int, access: Access) -> BufferCall | None:
+    """The start of running ``pid``'s WRITE (its kernel reads the buffer: ``access`` READ)
+    or READ (``access`` WRITE): the call, or None when the buffer is not within one page
+    the process may so access (:func:`~pagingcheck.model.isa.buffer_page`), and the call
+    has failed with r0 all ones."""
     proc = t.process(pid)
     context = port.context()
     va, count = context.regs[1], context.regs[2]
-    words = t.config.page_words
-    vpn = write_page(va, count, words)
-    read = faults.kernel_read(va, context)
+    vpn = buffer_page(va, count, t.config.page_words)
+    record = faults.kernel_access(va, access, context)
     entry = proc.mapping(vpn) if vpn is not None else None
-    if entry is None or faults.check_access(t, proc, read) is not None:
+    if entry is None or faults.check_access(t, proc, record) is not None:
+        name, failed = FAILED_CALLS[access]
         instruction_retired(t, proc)
-        t.emit("write", pid, vpn, detail="failed")
-        port.resume(dataclasses.replace(context, regs=(WRITE_FAILED, *context.regs[1:])))
-        return
-    frame = t.record(entry.page).frame
-    if frame is None:
-        signal = faults.kernel_fault(t, port, pid, read, context)
-        if signal is not None:
-            terminate(t, port, pid, "signal", signal.reason)
-        return
-    instruction_retired(t, proc)
-    base = frame * words + va % words
-    for address in range(base, base + count):
-        port.console_write(port.read(address) & 0xFF)
-    t.emit("write", pid, vpn, frame, detail=f"{count} words")
-    port.resume(dataclasses.replace(context, regs=(count, *context.regs[1:])))
+        t.emit(name, pid, vpn, detail="failed")
+        port.resume(dataclasses.replace(context, regs=(failed, *context.regs[1:])))
+        return None
+    return BufferCall(proc, context, entry, record)
+
+
+def fault_in_kernel(t: Tables, port: Port, call: BufferCall) -> None:
+    """The call's own access found its page not ready (:func:`~pagingcheck.impl.reference.
+    fault.kernel_fault`): the page comes, and the call runs again; or the process dies,
+    out of memory."""
+    pid = call.proc.pid
+    signal = faults.kernel_fault(t, port, pid, call.record, call.context)
+    if signal is not None:
+        terminate(t, port, pid, "signal", signal.reason)
+
+
+def own_frame(t: Tables, port: Port, user: User) -> int | None:
+    """The frame of ``user``'s page if the kernel may write it for the process now: resident
+    and writable in its PTE. None for a page not resident, or shared copy-on-write (its
+    PTEs lack the write right until it is copied or taken over)."""
+    pte = t.pte_of(port, user)
+    return bits.pfn(pte) if bits.is_present(pte) and pte & bits.WRITE else None
+
+
+def fill_buffer(t: Tables, port: Port, page: PageId, base: int, count: int) -> int:
+    """Write the console's next input bytes to the ``count`` words from physical address
+    ``base`` (on ``page``'s frame), until the input runs out; return how many. The page is
+    dirty if any were written: no PTE's modified bit saw these writes."""
+    filled = 0
+    while filled < count and (byte := port.console_read()) is not None:
+        port.write(base + filled, byte)
+        filled += 1
+    if filled:
+        t.set_record(page, dirty=True)
+    return filled
 
 
 # -- fork --------------------------------------------------------------------------------------

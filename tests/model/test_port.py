@@ -72,6 +72,15 @@ def test_mmu_tlb_spaces_timer_and_console_reach_the_hardware() -> None:
     assert machine.spaces == {}
 
 
+def test_console_read_takes_the_typed_bytes_in_order_then_none() -> None:
+    machine, port = machine_and_port()
+    machine.console_input = (104, 105)
+    with port.opened():
+        taken = [port.console_read() for _ in range(3)]
+    assert taken == [104, 105, None]
+    assert not machine.console_input
+
+
 def test_disk_requests_are_queued_not_copied() -> None:
     machine, port = machine_and_port()
     machine.disk.write_block(CONFIG.swap_slots, [4, 3, 2, 1])
@@ -128,6 +137,7 @@ def test_the_port_hides_what_a_kernel_must_not_reach() -> None:
     assert public == {
         "broken",
         "config",
+        "console_read",
         "console_write",
         "open",
         "words",
