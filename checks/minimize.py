@@ -1,4 +1,5 @@
-"""Shorter failing traces: breadth-first searches from the boot, then delta debugging.
+"""Shorter failing traces: breadth-first searches from the boot, then delta debugging;
+lassos for progress.
 
 Hypothesis shrinks the choices it drew, but it stops when its own moves no
 longer help (or when the shrinking time is up), so a campaign's trace can
@@ -28,10 +29,18 @@ The searches have no clock in them but their deadline: the same trace and
 kernel give the same result on any machine unless the time runs out before
 the states do (on the default configuration they take 20 seconds at most).
 
-Only safety traces are shortened: a progress violation's trace carries a
-fair continuation whose loop must stay whole. A safety violation found
-during the fair continuation is shortened like any other (its choices are
-ordinary choices), and its trace no longer watches progress.
+A progress violation's trace is shortened another way (:func:`lasso`): its
+fair continuation must stay whole, so no choice of it can go, but when the
+continuation comes back to a state it was in (the same fingerprint), the
+choices between are a loop that could be taken for ever. If that loop is
+fair (every choice enabled all along it is taken in it) and replaying the
+prefix and one turn of the loop, with the loop's length as the progress
+bound, fails progress again, some live process retires nothing in a fair
+infinite run: the same violation, shown in one turn of the loop instead of
+a whole bound's worth of fair steps, as the explorer's lassos are. A safety
+violation found during the fair continuation is shortened like any other
+(its choices are ordinary choices), and its trace no longer watches
+progress.
 """
 
 from __future__ import annotations
@@ -80,8 +89,10 @@ def minimal(
     """``trace`` shortened within ``seconds`` (see the module docstring): breadth-first
     searches from the boot of ``max_states`` states in all (:data:`SEARCH_STATES` when
     None), then delta debugging; ``trace`` itself when nothing shorter was found."""
-    if trace.violation is None or trace.violation.property == "progress" or not trace.choices:
+    if trace.violation is None or not trace.choices:
         return Minimized(trace)
+    if trace.violation.property == "progress":
+        return Minimized(lasso(trace, factory) or trace)
     began = time.monotonic()
     # The searches first, for half the time at most: a trace they shorten leaves delta
     # debugging less to do.
@@ -96,6 +107,70 @@ def minimal(
     if len(current.choices) < len(trace.choices):
         return Minimized(current, searched=searched is not None)
     return Minimized(trace)
+
+
+# -- lassos ----------------------------------------------------------------------------------------
+
+
+def lasso(trace: traces.Trace, factory: KernelFactory) -> traces.Trace | None:
+    """A progress trace cut to a lasso (see the module docstring): the choices up to the
+    first state its fair continuation comes back to, then one turn of the loop from there,
+    with the loop's length as the progress bound; None when the continuation never
+    comes back to a state along a fair loop, or the lasso does not fail progress."""
+    if trace.fair_from is None:
+        return None
+    found = _loop(trace, factory)
+    if found is None:
+        return None
+    start, end = found
+    length = end - start
+    config = trace.config()
+    config = dataclasses.replace(
+        config, workload=dataclasses.replace(config.workload, progress_bound=length)
+    )
+    choices = list(trace.choices[:end])
+    result = run_choices(config, factory, choices, trace.programs, fair_from=start)
+    if result.violation is None or result.violation.property != "progress":
+        return None
+    shorter = traces.from_run(config, trace.implementation, choices, result, trace.stderr)
+    return shorter if len(shorter.choices) < len(trace.choices) else None
+
+
+def _loop(trace: traces.Trace, factory: KernelFactory) -> tuple[int, int] | None:
+    """The first fair loop of ``trace``'s fair continuation: (start, end) choice indexes
+    such that the state before choice ``end`` is the state before choice ``start``."""
+    assert trace.fair_from is not None
+    run = Run(trace.config(), factory, trace.programs)
+    if run.checker is None:
+        return None
+    seen: dict[bytes, int] = {}
+    offered: list[frozenset[Choice]] = []  # what was enabled before each choice
+    try:
+        for index, choice in enumerate(trace.choices):
+            enabled = frozenset(run.enabled())
+            if run.failed or choice not in enabled:
+                return None
+            if index >= trace.fair_from:
+                key = run.checker.fingerprint()
+                start = seen.get(key)
+                if start is not None and _fair(trace.choices[start:index], offered[start:]):
+                    return start, index
+                seen.setdefault(key, index)
+            offered.append(enabled)
+            if run.take(choice) is not None:
+                return None
+    except KernelFailed:
+        return None
+    return None
+
+
+def _fair(loop: list[Choice], offered: list[frozenset[Choice]]) -> bool:
+    """Whether repeating ``loop`` for ever is fair: every run, disk or timer choice enabled
+    before each of its choices (``offered``) is taken in it (spawns and kills are never
+    owed)."""
+    always = frozenset.intersection(*offered) if offered else frozenset()
+    owed = {choice for choice in always if choice[0] in ("run", "disk", "timer")}
+    return owed <= set(loop)
 
 
 @dataclass

@@ -8,9 +8,9 @@ import random
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
-from pagingcheck.checks.minimize import minimal
+from pagingcheck.checks.minimize import _fair, lasso, minimal
 from pagingcheck.checks.mutants import mutant_config
-from pagingcheck.checks.runner import Run, run_choices
+from pagingcheck.checks.runner import REFERENCE_KERNEL, Run, resolve_factory, run_choices
 from pagingcheck.impl.mutants import BY_NAME, factory
 
 MUTANT = BY_NAME["no_flush_on_untagged_switch"]
@@ -79,7 +79,7 @@ def test_a_safety_violation_in_the_fair_continuation_is_shortened_and_watches_no
     assert len(short.choices) < len(trace.choices) and short.fair_from is None
 
 
-def test_a_progress_trace_and_a_passing_one_are_left_alone() -> None:
+def test_a_progress_trace_without_a_loop_and_a_passing_one_are_left_alone() -> None:
     trace = failing_trace()
     assert trace.violation is not None
     kernel = factory(MUTANT)
@@ -94,3 +94,63 @@ def test_a_progress_trace_and_a_passing_one_are_left_alone() -> None:
 def test_no_time_leaves_the_trace_as_it_was() -> None:
     trace = failing_trace()
     assert minimal(trace, factory(MUTANT), seconds=0).trace is trace
+
+
+# A WRITE whose page never comes in: the kernel runs the call again for ever, each time
+# faulting in kernel mode and doing nothing, so the fair continuation comes back to the
+# same state within a few steps.
+STUCK = """
+hardware: {page_words: 16, va_pages: 16, user_frames: 4}
+workload:
+  initial: [0]
+  timer: false
+  kills: false
+  programs:
+    - name: writer
+      data: [104, 105]
+      text: |
+        MOV #16, r1
+        MOV #2, r2
+        SYS 3
+        SYS 0
+"""
+
+
+def progress_trace() -> traces.Trace:
+    """A campaign-like progress trace: a fair continuation of a whole bound's length."""
+    mutant = BY_NAME["kernel_fault_ignored"]
+    config = checkconfig.load_text(STUCK)
+    run = Run(config, factory(mutant), None)
+    violation = run.continue_fairly(config.workload.progress_bound)
+    assert violation is not None and violation.property == "progress"
+    return traces.from_run(
+        config, f"pagingcheck.impl.mutants:{mutant.name}", run.choices, run.result
+    )
+
+
+def test_a_progress_trace_that_comes_back_to_a_state_is_cut_to_one_turn_of_its_loop() -> None:
+    trace = progress_trace()
+    kernel = factory(BY_NAME["kernel_fault_ignored"])
+    short = minimal(trace, kernel, seconds=5).trace
+    assert trace.workload.progress_bound == 300 and len(trace.choices) > 300
+    assert short.fair_from is not None and len(short.choices) < 20
+    loop = short.choices[short.fair_from :]
+    assert short.workload.progress_bound == len(loop)  # one turn of the loop is the bound
+    again = traces.replay(short, kernel)
+    assert again.violation is not None and again.violation.property == "progress"
+    assert again.failing_step == len(short.choices)
+
+
+def test_a_loop_is_kept_only_when_the_kernel_really_makes_no_progress_along_it() -> None:
+    """The same choices on the correct kernel: the page comes in and the process exits, so
+    no loop fails progress."""
+    assert lasso(progress_trace(), resolve_factory(REFERENCE_KERNEL)) is None
+
+
+def test_a_loop_that_leaves_a_choice_enabled_all_along_untaken_is_not_fair() -> None:
+    run1, run2, disk = ("run", 1), ("run", 2), ("disk", 0)
+    both = frozenset({run1, run2})
+    assert not _fair([run1, run1], [both, both])  # process 2 could run all along
+    assert _fair([run1, run2], [both, both])
+    assert _fair([run1], [frozenset({run1, ("spawn", 0), ("kill", 1)})])  # never owed
+    assert not _fair([run1, run1], [frozenset({run1, disk}), frozenset({run1, disk})])

@@ -26,10 +26,10 @@ from pagingcheck.model.config import HardwareConfig
 #: States the breadth-first searches may visit for each trace of the kill matrix the tests
 #: make: enough for searches to shorten several, in less time than the full budget of
 #: ``pagingcheck mutants`` (checks/minimize.py) takes.
-QUICK_SEARCH_STATES = 1_000
+QUICK_SEARCH_STATES = 600
 #: Seconds each campaign of the tests' kill matrix may shrink its trace (minimizing takes
 #: up to twice as long again): the matrix is most of the default test run's time.
-QUICK_SHRINK_SECONDS = 5
+QUICK_SHRINK_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
