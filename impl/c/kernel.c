@@ -123,9 +123,11 @@ static const char *const RESTART_NAMES[] = {"precise", "state_register", "decode
 #define STACK_POINTER 7
 #define SYS_EXIT 0
 #define SYS_PUTC 2
+#define SYS_WRITE 3
 #define SYS_FORK 4
 #define SYS_EXEC 5
 #define SYS_WAIT 6
+#define SYS_READ 7
 /* What a failed FORK, EXEC or WAIT returns in r0 (with no fork, never a child to wait for). */
 #define CALL_FAILED 0xFFFFFFFFu
 
@@ -827,6 +829,15 @@ static void port_set_timer(int on)
 static void port_console_write(uint32_t byte)
 {
     sb_printf(&out, "{\"port\":\"console_write\",\"args\":[%" PRIu32 "]}\n", byte);
+}
+
+/* The next byte typed at the console, or -1 when none is left. */
+static int64_t port_console_read(void)
+{
+    const jv *value;
+    sb_printf(&out, "{\"port\":\"console_read\",\"args\":[]}\n");
+    value = await_value("console_read");
+    return value->type == J_NULL ? -1 : need_int(value, "console_read's byte", 0, 255);
 }
 
 static void port_register_space(uint32_t asid, uint32_t root)
@@ -1858,6 +1869,52 @@ static void page_fault(process *p, uint32_t pid, const trap *t)
     }
 }
 
+/* WRITE (the kernel reads the buffer) or READ (`into`: it writes the buffer with
+ * console input): r2 words at r1, on one page the process may so access, else r0
+ * is all ones. The kernel reaches the words by physical address, so a page that no
+ * mapped frame holds is a fault in kernel mode: brought in as the process's own
+ * access would bring it, and the call runs again from its SYS. READ marks the page
+ * dirty, since no PTE's modified bit saw its writes. */
+static void buffer_call(process *p, uint32_t pid, int into)
+{
+    uint32_t va = entry_context.regs[1], count = entry_context.regs[2];
+    uint32_t vpn = va / cfg.page_words, base, done = 0;
+    uint32_t needed = PTE_USER | (into ? PTE_WRITE : PTE_READ);
+    int64_t pfn, byte;
+    if (count < 1 || count > cfg.page_words ||
+        ((uint64_t)va + count - 1) / cfg.page_words != vpn || vpn >= cfg.va_pages ||
+        !valid_page(p, vpn) || (prot_of(p, vpn) & needed) != needed) {
+        entry_context.regs[0] = CALL_FAILED;
+        port_resume(&entry_context);
+        return;
+    }
+    pfn = frame_holding(pid, vpn);
+    if (pfn < 0 || !frame_at((uint32_t)pfn)->mapped || frame_at((uint32_t)pfn)->op != OP_NONE) {
+        trap fault;
+        memset(&fault, 0, sizeof fault);
+        fault.kind = T_PAGE_FAULT;
+        fault.pc = entry_context.pc - 1; /* the SYS: the call runs again from it */
+        fault.has_va = 1;
+        fault.va = va;
+        fault.access = into ? ACC_WRITE : ACC_READ;
+        event("kernel_fault", pid, vpn, NONE, "%s va=%" PRIu32, ACCESS_NAMES[fault.access], va);
+        page_fault(p, pid, &fault);
+        return;
+    }
+    base = (uint32_t)pfn * cfg.page_words + va % cfg.page_words;
+    if (into) {
+        while (done < count && (byte = port_console_read()) >= 0)
+            port_write(base + done++, (uint32_t)byte);
+        if (done)
+            p->pages[vpn].dirty = 1;
+    } else {
+        for (done = 0; done < count; done++)
+            port_console_write(memory[base + done] & 0xFF);
+    }
+    entry_context.regs[0] = done;
+    port_resume(&entry_context);
+}
+
 static void call_on_trap(const jv *args)
 {
     const jv *frame_json = need(jget(args, "trap"), J_OBJ, "trap");
@@ -1896,6 +1953,8 @@ static void call_on_trap(const jv *args)
         retired(p); /* a system call retires its instruction */
         if (t.number == SYS_EXIT) {
             terminate(p, pid, "exit");
+        } else if (t.number == SYS_WRITE || t.number == SYS_READ) {
+            buffer_call(p, pid, t.number == SYS_READ);
         } else {
             if (t.number == SYS_PUTC)
                 port_console_write(entry_context.regs[1] & 0xFF);

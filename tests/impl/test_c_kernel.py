@@ -180,6 +180,48 @@ def test_the_kernel_explores_a_small_configuration_completely(
     assert report(caught)["violations"][0]["property"] == "busy_frame_exclusive"
 
 
+#: Two processes READ two typed bytes each into their data page (not yet in: a fault in
+#: kernel mode on a write) and print them with WRITE, on fewer frames than their pages.
+ECHO = """
+hardware: {page_words: 8, va_pages: 16, kernel_frames: 10, user_frames: 4,
+           page_table: linear, swap_slots: 8, image_blocks: 8}
+kernel: {policy: fifo}
+workload:
+  initial: [0, 0]
+  timer: true
+  kills: false
+  input: "echo"
+  programs:
+    - name: echo
+      text: |
+        MOV #8, r1
+        MOV #2, r2
+        SYS 7
+        SYS 3
+        SYS 0
+      data: [0, 0]
+      stack_pages: 0
+budget: {examples: 10, steps: 40}
+coverage: [kernel_mode_fault, read_input]
+"""
+
+
+def test_the_kernel_reads_and_writes_user_buffers_through_faults_in_kernel_mode(
+    kernels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    kernel, _ = kernels
+    config = tmp_path / "echo.yaml"
+    config.write_text(ECHO)
+    done = pagingcheck(
+        *("validate", "--exec", str(kernel), "--config", str(config), "--profile", "ci"),
+        *("--json", "--traces", str(tmp_path)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = report(done)
+    assert result["ok"] and result["coverage_required"] == ["kernel_mode_fault", "read_input"]
+    assert result["coverage"]["kernel_mode_fault"] > 0 and result["coverage"]["read_input"] > 0
+
+
 @pytest.mark.parametrize(
     ("line", "replaced", "says"),
     [
