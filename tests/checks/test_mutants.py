@@ -29,7 +29,7 @@ from pagingcheck.model.config import HardwareConfig
 QUICK_SEARCH_STATES = 600
 #: Seconds each campaign of the tests' kill matrix may shrink its trace (minimizing takes
 #: up to twice as long again): the matrix is most of the default test run's time.
-QUICK_SHRINK_SECONDS = 2
+QUICK_SHRINK_SECONDS = 1
 
 
 @pytest.fixture(scope="module")
