@@ -394,8 +394,8 @@ class MachinePort(Port):
         machine = self._machine("console_read")
         if not machine.console_input:
             return None
-        byte, *rest = machine.console_input
-        machine.console_input = tuple(rest)
+        byte = machine.console_input[0]
+        machine.console_input = machine.console_input[1:]
         return byte
 
     # -- address spaces ------------------------------------------------------------------------

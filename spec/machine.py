@@ -264,15 +264,9 @@ def write(
     of each word of the buffer goes to the console and r0 is its length; or, for a buffer
     not within one page ``pid`` may read, nothing is printed and r0 is WRITE_FAILED."""
     va, count = regs.regs[1], regs.regs[2]
-    vpn = buffer_page(va, count, page_words)
-    process = state.process(pid)
-    mapping = process.mapping(vpn) if process is not None and vpn is not None else None
+    mapping = _buffer(state, pid, regs, page_words, Access.READ)
     pages = state.object(mapping.key) if mapping is not None else None
-    if (
-        mapping is None
-        or pages is None
-        or mapping.prot & _NEEDS[Access.READ] != _NEEDS[Access.READ]
-    ):
+    if mapping is None or pages is None:
         return state, replace(regs, regs=(WRITE_FAILED, *regs.regs[1:]))
     offset = va % page_words
     words = pages[mapping.index][offset : offset + count]
@@ -283,6 +277,20 @@ def write(
     )
 
 
+def _buffer(
+    state: SpecState, pid: int, regs: ArchState, page_words: int, access: Access
+) -> Mapping | None:
+    """The mapping of the page holding a READ or WRITE buffer (r2 words at r1) when it is
+    within one page (:func:`~pagingcheck.model.isa.buffer_page`) that ``pid`` may
+    ``access``; None otherwise (the call fails)."""
+    vpn = buffer_page(regs.regs[1], regs.regs[2], page_words)
+    process = state.process(pid)
+    mapping = process.mapping(vpn) if process is not None and vpn is not None else None
+    if mapping is None or mapping.prot & _NEEDS[access] != _NEEDS[access]:
+        return None
+    return mapping
+
+
 def read(
     state: SpecState, pid: int, regs: ArchState, page_words: int
 ) -> tuple[SpecState, ArchState]:
@@ -291,12 +299,9 @@ def read(
     input runs out, and r0 is how many it took; or, for a buffer not within one page
     ``pid`` may write, nothing is read and r0 is READ_FAILED."""
     va, count = regs.regs[1], regs.regs[2]
-    vpn = buffer_page(va, count, page_words)
     process = state.process(pid)
-    mapping = process.mapping(vpn) if process is not None and vpn is not None else None
-    if mapping is None or mapping.prot & _NEEDS[Access.WRITE] != _NEEDS[Access.WRITE]:
+    if process is None or _buffer(state, pid, regs, page_words, Access.WRITE) is None:
         return state, replace(regs, regs=(READ_FAILED, *regs.regs[1:]))
-    assert process is not None
     typed = state.console_input[:count]
     for offset, byte in enumerate(typed):
         state = _write(state, process, va + offset, byte, page_words)

@@ -334,14 +334,10 @@ class MinimalKernel:
         from the frame holding its page, r0 its length; a buffer the process cannot read
         fails. A page not resident is brought in as the process's own read would bring it
         (a fault in kernel mode), and the call runs again: the SYS is one word back."""
-        va, count = state.regs[1], state.regs[2]
-        vpn = self._buffer(proc, va, count, Access.READ)
-        if vpn is None:
-            _return(port, state, WRITE_FAILED)
-            return
-        base = self._resident(port, proc, vpn, va, state)
+        base = self._buffer(port, proc, state, Access.READ, WRITE_FAILED)
         if base is None:
             return
+        count = state.regs[2]
         for address in range(base, base + count):
             port.console_write(port.read(address) & 0xFF)
         _return(port, state, count)
@@ -350,37 +346,34 @@ class MinimalKernel:
         """READ: the console's next input bytes into the buffer's words, one a word, r0 how
         many; a buffer the process cannot write fails. The page is brought in first as for
         WRITE, and marked dirty: no PTE's modified bit saw the kernel's writes."""
-        va, count = state.regs[1], state.regs[2]
-        vpn = self._buffer(proc, va, count, Access.WRITE)
-        if vpn is None:
-            _return(port, state, READ_FAILED)
-            return
-        base = self._resident(port, proc, vpn, va, state)
+        base = self._buffer(port, proc, state, Access.WRITE, READ_FAILED)
         if base is None:
             return
-        filled = 0
+        count, filled = state.regs[2], 0
         while filled < count and (byte := port.console_read()) is not None:
             port.write(base + filled, byte)
             filled += 1
+        vpn = state.regs[1] // self.hardware.page_words
         self.pages[proc.space[vpn]].dirty |= filled > 0
         _return(port, state, filled)
 
-    def _buffer(self, proc: Proc, va: int, count: int, access: Access) -> int | None:
-        """The vpn of a READ or WRITE buffer the process may ``access``, or None."""
+    def _buffer(
+        self, port: Port, proc: Proc, state: ArchState, access: Access, failed: int
+    ) -> int | None:
+        """The physical address of a READ or WRITE buffer (r2 words at r1) on a resident
+        page the process may ``access``; None when the call failed (r0 = ``failed``) or
+        its page is being brought in (a fault in kernel mode: the call runs again from its
+        SYS, one word back)."""
+        va, count = state.regs[1], state.regs[2]
         vpn = buffer_page(va, count, self.hardware.page_words)
         key = proc.space.get(vpn) if vpn is not None else None
         needed = NEEDED[access] | bits.USER  # as the process's own access of the page
-        if key is None or self.pages[key].prot & needed != needed:
+        if vpn is None or key is None or self.pages[key].prot & needed != needed:
+            _return(port, state, failed)
             return None
-        return vpn
-
-    def _resident(self, port: Port, proc: Proc, vpn: int, va: int, state: ArchState) -> int | None:
-        """The physical address of ``va`` on ``proc``'s page ``vpn``, or None when the page
-        is not resident: it is being brought in (a fault in kernel mode), and the system
-        call will run again from its SYS, one word back."""
-        pfn = self._frame_of(proc.space[vpn])
+        pfn = self._frame_of(key)
         if pfn is None:
-            self._emit("kernel_fault", proc.pid, vpn, detail=f"va {va}")
+            self._emit("kernel_fault", proc.pid, vpn, detail=f"{access.value} {va}")
             self._bring_in(port, proc, vpn, ArchState(state.regs, state.pc - 1, state.flags))
             return None
         return pfn * self.hardware.page_words + va % self.hardware.page_words

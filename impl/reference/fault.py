@@ -433,9 +433,9 @@ def kernel_fault(
     if not reserve_slot(t, proc, record):
         return Signal("out of memory")
     plan = plan_fault(t, port, proc, record)
-    if isinstance(plan, Signal) and plan.reason != "out of memory":
-        raise InternalError(f"fault.kernel_fault: the call checked va {va}, yet {plan}")
-    if isinstance(plan, Signal):
+    if isinstance(plan, Signal):  # a copy short of swap; anything else the call ruled out
+        if plan.reason != "out of memory":
+            raise InternalError(f"fault.kernel_fault: the call checked va {va}, yet {plan}")
         return plan
     perform_fault(t, port, proc, start, record, plan)
     return None
