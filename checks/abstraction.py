@@ -10,6 +10,9 @@ Per component, in plain functions:
   walking the page table in memory), else where the kernel's view says
   (a frame while it is written back, a swap slot, an image block, zeros);
   the words themselves are always read from the hardware;
+* every workload file (the disk's directory) is an object, mapped or not: a
+  page a process maps is where that mapping finds it, any other in the frame
+  the view lists it in, else in its disk block;
 * the console is what the hardware's console has printed, and its input what
   is still typed there, unread.
 
@@ -73,9 +76,12 @@ def abstract(state: Observed, fault_starts: MappingType[int, ArchState]) -> Spec
             index = page.index if page.shared_key is not None else 0
             home = state.homes[(proc.pid, page.vpn)]
             objects.setdefault(key, {})[index] = page_contents(state.machine, home)
-            space.append((page.vpn, Mapping(key, index, page.prot)))
+            copied = page.kind == "private_file" and page.shared_key is not None
+            space.append((page.vpn, Mapping(key, index, page.prot, copied)))
         regs = registers(state, proc, fault_starts)
         processes.append(SpecProcess(proc.pid, regs, tuple(sorted(space, key=lambda s: s[0]))))
+    for (name, index), home in state.file_homes.items():
+        objects.setdefault(("file", name), {}).setdefault(index, page_contents(state.machine, home))
     frozen = tuple(
         (key, tuple(pages[i] for i in sorted(pages))) for key, pages in sorted(objects.items())
     )

@@ -43,6 +43,12 @@ class Workload:
     kills: bool = False
     progress_bound: int = DEFAULT_PROGRESS_BOUND
     console_input: tuple[int, ...] = ()  # the bytes typed at the console, for READ
+    # The files on the disk, for MMAP: (name, words), by file number.
+    files: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def file_pages(self, page_words: int) -> int:
+        """The disk blocks the files take (each file a whole number of pages)."""
+        return sum(-(-len(words) // page_words) for _, words in self.files)
 
 
 @dataclass(frozen=True)
@@ -274,13 +280,28 @@ def parse_workload_options(data: dict[str, Any], programs: int) -> dict[str, Any
             data.get("progress_bound", DEFAULT_PROGRESS_BOUND), "workload.progress_bound", 1
         ),
         "console_input": console_input(data.get("input", ""), "workload.input"),
+        "files": disk_files(data.get("files"), "workload.files"),
     }
 
 
 #: The keys of a workload section.
 WORKLOAD_KEYS = frozenset(
-    {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound", "input"}
+    {"programs", "initial", "max_spawns", "timer", "kills", "progress_bound", "input", "files"}
 )
+
+
+def disk_files(value: Any, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The workload's files: a mapping from each file's name to its words (at least one),
+    in the order that numbers them for MMAP."""
+    files = []
+    for name, contents in mapping(value, where).items():
+        if not isinstance(name, str) or not name or ":" in name:
+            raise ConfigError(f"{where}: {quote(name)} is not a file name (no ':', not empty)")
+        data = words(contents, f"{where}.{name}")
+        if not data:
+            raise ConfigError(f"{where}.{name}: a file needs at least one word")
+        files.append((name, data))
+    return tuple(files)
 
 
 def console_input(value: Any, where: str) -> tuple[int, ...]:
@@ -467,11 +488,12 @@ def check_capacity(config: CheckConfig, where: str = "") -> None:
     images = sum(
         program.text_pages(hardware.page_words) + program.data_pages(hardware.page_words)
         for program in workload.programs
-    )
+    ) + workload.file_pages(hardware.page_words)
     if images > hardware.image_blocks:
         raise ConfigError(
-            f"{where}hardware.image_blocks: the workload's program images take {images} "
-            f"blocks, more than the {hardware.image_blocks} image blocks; use at least {images}"
+            f"{where}hardware.image_blocks: the workload's program images and files take "
+            f"{images} blocks, more than the {hardware.image_blocks} image blocks; "
+            f"use at least {images}"
         )
 
 

@@ -84,6 +84,7 @@ PORT_OPERATIONS: dict[str, bool] = {
     "register_space": False,
     "release_space": True,
     "image": True,
+    "file": True,
 }
 
 
@@ -311,6 +312,9 @@ class HostProcess:
         if name == "image":
             image = port.image(args[0])
             return None if image is None else protocol.encode_image(image)
+        if name == "file":
+            file = port.file(args[0])
+            return None if file is None else protocol.encode_file(file)
         return getattr(port, name)(*args)
 
     def _receive(self, deadline: float) -> dict[str, Any]:

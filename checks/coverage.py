@@ -64,7 +64,17 @@ The situations about transfers say exactly what happened:
 ``wait_asleep``
     a WAIT did not return because every child of its process was alive,
     and the kernel will run it again (refinement has checked that the step
-    changed nothing the spec sees).
+    changed nothing the spec sees);
+``mmap``, ``munmap``
+    an MMAP gave its process valid pages, a MUNMAP took some away;
+``file_copy``
+    a page of a private mapping that showed the file's page before the step
+    is the process's own after it: the kernel copied it (at the write that
+    needs it, or a fault before);
+``file_writeback``
+    a write of a frame to a block of one of the workload's files started
+    (the disk's queue shows it): a page written through a shared mapping
+    goes back to its file.
 """
 
 from __future__ import annotations
@@ -81,6 +91,8 @@ from pagingcheck.model.isa import (
     EXEC_FAILED,
     FAULT_POINTS,
     SYS_EXEC,
+    SYS_MMAP,
+    SYS_MUNMAP,
     SYS_READ,
     SYS_SBRK,
     SYS_WAIT,
@@ -117,6 +129,10 @@ SITUATIONS: tuple[str, ...] = (
     "cow_takeover",
     "exec",
     "wait_asleep",
+    "mmap",
+    "munmap",
+    "file_copy",
+    "file_writeback",
     *(
         f"tlb_miss:{refill}:{tag}"
         for refill in ("hardware", "software")
@@ -168,6 +184,7 @@ class Tracker:
         if result is not None and result.syscall in (SYS_READ, SYS_WRITE) and not result.retired:
             reached.add("kernel_mode_fault")  # the step was a restarted call (see refinement)
         reached |= _console_read(config, record, before, after)
+        reached |= _files(record, before, after)
         if result is not None and result.syscall == SYS_WAIT and not result.retired:
             reached.add("wait_asleep")  # restarted too
         executed = result is not None and result.syscall == SYS_EXEC and result.retired
@@ -254,6 +271,40 @@ def _console_read(
     if vpn is not None and before.shares_copy(pid, vpn) and not after.shares_copy(pid, vpn):
         reached.add("kernel_cow_break")
     return reached
+
+
+def _files(record: StepRecord, before: Observed, after: Observed) -> set[str]:
+    """``mmap``, ``munmap``, ``file_copy`` and ``file_writeback`` (see the module
+    docstring)."""
+    reached = set()
+    result = record.result
+    if result is not None:
+        pid = int(record.choice[1])
+        if result.syscall == SYS_MMAP and _gained_pages(pid, before, after):
+            reached.add("mmap")
+        if result.syscall == SYS_MUNMAP and _gained_pages(pid, after, before):
+            reached.add("munmap")
+        if (_file_pages(before, pid) - _file_pages(after, pid)) & _own_pages(after, pid):
+            reached.add("file_copy")
+    blocks = {block for file in after.machine.files for block in file.blocks}
+    started = set(after.requests) - set(before.requests)
+    if any(request.op == "write" and request.block in blocks for request in started):
+        reached.add("file_writeback")
+    return reached
+
+
+def _file_pages(s: Observed, pid: int) -> set[int]:
+    """The vpns of ``pid``'s private mappings that still show their file's page."""
+    process = s.view.process(pid)
+    pages = process.pages if process is not None else ()
+    return {p.vpn for p in pages if p.kind == "private_file" and p.shared_key is not None}
+
+
+def _own_pages(s: Observed, pid: int) -> set[int]:
+    """The vpns of ``pid``'s private pages (no shared object's)."""
+    process = s.view.process(pid)
+    pages = process.pages if process is not None else ()
+    return {p.vpn for p in pages if p.shared_key is None}
 
 
 def _gained_pages(pid: int, before: Observed, after: Observed) -> bool:

@@ -50,6 +50,7 @@ from pagingcheck.checks.protocol import InterfaceError
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import Kernel
 from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.disk import DiskFile
 from pagingcheck.model.errors import PortError, quote, shorten
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.port import Port
@@ -212,6 +213,16 @@ class RemotePort(Port):
         self._closed("image")
         answer = self._ask("image", self._index("image", index))
         return None if answer is None else protocol.decode_image(answer)
+
+    def file(self, index: int) -> DiskFile | None:
+        """The workload's file number ``index``, from the machine's directory."""
+        self._closed("file")
+        answer = self._ask("file", self._index("file", index, "file number"))
+        return None if answer is None else protocol.decode_file(answer)
+
+    def _writable(self, block: int) -> bool:
+        """Any block here: the machine's port, which knows where the files are, judges."""
+        return True
 
 
 CALLS: dict[str, Callable[[Kernel, RemotePort, dict[str, Any]], Any]] = {

@@ -184,6 +184,11 @@ def freed_at_last_reference(s: Observed) -> Violation | None:
     for view in s.view.slots:
         if view.slot in free_slots and view.refcount:
             return Violation(name, "free swap slot still referenced", (("slot", view.slot),))
+    for page, home in sorted(s.file_homes.items()):
+        if home.where == "frame" and home.index in free_frames:
+            return Violation(
+                name, "a file page's contents are in a free frame", (("file_page", page),)
+            )
     for (pid, vpn), home in sorted(s.homes.items()):
         if home.where == "frame" and home.index in free_frames:
             return Violation(
@@ -321,6 +326,13 @@ def homes_agree(s: Observed) -> Violation | None:
                     "a present PTE maps the page to a frame the view does not give as its home",
                     (("pid", proc.pid), ("vpn", page.vpn), ("pte_frame", home.index)),
                 )
+            filed = _file_page(page)
+            if filed is not None and s.file_homes.get(filed) != home:
+                return Violation(
+                    name,
+                    "a process maps a file's page somewhere the file's page is not",
+                    (("pid", proc.pid), ("vpn", page.vpn), ("file_page", filed), ("home", home)),
+                )
             identity = page_identity(proc.pid, page)
             writable = bool(page.prot & bits.WRITE)
             if writable and identity in where and where[identity][1] != home:
@@ -340,7 +352,44 @@ def homes_agree(s: Observed) -> Violation | None:
                         f"two different pages are in one {home.where}",
                         ((home.where, home.index), ("pages", (holder[key], identity))),
                     )
-    return _slots_hold_one_page(s)
+    return _files_listed(s, holder) or _slots_hold_one_page(s)
+
+
+def _file_page(page: PageView) -> tuple[str, int] | None:
+    """The (file name, page) a process's ``page`` shows, if it shows a file's page."""
+    key = page.shared_key
+    if key is None or not key.startswith("file:"):
+        return None
+    return (key[len("file:") :], page.index)
+
+
+def _files_listed(
+    s: Observed, holder: dict[tuple[str, int], tuple[object, ...]]
+) -> Violation | None:
+    """The view lists pages of the disk's files only, each once, each in a user frame that
+    holds no other page."""
+    listed: set[tuple[str, int]] = set()
+    for file in s.view.files:
+        page = (file.name, file.index)
+        if page not in s.file_homes or page in listed or not _home_in_range(s, file.home):
+            return Violation(
+                "homes_agree",
+                "the view lists a file page that is no page of a file on the disk, twice, "
+                "or where no page can be",
+                (("file_page", page), ("home", file.home)),
+            )
+        listed.add(page)
+        if file.home.where != "frame":
+            continue
+        identity = ("shared", f"file:{file.name}", file.index)
+        held = holder.setdefault(("frame", file.home.index), identity)
+        if held != identity:
+            return Violation(
+                "homes_agree",
+                "two different pages are in one frame",
+                (("frame", file.home.index), ("pages", (held, identity))),
+            )
+    return None
 
 
 def copies(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
@@ -372,8 +421,12 @@ def _slots_hold_one_page(s: Observed) -> Violation | None:
 def copies_read_only(s: Observed) -> Violation | None:
     """A frame that holds one copy for two private pages (a fork's, shared copy-on-write)
     is written through no mapping: no present PTE and no TLB entry maps it with write, so
-    a write by one process must first make it a copy of its own."""
+    a write by one process must first make it a copy of its own. Nor is a private
+    mapping's page that still shows its file's page writable in its PTE or TLB entry."""
     name = "copies_read_only"
+    found = _file_copies_read_only(s)
+    if found is not None:
+        return found
     holders: dict[int, set[User]] = defaultdict(set)
     for proc in s.live_processes:
         for page in proc.pages:
@@ -399,6 +452,31 @@ def copies_read_only(s: Observed) -> Violation | None:
                 "a TLB entry grants write to a frame two private pages share (copy-on-write)",
                 (("asid", entry.asid), ("vpn", entry.vpn), ("pfn", pfn)),
             )
+    return None
+
+
+def _file_copies_read_only(s: Observed) -> Violation | None:
+    """No PTE or TLB entry grants write to a private mapping's page still its file's."""
+    mmu = s.machine.mmu
+    for proc in s.live_processes:
+        asid = s.asid_of.get(proc.pid)
+        for page in proc.pages:
+            if page.kind != "private_file" or page.shared_key is None:
+                continue
+            pte = s.pte(proc.pid, page.vpn)
+            cached = [
+                e.pte
+                for e in mmu.tlb.entries()
+                if e.vpn == page.vpn and (e.asid if mmu.tlb.tagged else mmu.asid) == asid
+            ]
+            for word, where in ((pte, "PTE"), *((word, "TLB entry") for word in cached)):
+                if word is not None and bits.is_present(word) and word & bits.WRITE:
+                    return Violation(
+                        "copies_read_only",
+                        f"a {where} grants write to a private mapping's page that is still "
+                        "its file's (a write must copy it first)",
+                        (("pid", proc.pid), ("vpn", page.vpn), ("file_page", page.shared_key)),
+                    )
     return None
 
 
@@ -465,13 +543,14 @@ def free_lists_clean(s: Observed) -> Violation | None:
 
 def no_leaks(s: Observed) -> Violation | None:
     """Nothing is held for ever: a frame that is not free is mapped by a present PTE, has a
-    transfer in flight, or holds a live page's contents; a busy frame has a transfer in
-    flight; an allocated swap slot is used by a live page or has a transfer in flight; and
-    no page holds two swap slots."""
+    transfer in flight, or holds a live page's or a file page's contents; a busy frame has
+    a transfer in flight; an allocated swap slot is used by a live page or has a transfer in
+    flight; and no page holds two swap slots."""
     name = "no_leaks"
     free = set(s.view.free_frames)
     mapped = set(s.present.values())
-    holding = {home.index for home in s.homes.values() if home.where == "frame"}
+    homes = (*s.homes.values(), *s.file_homes.values())
+    holding = {home.index for home in homes if home.where == "frame"}
     for frame in s.view.frames:
         moving = bool(s.transfers.get(frame.pfn))
         if frame.status == "busy" and not moving:

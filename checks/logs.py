@@ -53,6 +53,7 @@ from pagingcheck.checks.traces import workload_from_data, workload_to_data
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import Kernel, KernelEvent, KernelView, SpawnRefused
 from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.disk import DiskFile
 from pagingcheck.model.errors import PortError, UserError, quote
 from pagingcheck.model.isa import ArchState
 from pagingcheck.model.port import Port
@@ -614,6 +615,13 @@ class LoggingPort(Port):
         answer = None if image is None else protocol.encode_image(image)
         self._logged("image", index, value=answer, answered=True)
         return image
+
+    def file(self, index: int) -> DiskFile | None:
+        """The workload's file number ``index`` (logged with its answer)."""
+        file = self.inner.file(index)
+        answer = None if file is None else protocol.encode_file(file)
+        self._logged("file", index, value=answer, answered=True)
+        return file
 
 
 class LoggingKernel:

@@ -324,6 +324,17 @@ class Observed:
         }
 
     @cached_property
+    def file_homes(self) -> dict[tuple[str, int], Location]:
+        """(name, page) -> where the contents of each page of each workload file (the
+        disk's directory) are: the frame the view lists it in, else its disk block."""
+        listed = {(f.name, f.index): f.home for f in self.view.files}
+        return {
+            (file.name, index): listed.get((file.name, index), Location("image", block))
+            for file in self.machine.files
+            for index, block in enumerate(file.blocks)
+        }
+
+    @cached_property
     def slot_holders(self) -> set[User]:
         """Every (pid, vpn) the view lists as a user of some swap slot."""
         return {user for slot in self.view.slots for user in slot.users}
@@ -341,8 +352,13 @@ class Observed:
         )
 
     def shares_copy(self, pid: int, vpn: int) -> bool:
-        """Whether ``pid``'s page ``vpn`` is a private page whose frame or slot another live
-        process's private page shares (a fork's copy-on-write: a write needs a copy)."""
+        """Whether a write to ``pid``'s page ``vpn`` needs a copy: a private mapping's page
+        still the file's, or a private page whose frame or slot another live process's
+        private page shares (a fork's copy-on-write)."""
+        process = self.view.process(pid)
+        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        if page is not None and page.kind == "private_file" and page.shared_key is not None:
+            return True
         home = self.homes.get((pid, vpn))
         if home is None or home.where not in ("frame", "slot") or self.shared_key(pid, vpn):
             return False

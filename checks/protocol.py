@@ -29,9 +29,10 @@ from __future__ import annotations
 import dataclasses
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, get_args
 
 from pagingcheck.impl.interface import (
+    FileView,
     FrameView,
     KernelEvent,
     KernelView,
@@ -41,10 +42,16 @@ from pagingcheck.impl.interface import (
     SlotView,
     SpawnRefused,
 )
-from pagingcheck.model.disk import Request
+from pagingcheck.model.disk import DiskFile, Request
 from pagingcheck.model.errors import quote
 from pagingcheck.model.isa import REGISTERS, ArchState
-from pagingcheck.model.program import DEFAULT_STACK_REACH, Image, Program, SharedSegment
+from pagingcheck.model.program import (
+    DEFAULT_STACK_REACH,
+    Image,
+    PageKind,
+    Program,
+    SharedSegment,
+)
 from pagingcheck.model.traps import Access, Fault, TrapFrame, TrapKind
 
 WORD_MAX = 0xFFFF_FFFF
@@ -284,6 +291,21 @@ def decode_image(data: object) -> Image:
     )
 
 
+def encode_file(file: DiskFile) -> dict[str, Any]:
+    """A file of the disk's directory as JSON data."""
+    return {"name": file.name, "first": file.first, "pages": file.pages}
+
+
+def decode_file(data: object) -> DiskFile:
+    """A DiskFile from JSON data."""
+    fields = _map(data, "file", ("name", "first", "pages"))
+    return DiskFile(
+        _str(fields["name"], "file.name"),
+        _int(fields["first"], "file.first"),
+        _int(fields["pages"], "file.pages"),
+    )
+
+
 # -- what a kernel returns ---------------------------------------------------------------------
 
 
@@ -418,7 +440,7 @@ def _page(data: object, where: str) -> PageView:
     return PageView(
         _int(fields["vpn"], f"{where}.vpn"),
         _int(fields["prot"], f"{where}.prot"),
-        _choice(fields["kind"], f"{where}.kind", ["text", "data", "heap", "stack", "shared"]),
+        _choice(fields["kind"], f"{where}.kind", sorted(_KINDS)),
         _location(fields["home"], f"{where}.home"),
         None if key is None else _str(key, f"{where}.shared_key", 200),
         _int(fields.get("index", 0), f"{where}.index"),
@@ -457,6 +479,15 @@ def _slot(data: object, where: str) -> SlotView:
         _int(fields["refcount"], f"{where}.refcount"),
         _users(fields["users"], f"{where}.users"),
         _transfer(fields["transfer"], f"{where}.transfer"),
+    )
+
+
+def _file(data: object, where: str) -> FileView:
+    fields = _map(data, where, ("name", "index", "home"))
+    return FileView(
+        _str(fields["name"], f"{where}.name", 200),
+        _int(fields["index"], f"{where}.index"),
+        _location(fields["home"], f"{where}.home"),
     )
 
 
@@ -511,6 +542,9 @@ def encode_view(view: KernelView) -> dict[str, Any]:
         ],
         "free_slots": list(view.free_slots),
         "current": view.current,
+        "files": [
+            {"name": f.name, "index": f.index, "home": _encode_location(f.home)} for f in view.files
+        ],
     }
 
 
@@ -530,11 +564,12 @@ def decode_view(data: object) -> KernelView:
         each("slots", _slot),
         tuple(_int(s, "view().free_slots") for s in _seq(fields["free_slots"], "free_slots")),
         _opt_int(fields["current"], "view().current"),
+        tuple(_file(f, "view().files") for f in _seq(fields.get("files", []), "view().files")),
     )
 
 
 _STATES = frozenset({"ready", "running", "blocked", "exited"})
-_KINDS = frozenset({"text", "data", "heap", "stack", "shared"})
+_KINDS = frozenset(get_args(PageKind))
 _WHERES = frozenset({"frame", "slot", "image", "zero"})
 _STATUSES = frozenset({"free", "in_use", "busy"})
 _TRANSFERS = frozenset({None, "read", "write"})
@@ -563,6 +598,17 @@ def _page_ok(page: object) -> bool:
         and _word(page.home.index)
         and (page.shared_key is None or isinstance(page.shared_key, str))
         and _word(page.index)
+    )
+
+
+def _file_ok(f: object) -> bool:
+    return (
+        isinstance(f, FileView)
+        and isinstance(f.name, str)
+        and _word(f.index)
+        and isinstance(f.home, Location)
+        and f.home.where in _WHERES
+        and _word(f.home.index)
     )
 
 
@@ -625,6 +671,7 @@ def check_view(view: object) -> KernelView:
         ("free_frames", view.free_frames, _word),
         ("slots", view.slots, _slot_ok),
         ("free_slots", view.free_slots, _word),
+        ("files", view.files, _file_ok),
     )
     for name, value, test in parts:
         if not isinstance(value, tuple):

@@ -34,6 +34,7 @@ from pagingcheck.model.cpu import StepResult
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import (
     EXEC_FAILED,
+    MMAP_FAILED,
     SYS_EXEC,
     SYS_READ,
     SYS_WRITE,
@@ -43,7 +44,7 @@ from pagingcheck.model.isa import (
 from pagingcheck.model.program import Program
 from pagingcheck.model.traps import Fault, TrapKind
 from pagingcheck.spec import machine as spec
-from pagingcheck.spec.state import SpecState
+from pagingcheck.spec.state import Page, SpecState
 
 #: Properties of a step, checked alongside the state invariants.
 STEP_PROPERTIES: dict[str, str] = {
@@ -174,11 +175,14 @@ class Checker:
         self._track_faults(record, after)
         actual = abstract(after, self.fault_starts)
         expected, why = self._spec_step(record, actual)
-        if record.result and restarted(record, self.spec_state, actual):
+        copied = self.spec_state
+        if record.result is not None:  # a run: the kernel may have copied pages at its trap
+            copied = self._copies(copied, int(record.choice[1]), actual)
+        if record.result and restarted(record, copied, actual):
             # The kernel runs the system call again later (after a kernel-mode fault, or
             # when a WAIT blocks): nothing happened yet, and the instruction has not retired.
             record = replace(record, result=replace(record.result, retired=False))
-            expected, why = self.spec_state, ""
+            expected, why = copied, ""
         if violation is None and expected is not None and actual != expected:
             violation = Violation("refinement", why + "; " + describe_difference(expected, actual))
         elif violation is None and expected is None:
@@ -239,6 +243,8 @@ class Checker:
             programs=self.system.programs,
             exec_failed=r0 == EXEC_FAILED,
             reaped=r0,
+            files=tuple(file.name for file in self.system.machine.files),
+            map_failed=r0 == MMAP_FAILED,
         )
         if result.retired:
             if pid not in self.observed.live and self._call_out_of_swap(state, pid, result):
@@ -261,10 +267,25 @@ class Checker:
             if self._out_of_swap(pid, result.fault, grows):
                 return spec.exit_process(state, pid), f"process {pid} ran out of swap"
             return None, f"process {pid} was killed, but the spec retires its instruction"
+        state = self._copies(state, pid, actual)
         grown = spec.grow(state, pid, grows, config.page_words) if grows else None
         if grown is not None and self._grew(pid):
             return grown, f"process {pid}'s stack grew"
         return state, f"process {pid} trapped without retiring"
+
+    def _copies(self, state: SpecState, pid: int, actual: SpecState) -> SpecState:
+        """``state`` with the copy-on-write pages of ``pid`` that ``actual`` shows as its own
+        copied (:func:`spec.copy_page`): when ``pid`` traps, its kernel may copy a private
+        mapping's file page before the write that needs the copy retires, and from then on
+        the copy is the process's own page."""
+        mine, theirs = state.process(pid), actual.process(pid)
+        if mine is None or theirs is None:
+            return state
+        for vpn, mapping in mine.space:
+            shown = theirs.mapping(vpn) if mapping.copy_on_write else None
+            if shown is not None and shown.key == ("private", pid, vpn):
+                state = spec.copy_page(state, pid, vpn)
+        return state
 
     def _executed(self, state: SpecState, pid: int, r0: int | None) -> None:
         """After ``pid``'s EXEC (``r0`` as the system returned it): the program it runs now,
@@ -439,6 +460,9 @@ def describe_difference(expected: SpecState, actual: SpecState) -> str:
             want, got = expected.page_of(pid, vpn), actual.page_of(pid, vpn)
             if want != got:
                 return f"process {pid} {_page_difference(vpn, want, got)}"
+    for key, pages in expected.objects:
+        if key[0] == "file" and actual.object(key) != pages:
+            return f"file {key[1]!r} {_file_difference(pages, actual.object(key))}"
     if expected.console != actual.console:
         return f"console: spec {printed(expected.console)}, system {printed(actual.console)}"
     if expected.console_input != actual.console_input:
@@ -447,6 +471,17 @@ def describe_difference(expected: SpecState, actual: SpecState) -> str:
             f"system {printed(actual.console_input)}"
         )
     return "abstract states differ"
+
+
+def _file_difference(want: tuple[Page, ...], got: tuple[Page, ...] | None) -> str:
+    """The first word of a file two states disagree on: its page, its word, both values."""
+    if got is None or len(got) != len(want):
+        return "is missing or has another size"
+    for index, (a, b) in enumerate(zip(want, got, strict=True)):
+        for word, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return f"page {index} word {word}: spec {x:#010x}, system {y:#010x}"
+    return "differs"
 
 
 def _registers_difference(want: ArchState, got: ArchState) -> str:

@@ -131,6 +131,7 @@ def start(
         kills=workload.kills,
         call_seconds=config.limits.call_seconds,
         console_input=workload.console_input,
+        files=workload.files,
     )
     return Checker(system)
 
@@ -201,18 +202,18 @@ class Run:
             self.fail(failure.violation())
             return []
 
-    def continue_fairly(self, bound: int) -> Violation | None:
+    def continue_fairly(self, bound: int, steps: int | None = None) -> Violation | None:
         """Make fair choices from here, watching progress with ``bound`` (see .progress).
 
         Runs until no process is live and the disk is idle, a property fails,
-        or ``2 * bound`` fair steps have passed.
+        or ``steps`` fair steps (by default ``2 * bound``) have passed.
         """
         checker = self.checker
         assert checker is not None and not self.failed
         self.result.fair_from = len(self.choices)
         checker.watch_progress(bound)
         driver = FairDriver()
-        for _ in range(2 * bound):
+        for _ in range(2 * bound if steps is None else steps):
             if not checker.observed.live and not checker.observed.requests:
                 return None
             enabled = self.enabled()

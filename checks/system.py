@@ -45,7 +45,7 @@ from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.protocol import InterfaceError
 from pagingcheck.impl.interface import Kernel, KernelEvent, KernelView, SpawnRefused
 from pagingcheck.model.cpu import StepResult
-from pagingcheck.model.disk import Request
+from pagingcheck.model.disk import DiskFile, Request
 from pagingcheck.model.errors import PortError, UserError, quote, shorten
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import SYS_FORK, ArchState
@@ -279,6 +279,29 @@ def install(machine: Machine, programs: Sequence[Program], first: int) -> list[I
     return images
 
 
+def install_files(machine: Machine, files: Sequence[tuple[str, Sequence[int]]]) -> None:
+    """Write the workload's ``files`` (name, words) to the end of the disk's image area, in
+    order, and list them in the machine's directory. Raises UserError when the image area
+    cannot hold them beside the program images."""
+    config = machine.config
+    sizes = [-(-len(words) // config.page_words) for _, words in files]
+    block = config.disk_blocks - sum(sizes)
+    end = machine.images[-1].first + machine.images[-1].pages if machine.images else 0
+    if block < max(end, config.swap_slots):
+        raise UserError(
+            f"hardware.image_blocks: {config.image_blocks} image blocks cannot hold the "
+            "workload's programs and files; add image blocks"
+        )
+    stored = []
+    for (name, words), pages in zip(files, sizes, strict=True):
+        for index in range(pages):
+            part = tuple(words[index * config.page_words : (index + 1) * config.page_words])
+            machine.disk.write_block(block + index, part + (0,) * (config.page_words - len(part)))
+        stored.append(DiskFile(name, block, pages))
+        block += pages
+    machine.files = tuple(stored)
+
+
 @dataclass
 class System:
     """Machine + kernel + workload programs. Copyable and fingerprintable as a whole."""
@@ -314,7 +337,8 @@ class System:
             else (self.machine.config.swap_slots)
         )
         image = Image(program, first, self.machine.config.page_words)
-        if first + image.pages > self.machine.config.disk_blocks:
+        files = self.machine.files
+        if first + image.pages > (files[0].first if files else self.machine.config.disk_blocks):
             return None
         install(self.machine, [program], first)
         self.programs = (*self.programs, program)
@@ -509,11 +533,13 @@ def boot_system(
     kills: bool = False,
     call_seconds: float = HOOK_SECONDS,
     console_input: Sequence[int] = (),
+    files: Sequence[tuple[str, Sequence[int]]] = (),
 ) -> System:
-    """Install ``programs``, type ``console_input`` at the console, boot ``kernel`` on
-    ``machine`` and spawn the programs ``initial`` indexes. Raises KernelFailed when the
-    kernel fails doing so."""
+    """Install ``programs`` and ``files``, type ``console_input`` at the console, boot
+    ``kernel`` on ``machine`` and spawn the programs ``initial`` indexes. Raises
+    KernelFailed when the kernel fails doing so."""
     images = install(machine, programs, machine.config.swap_slots)
+    install_files(machine, files)
     machine.console_input = tuple(console_input)
     system = System(
         machine,

@@ -244,6 +244,8 @@ def workload_to_data(workload: Workload, programs: Sequence[Program]) -> dict[st
     }
     if workload.console_input:  # left out when empty, as traces written before READ had it
         data["input"] = "".join(map(chr, workload.console_input))
+    if workload.files:
+        data["files"] = {name: list(words) for name, words in workload.files}
     return data
 
 

@@ -110,6 +110,17 @@ class SlotView:
 
 
 @dataclass(frozen=True)
+class FileView:
+    """A page of a workload file (``name``, page ``index``) whose contents a frame holds:
+    mapped or not, or being written back. A file page the view does not list is in its
+    disk block."""
+
+    name: str
+    index: int
+    home: Location
+
+
+@dataclass(frozen=True)
 class KernelView:
     """A read-only snapshot of the kernel's paging state."""
 
@@ -119,6 +130,7 @@ class KernelView:
     slots: tuple[SlotView, ...]
     free_slots: tuple[int, ...]
     current: int | None
+    files: tuple[FileView, ...] = ()
 
     def process(self, pid: int) -> ProcessView | None:
         """The entry for ``pid``, or None."""

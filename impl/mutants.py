@@ -591,6 +591,35 @@ def _exec_keeps_tlb_entries(original: Callable[..., None]) -> Callable[..., None
     return exec_program
 
 
+def _file_page_dropped_unwritten(original: Callable[..., None]) -> Callable[..., None]:
+    def drop_mapping(
+        t: Tables, port: Port, pfn: int, user: Any, page: PageId, survives: bool
+    ) -> None:
+        # BUG: a file's page is let go with its last mapping (MUNMAP, exit) as a private
+        # page would be: its frame is freed, dirty or not, and the file never gets the writes
+        original(t, port, pfn, user, page, survives and not page.owner.startswith("file:"))
+
+    return drop_mapping
+
+
+def _private_file_writable(original: Callable[..., bool]) -> Callable[..., bool]:
+    def copied_on_write(self: Tables, entry: Any) -> bool:
+        if entry.kind == "private_file":
+            return False  # BUG: a private mapping of a file is mapped writable at once
+        return original(self, entry)
+
+    return copied_on_write
+
+
+def _munmap_keeps_tlb_entry(original: Callable[..., None]) -> Callable[..., None]:
+    def munmap(t: Tables, port: Port, pid: int) -> None:
+        with patched(((vm, "invalidate", _no_invalidate),)):
+            # BUG: the unmapped pages' PTEs go, but the TLB keeps their entries
+            original(t, port, pid)
+
+    return munmap
+
+
 def _forget_nothing(original: Callable[..., None]) -> Callable[..., None]:
     def forget(port: Port, space: Any) -> None:
         pass
@@ -888,6 +917,29 @@ MUTANTS: tuple[Mutant, ...] = (
         "progress",
         ((process, "wake_parent", _parent_left_asleep),),
         boots=("forker",),
+    ),
+    Mutant(
+        "file_page_dropped_unwritten",
+        "the last mapping of a file's page goes (MUNMAP, exit) without the page being "
+        "written back: a dirty page's writes never reach the file",
+        "refinement",
+        ((process, "drop_mapping", _file_page_dropped_unwritten),),
+        boots=("mapper",),
+    ),
+    Mutant(
+        "private_file_writable",
+        "a private mapping of a file is mapped writable at once, so the process writes the "
+        "file's page instead of a copy",
+        "copies_read_only",
+        ((Tables, "copied_on_write", _private_file_writable),),
+        boots=("mapper",),
+    ),
+    Mutant(
+        "munmap_keeps_tlb_entry",
+        "MUNMAP unmaps the pages' PTEs but leaves their TLB entries",
+        "tlb_agrees",
+        ((process, "munmap", _munmap_keeps_tlb_entry),),
+        boots=("mapper",),
     ),
     Mutant(
         "stack_grows_far_below_sp",

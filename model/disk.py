@@ -1,8 +1,10 @@
 """The swap disk: page-sized blocks, asynchronous requests, DMA at completion.
 
 Blocks ``0 .. swap_slots-1`` are swap slots (block number = slot number);
-blocks ``swap_slots .. disk_blocks-1`` hold program images, loaded at boot
-with :meth:`Disk.write_block`.
+blocks ``swap_slots .. disk_blocks-1`` are the image area: program images
+from its start, and the workload's files (:class:`DiskFile`) at its end,
+loaded at boot with :meth:`Disk.write_block`. Program images are read-only;
+swap slots and file blocks may be written.
 
 A request moves one page between a block and a frame. :meth:`Disk.submit`
 only queues it; the copy happens when the driver chooses to complete it
@@ -33,6 +35,25 @@ from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.memory import Frame, PhysicalMemory, Words, digest
 
 DiskOp = Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class DiskFile:
+    """A file of the workload on the disk: its ``pages`` pages in consecutive blocks from
+    block ``first``. MMAP maps it; a shared mapping's changes are written back here."""
+
+    name: str
+    first: int
+    pages: int
+
+    def block(self, index: int) -> int:
+        """The disk block of page ``index``."""
+        return self.first + index
+
+    @property
+    def blocks(self) -> range:
+        """Every block of the file."""
+        return range(self.first, self.first + self.pages)
 
 
 @dataclass(frozen=True)

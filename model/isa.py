@@ -116,6 +116,22 @@ WAIT_FAILED = 0xFFFF_FFFF
 SYS_READ = 7
 #: What READ returns in r0 when it fails.
 READ_FAILED = 0xFFFF_FFFF
+#: Map a file: the workload's file number r1, all its pages, at virtual address r2 (page
+#: aligned), shared with every process mapping it when bit 0 of r3 (:data:`MAP_SHARED`) is
+#: set, else private (copy-on-write over the file: the process's first write to a page
+#: copies it). r0 becomes r2, or, when r1 names no file, the pages are not all within the
+#: program's map area (``Program.map_area``) and invalid now, or the kernel cannot map
+#: them, :data:`MMAP_FAILED` with nothing changed.
+SYS_MMAP = 8
+#: What MMAP returns in r0 when it fails.
+MMAP_FAILED = 0xFFFF_FFFF
+#: The flag bit of MMAP's r3 that shares the mapping (with the file and its other mappers).
+MAP_SHARED = 1
+#: Unmap the r2 pages from virtual address r1 (page aligned), every one of them a page an
+#: MMAP mapped: r0 becomes 0, or :data:`MUNMAP_FAILED` with nothing changed.
+SYS_MUNMAP = 9
+#: What MUNMAP returns in r0 when it fails.
+MUNMAP_FAILED = 0xFFFF_FFFF
 #: The exit status of a process that did not exit by itself (killed, or signalled): a
 #: program that exits with this status cannot be told from one killed.
 KILLED = 0xFFFF_FFFF

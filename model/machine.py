@@ -8,15 +8,16 @@ Kernels never hold a Machine: they reach it only through the hardware port
 (:class:`pagingcheck.model.port.Port`). Besides the hardware proper the
 machine keeps ``spaces``, the address spaces the kernel has declared through
 the port (asid to table root), so the checks can walk every address space
-and not only the one loaded in the MMU, and ``images``, the directory of the
-programs installed in the disk's image area (what EXEC starts).
+and not only the one loaded in the MMU, and the disk's directory: ``images``, the
+programs installed in the disk's image area (what EXEC starts), and ``files``, the
+workload's files at the end of that area (what MMAP maps).
 """
 
 from __future__ import annotations
 
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.cpu import CPU, StepResult
-from pagingcheck.model.disk import Disk
+from pagingcheck.model.disk import Disk, DiskFile
 from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.memory import PhysicalMemory
 from pagingcheck.model.mmu import MMU
@@ -34,6 +35,7 @@ class Machine:
         "console_input",
         "cpu",
         "disk",
+        "files",
         "format",
         "images",
         "memory",
@@ -59,6 +61,8 @@ class Machine:
         self.spaces: dict[int, int] = {}
         #: The programs installed in the image area, by workload position.
         self.images: tuple[Image, ...] = ()
+        #: The workload's files, at the end of the image area, by workload position.
+        self.files: tuple[DiskFile, ...] = ()
 
     def step(self) -> StepResult:
         """Run one user instruction of the address space loaded in the MMU."""
@@ -78,6 +82,7 @@ class Machine:
         clone.console_input = self.console_input
         clone.spaces = dict(self.spaces)
         clone.images = self.images
+        clone.files = self.files
         return clone
 
     def __eq__(self, other: object) -> bool:
@@ -93,6 +98,7 @@ class Machine:
             and self.console_input == other.console_input
             and self.spaces == other.spaces
             and self.images == other.images
+            and self.files == other.files
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -110,4 +116,5 @@ class Machine:
             self.console,
             self.console_input,
             self.images,
+            self.files,
         )

@@ -47,8 +47,8 @@ kernel's ``view``, say, or kept from an earlier call). Rules:
 * frames named by ``fill`` and ``submit`` are user frames;
 * vpns are ``0 .. va_pages - 1``; asids are ``0 .. MAX_ASID``;
 * ``submit``: ``op`` is ``"read"`` (block to frame) or ``"write"`` (frame to
-  block); reads may name any disk block, writes only swap slots (program
-  images are read-only);
+  block); reads may name any disk block, writes only swap slots and the
+  blocks of the workload's files (program images are read-only);
 * ``tlb_insert`` exists only on a software-refilled TLB;
 * ``resume`` takes an :class:`~pagingcheck.model.isa.ArchState` of 32-bit words.
 """
@@ -60,6 +60,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pagingcheck.model.config import HardwareConfig
+from pagingcheck.model.disk import DiskFile
 from pagingcheck.model.errors import PortError
 from pagingcheck.model.isa import REGISTERS, ArchState
 from pagingcheck.model.machine import Machine
@@ -190,14 +191,25 @@ class Port(ABC):
         return state
 
     def _transfer(self, call: str, op: object, block: object, pfn: object) -> tuple[int, int]:
-        """The block and frame of a transfer ``op``: reads any block, writes swap slots."""
+        """The block and frame of a transfer ``op``: reads any block, writes swap slots
+        and file blocks (:meth:`_writable`)."""
         if op not in ("read", "write"):
             raise self._refuse(f"{call}: op {op!r} is not 'read' or 'write'")
-        last = self.config.disk_blocks - 1 if op == "read" else self.config.swap_slots - 1
-        what = "disk block" if op == "read" else "swap slot (images are read-only)"
+        last = self.config.disk_blocks - 1
         if last < 0:
-            raise self._refuse(f"{call}: this disk has no {what} to {op}")
-        return self._integer(call, what, block, last), self._user_frame(call, pfn)
+            raise self._refuse(f"{call}: this disk has no block to {op}")
+        number = self._integer(call, "disk block", block, last)
+        if op == "write" and not self._writable(number):
+            raise self._refuse(
+                f"{call}: block {number} is neither a swap slot nor a file's block "
+                "(program images are read-only)"
+            )
+        return number, self._user_frame(call, pfn)
+
+    def _writable(self, block: int) -> bool:
+        """Whether a write may name ``block``: a swap slot (a port that knows the disk's
+        directory allows file blocks too)."""
+        return block < self.config.swap_slots
 
     @contextmanager
     def opened(self) -> Iterator[Port]:
@@ -282,8 +294,12 @@ class Port(ABC):
     def image(self, index: int) -> Image | None:
         """The program image installed at position ``index`` of the workload, or None."""
 
-    def _index(self, call: str, index: object) -> int:
-        return self._integer(call, "program index", index, WORD_MAX)
+    @abstractmethod
+    def file(self, index: int) -> DiskFile | None:
+        """The workload's file number ``index`` on the disk, or None."""
+
+    def _index(self, call: str, index: object, what: str = "program index") -> int:
+        return self._integer(call, what, index, WORD_MAX)
 
 
 class MachinePort(Port):
@@ -421,3 +437,14 @@ class MachinePort(Port):
         machine = self._machine("image")
         number = self._index("image", index)
         return machine.images[number] if number < len(machine.images) else None
+
+    def file(self, index: int) -> DiskFile | None:
+        """The workload's file number ``index`` on the disk, or None."""
+        machine = self._machine("file")
+        number = self._index("file", index, "file number")
+        return machine.files[number] if number < len(machine.files) else None
+
+    def _writable(self, block: int) -> bool:
+        """Swap slots and the blocks of the workload's files."""
+        files = self.__machine.files
+        return block < self.config.swap_slots or any(block in f.blocks for f in files)

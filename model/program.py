@@ -96,7 +96,9 @@ class SharedSegment:
     writable: bool = True
 
 
-PageKind = Literal["text", "data", "heap", "stack", "shared"]
+#: What a valid page is: a part of the program's layout, or a page of a file an MMAP mapped
+#: (``file`` shared, ``private_file`` private: copy-on-write over the file).
+PageKind = Literal["text", "data", "heap", "stack", "shared", "file", "private_file"]
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,14 @@ class Program:
                 )
         return tuple(sorted(pages, key=lambda page: page.vpn))
 
+    def map_area(self, page_words: int, va_pages: int) -> frozenset[int]:
+        """The vpns an MMAP may map: every page that is no part of the layout and no room
+        the heap or the stack may grow into (between the heap's room and the stack's,
+        less the shared segments)."""
+        low = self.heap_start(page_words) + self.heap_limit
+        segments = {s.vpn + i for s in self.shared for i in range(s.pages)}
+        return frozenset(range(low, self.stack_floor(va_pages))) - segments
+
     def initial_stack_pointer(self, page_words: int, va_pages: int) -> int:
         """The value of r7 at entry: the first address past the stack."""
         return va_pages * page_words
@@ -293,3 +303,13 @@ class Image:
         text = [page_of(program.text, i, words) for i in range(program.text_pages(words))]
         data = [page_of(program.data, i, words) for i in range(program.data_pages(words))]
         return tuple(text + data)
+
+
+def map_range(va: int, pages: int, page_words: int, area: frozenset[int]) -> range | None:
+    """The vpns an MMAP or MUNMAP of ``pages`` pages from virtual address ``va`` names: ``va``
+    page aligned, at least one page, every one in the map ``area``
+    (:meth:`Program.map_area`); None for any other (the call fails)."""
+    if va % page_words or pages < 1:
+        return None
+    vpns = range(va // page_words, va // page_words + pages)
+    return vpns if all(vpn in area for vpn in vpns) else None

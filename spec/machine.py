@@ -1,5 +1,5 @@
 """Abstract steps: spawn, retire one instruction, grow the stack, print, fork, exec, wait,
-exit.
+map and unmap files, exit.
 
 Each step is a pure function from a :class:`SpecState` to a new one. An
 instruction runs with the same ISA semantics as the hardware
@@ -11,7 +11,7 @@ says grows the stack first adds zero-filled pages (:func:`grow`), then the
 instruction runs again, as on the real machine after the kernel grew it.
 
 Where the spec leaves a choice to the kernel (the pid a FORK's child gets,
-whether FORK or EXEC finds the memory it needs, which exited child a WAIT
+whether FORK, EXEC or MMAP finds the memory it needs, which exited child a WAIT
 returns), the step takes the kernel's decision as an argument: the checks
 read it from what the system did and judge everything else.
 """
@@ -27,11 +27,16 @@ from pagingcheck.model.isa import (
     EXEC_FAILED,
     FORK_FAILED,
     KILLED,
+    MAP_SHARED,
+    MMAP_FAILED,
+    MUNMAP_FAILED,
     READ_FAILED,
     SBRK_FAILED,
     SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
+    SYS_MMAP,
+    SYS_MUNMAP,
     SYS_PUTC,
     SYS_READ,
     SYS_SBRK,
@@ -45,7 +50,7 @@ from pagingcheck.model.isa import (
     buffer_page,
     execute,
 )
-from pagingcheck.model.program import STACK_POINTER, Program, heap_break, signed
+from pagingcheck.model.program import STACK_POINTER, Program, heap_break, map_range, signed
 from pagingcheck.model.traps import Access, Fault, TrapKind
 from pagingcheck.spec.state import Family, Mapping, ObjectKey, Page, SpecProcess, SpecState
 
@@ -120,10 +125,10 @@ def exit_process(state: SpecState, pid: int, status: int = KILLED) -> SpecState:
 
 
 def _without(state: SpecState, pid: int) -> SpecState:
-    """``state`` without process ``pid`` and the objects only it mapped."""
+    """``state`` without process ``pid`` and the objects only it mapped (files stay)."""
     processes = tuple(p for p in state.processes if p.pid != pid)
     used = {mapping.key for p in processes for _, mapping in p.space}
-    objects = tuple((key, pages) for key, pages in state.objects if key in used)
+    objects = tuple((key, pages) for key, pages in state.objects if key in used or key[0] == "file")
     return replace(state, processes=processes, objects=objects)
 
 
@@ -159,8 +164,12 @@ class _IdealPort:
 def _write(
     state: SpecState, process: SpecProcess, va: int, value: int, page_words: int
 ) -> SpecState:
+    process = state.process(process.pid) or process  # an earlier write may have copied a page
     mapping = process.mapping(va // page_words)
     assert mapping is not None
+    if mapping.copy_on_write:
+        state = copy_page(state, process.pid, va // page_words)
+        mapping = Mapping(object_key(process.pid, va // page_words, None), 0, mapping.prot)
     objects = dict(state.objects)
     pages = list(objects[mapping.key])
     page = list(pages[mapping.index])
@@ -168,6 +177,29 @@ def _write(
     pages[mapping.index] = tuple(page)
     objects[mapping.key] = tuple(pages)
     return replace(state, objects=tuple(sorted(objects.items())))
+
+
+def copy_page(state: SpecState, pid: int, vpn: int) -> SpecState:
+    """``pid``'s copy-on-write page ``vpn`` made its own private page, a copy of the file's
+    page as it is now: done by the first write to a private mapping of a file, or earlier,
+    when the kernel copies the page at a fault of ``pid`` (its choice, which the checks
+    read from what it did)."""
+    process = state.process(pid)
+    mapping = process.mapping(vpn) if process is not None else None
+    if process is None or mapping is None or not mapping.copy_on_write:
+        raise KeyError(f"spec.copy_page: process {pid} has no copy-on-write page {vpn}")
+    pages = state.object(mapping.key)
+    assert pages is not None
+    key = object_key(pid, vpn, None)
+    own = Mapping(key, 0, mapping.prot)
+    moved = replace(process, space=tuple((v, own if v == vpn else m) for v, m in process.space))
+    objects = dict(state.objects)
+    objects[key] = (pages[mapping.index],)
+    return replace(
+        state,
+        processes=tuple(moved if p.pid == pid else p for p in state.processes),
+        objects=tuple(sorted(objects.items())),
+    )
 
 
 @dataclass(frozen=True)
@@ -396,6 +428,57 @@ def waits(state: SpecState, pid: int, geometry: Geometry) -> bool:
     return isinstance(outcome, Completed) and outcome.syscall == SYS_WAIT
 
 
+def mmap(
+    state: SpecState,
+    pid: int,
+    regs: ArchState,
+    files: Sequence[str],
+    program: Program | None,
+    geometry: Geometry,
+    failed: bool = False,
+) -> tuple[SpecState, ArchState]:
+    """The MMAP system call of ``pid`` (registers ``regs`` after it trapped): every page of
+    file number r1 (``files`` names them by number) mapped read-write from virtual address
+    r2, shared with the file when r3 has :data:`MAP_SHARED`, else copy-on-write over it;
+    r0 is r2. When r1 names no file, the pages are not all invalid and within ``program``'s
+    map area, or the kernel could not map them (``failed``), nothing changes and r0 is
+    :data:`MMAP_FAILED`."""
+    process = state.process(pid)
+    assert process is not None
+    number, va, flags = regs.regs[1], regs.regs[2], regs.regs[3]
+    pages = state.object(("file", files[number])) if number < len(files) else None
+    area = program.map_area(geometry.page_words, geometry.va_pages) if program else frozenset()
+    vpns = map_range(va, len(pages), geometry.page_words, area) if pages else None
+    valid = {vpn for vpn, _ in process.space}
+    if failed or vpns is None or any(vpn in valid for vpn in vpns):
+        return state, replace(regs, regs=(MMAP_FAILED, *regs.regs[1:]))
+    key = ("file", files[number])
+    private = not flags & MAP_SHARED
+    added = {vpn: Mapping(key, i, READ | WRITE | USER, private) for i, vpn in enumerate(vpns)}
+    space = tuple(sorted({**dict(process.space), **added}.items()))
+    mapped = replace(process, space=space)
+    state = replace(state, processes=tuple(mapped if p.pid == pid else p for p in state.processes))
+    return state, replace(regs, regs=(va, *regs.regs[1:]))
+
+
+def munmap(
+    state: SpecState, pid: int, regs: ArchState, program: Program | None, geometry: Geometry
+) -> tuple[SpecState, ArchState]:
+    """The MUNMAP system call of ``pid`` (registers ``regs`` after it trapped): the r2 pages
+    from virtual address r1, every one valid and within ``program``'s map area (pages an
+    MMAP mapped), are gone (private copies with them; files keep what was written through
+    a shared mapping) and r0 is 0; otherwise nothing changes and r0 is
+    :data:`MUNMAP_FAILED`."""
+    process = state.process(pid)
+    assert process is not None
+    area = program.map_area(geometry.page_words, geometry.va_pages) if program else frozenset()
+    vpns = map_range(regs.regs[1], regs.regs[2], geometry.page_words, area)
+    valid = {vpn for vpn, _ in process.space}
+    if vpns is None or any(vpn not in valid for vpn in vpns):
+        return state, replace(regs, regs=(MUNMAP_FAILED, *regs.regs[1:]))
+    return _drop_pages(state, pid, vpns), replace(regs, regs=(0, *regs.regs[1:]))
+
+
 def retire(
     state: SpecState,
     pid: int,
@@ -406,6 +489,8 @@ def retire(
     programs: Sequence[Program] = (),
     exec_failed: bool = False,
     reaped: int | None = None,
+    files: Sequence[str] = (),
+    map_failed: bool = False,
 ) -> tuple[SpecState, Outcome]:
     """Run ``pid``'s next instruction to completion against ideal memory.
 
@@ -416,7 +501,8 @@ def retire(
     a buffer's (:func:`write`); READ fills a buffer from the console's input
     (:func:`read`); FORK makes process ``child`` (:func:`fork`); EXEC starts
     one of ``programs`` unless the kernel failed it (:func:`exec_program`); WAIT returns
-    the exited child ``reaped`` or blocks (:func:`wait`).
+    the exited child ``reaped`` or blocks (:func:`wait`); MMAP maps one of ``files``
+    unless the kernel failed it (:func:`mmap`), MUNMAP unmaps (:func:`munmap`).
     """
     page_words = geometry.page_words
     while True:
@@ -452,6 +538,10 @@ def retire(
         state, regs = fork(state, pid, regs, child)
     elif outcome.syscall == SYS_EXEC:
         state, regs, _ = exec_program(state, pid, regs, programs, geometry, exec_failed)
+    elif outcome.syscall == SYS_MMAP:
+        state, regs = mmap(state, pid, regs, files, program, geometry, map_failed)
+    elif outcome.syscall == SYS_MUNMAP:
+        state, regs = munmap(state, pid, regs, program, geometry)
     elif outcome.syscall == SYS_WAIT:
         waited = wait(state, pid, regs, reaped)
         if waited is None:

@@ -5,9 +5,13 @@ is a set of **objects**, each a tuple of pages of words:
 
 * ``("private", pid, vpn)``: one private page of one process;
 * ``("text", program)``: a program's text, shared by every process running it;
-* ``("segment", name)``: a shared segment, shared by every process attaching it.
+* ``("segment", name)``: a shared segment, shared by every process attaching it;
+* ``("file", name)``: a file of the workload, ideal storage: it is always there,
+  mapped or not, and a shared mapping of it (MMAP) shows it as it is now.
 
-A process maps each valid vpn to (object, page index within it, protection).
+A process maps each valid vpn to (object, page index within it, protection); a
+private mapping of a file page is *copy-on-write*: it shows the file's page until the
+process first writes it, which gives the process its own copy.
 The **console** is every byte the processes have printed, in the order their
 instructions retired; its **input** is the bytes typed at it that no READ
 has taken yet, next first. The **family** is who forked whom and the exit statuses
@@ -34,6 +38,7 @@ class Mapping:
     key: ObjectKey
     index: int
     prot: int
+    copy_on_write: bool = False  # a private mapping of a file page: a write copies it first
 
 
 @dataclass(frozen=True)

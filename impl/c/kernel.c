@@ -128,7 +128,10 @@ static const char *const RESTART_NAMES[] = {"precise", "state_register", "decode
 #define SYS_EXEC 5
 #define SYS_WAIT 6
 #define SYS_READ 7
-/* What a failed FORK, EXEC or WAIT returns in r0 (with no fork, never a child to wait for). */
+#define SYS_MMAP 8
+#define SYS_MUNMAP 9
+/* What a failed FORK, EXEC, WAIT, MMAP or MUNMAP returns in r0 (with no fork, never a child
+ * to wait for; with no MMAP, never a mapped page to unmap). */
 #define CALL_FAILED 0xFFFFFFFFu
 
 /* The ISA, for the decode restart variant: word 0 is
@@ -1958,7 +1961,8 @@ static void call_on_trap(const jv *args)
         } else {
             if (t.number == SYS_PUTC)
                 port_console_write(entry_context.regs[1] & 0xFF);
-            if (t.number == SYS_FORK || t.number == SYS_EXEC || t.number == SYS_WAIT)
+            if (t.number == SYS_FORK || t.number == SYS_EXEC || t.number == SYS_WAIT ||
+                t.number == SYS_MMAP || t.number == SYS_MUNMAP)
                 entry_context.regs[0] = CALL_FAILED; /* not implemented: the call fails */
             port_resume(&entry_context); /* no other call means anything: carry on */
         }

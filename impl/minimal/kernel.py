@@ -25,7 +25,8 @@ library; each choice is the simplest one that passes every check.
   one the process dies, out of memory).
 * FORK and EXEC are not implemented: they fail (r0 all ones, nothing else
   changes), which the spec allows a kernel that cannot make the child or the
-  new image; so no process has children, and WAIT fails at once.
+  new image; so no process has children, and WAIT fails at once. MMAP fails
+  the same way, so no page is ever mapped from a file and MUNMAP fails too.
 * Replacement: global FIFO over frames holding a page. A dirty victim is
   written back and its frame stays reserved for the page that evicted it.
 * Waiting: a process that cannot be served blocks, its instruction already
@@ -81,12 +82,16 @@ from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import (
     EXEC_FAILED,
     FORK_FAILED,
+    MMAP_FAILED,
+    MUNMAP_FAILED,
     READ_FAILED,
     REGISTERS,
     SBRK_FAILED,
     SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
+    SYS_MMAP,
+    SYS_MUNMAP,
     SYS_PUTC,
     SYS_READ,
     SYS_SBRK,
@@ -256,6 +261,10 @@ class MinimalKernel:
                 _return(port, state, EXEC_FAILED)
             elif trap.number == SYS_WAIT:  # no fork, so never a child to wait for
                 _return(port, state, WAIT_FAILED)
+            elif trap.number == SYS_MMAP:  # not implemented: the call fails
+                _return(port, state, MMAP_FAILED)
+            elif trap.number == SYS_MUNMAP:  # with no MMAP, never a mapped page to unmap
+                _return(port, state, MUNMAP_FAILED)
             else:  # no other system call means anything: carry on
                 port.resume(state)
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:

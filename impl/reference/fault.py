@@ -358,7 +358,7 @@ def plan_copy(t: Tables, port: Port, proc: Process, record: FaultRecord, source:
     now: it waits for memory)."""
     entry = proc.mapping(record.va // t.config.page_words)
     assert entry is not None  # check_access found it
-    if last_sharer(t, entry.page):
+    if not entry.page.shared and last_sharer(t, entry.page):  # a file's page is never taken
         return TakeOver(entry.page)
     if not t.free_slots:
         return Signal("out of memory")
@@ -645,8 +645,10 @@ def copy_on_write(t: Tables, port: Port, proc: Process, plan: Copy, vpn: int) ->
     (slot,) = identity.free_slots(t.free_slots, 1)
     t.slot_op(slot, "allocate", user)
     t.pages[copy] = PageRecord(slot=slot, dirty=True)
+    own = {"page": copy, "shared_key": None, "index": 0}  # no longer the file's page, if it was
     mappings = tuple(
-        dataclasses.replace(m, page=copy) if m.vpn == vpn else m for m in proc.mappings
+        dataclasses.replace(m, **own) if m.vpn == vpn else m  # type: ignore[arg-type]
+        for m in proc.mappings
     )
     t.update(t.processes[proc.pid], mappings=mappings)
     install_page(t, port, plan.pfn, copy, (user,))
@@ -726,16 +728,20 @@ def start_writeback(
     next_page: PageId | None = None,
     parked: tuple[User, ...] = (),
 ) -> None:
-    """Step 5: write the (busy) frame's page to its swap slot."""
-    slot = t.record(page).slot
-    if slot is None:
+    """Step 5: write the (busy) frame's page to its swap slot, or a file's page to its
+    block in the file."""
+    rec = t.record(page)
+    block = rec.image if rec.file else rec.slot
+    if block is None:
         raise InternalError(f"fault.start_writeback: dirty page {page} has no swap slot")
-    t.slot_op(slot, "start_write")
+    if not rec.file:
+        t.slot_op(block, "start_write")
     t.frame_step(port, pfn, "start_writeback")
-    request = port.submit("write", slot, pfn)
-    t.transfers[pfn] = Transfer(request, "write", slot, purpose, page, next_page, parked)  # type: ignore[arg-type]
+    request = port.submit("write", block, pfn)
+    t.transfers[pfn] = Transfer(request, "write", block, purpose, page, next_page, parked)  # type: ignore[arg-type]
     t.set_record(page, frame=pfn, dirty=False)
-    t.emit("writeback", pfn=pfn, detail=f"{purpose} {page} slot {slot}")
+    where = f"file block {block}" if rec.file else f"slot {block}"
+    t.emit("writeback", pfn=pfn, detail=f"{purpose} {page} {where}")
 
 
 def start_pagein(

@@ -30,7 +30,8 @@ wait_transfer  the faulting process waits for a transfer already in flight
 wait_memory    the faulting process waits until a frame may be taken for it
 evict_clean    a clean victim was unmapped everywhere (no write needed)
 evict_dirty    a dirty victim was unmapped everywhere (write-back follows)
-writeback      a write of a frame to its slot started (detail: why)
+writeback      a write of a frame to its slot, or of a file's page to its
+               block, started (detail: why)
 pagein         a page arrived (or was zero-filled) and was mapped
 backup         a faulting instruction was backed up (detail: the pc)
 ready          a process became ready
@@ -40,6 +41,9 @@ exit           a process terminated (detail: exit, kill or the signal)
 free_frame     a frame went back to the free list
 free_slot      a swap slot went back to the free list
 shared_zero    a shared object's last user left (detail: its key)
+mmap           an MMAP mapped a file (detail: its key, shared or private,
+               its pages), or failed
+munmap         a MUNMAP unmapped pages an MMAP mapped, or failed
 clean          the cleaner started writing a dirty page back ahead of need
 tick           the timer fired
 =============  ==============================================================
@@ -51,9 +55,11 @@ from typing import Any, Literal, Self
 
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import (
+    FileView,
     FrameView,
     KernelEvent,
     KernelView,
+    Location,
     PageView,
     ProcessView,
     SlotView,
@@ -65,7 +71,7 @@ from pagingcheck.impl.lib.memory import FREED_PATTERN
 from pagingcheck.impl.lib.slotstate import SlotState
 from pagingcheck.impl.reference import fault as faults
 from pagingcheck.impl.reference import process
-from pagingcheck.impl.reference.tables import Mapping, PageRecord, Tables, User
+from pagingcheck.impl.reference.tables import Mapping, PageId, PageRecord, Tables, User
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.disk import Request
 from pagingcheck.model.errors import ConfigError, InternalError, UserError
@@ -74,6 +80,8 @@ from pagingcheck.model.isa import (
     SYS_EXEC,
     SYS_EXIT,
     SYS_FORK,
+    SYS_MMAP,
+    SYS_MUNMAP,
     SYS_PUTC,
     SYS_READ,
     SYS_SBRK,
@@ -186,6 +194,10 @@ class ReferenceKernel:
                 process.exec_program(self.t, port, pid)
             elif trap.number == SYS_WAIT:
                 process.wait(self.t, port, pid)
+            elif trap.number == SYS_MMAP:
+                process.mmap(self.t, port, pid)
+            elif trap.number == SYS_MUNMAP:
+                process.munmap(self.t, port, pid)
             else:  # no other system call does anything: return to the caller
                 port.resume(port.context())
         elif trap.kind is TrapKind.ILLEGAL_INSTRUCTION:
@@ -280,7 +292,13 @@ class ReferenceKernel:
             for slot, refcount, transfer in taken
         )
         return KernelView(
-            tuple(processes), frame_views, free_frames, slot_views, free_slots, t.current
+            tuple(processes),
+            frame_views,
+            free_frames,
+            slot_views,
+            free_slots,
+            t.current,
+            _file_views(t),
         )
 
     def copy(self) -> Self:
@@ -304,6 +322,17 @@ class ReferenceKernel:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _file_views(t: Tables) -> tuple[FileView, ...]:
+    """The pages of the files that a frame holds (resident, or being written back)."""
+    return tuple(
+        FileView(key[len("file:") :], index, Location("frame", rec.frame))
+        for key in sorted(t.objects)
+        if process.is_file(key)
+        for index in range(t.objects[key].pages)
+        if (rec := t.pages[PageId(key, index)]).frame is not None
+    )
 
 
 # -- views of immutable records, kept ---------------------------------------------------------

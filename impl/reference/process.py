@@ -32,8 +32,9 @@ page table (:func:`release_image`); keep the exit status for the parent.
 
 The system calls that reshape a process: SBRK, FORK (copy-on-write), EXEC
 (a new image planned as creation plans one, the old one released as at
-exit) and WAIT (a parent sleeps until a child's exit wakes it); and the
-console's PUTC and WRITE.
+exit), WAIT (a parent sleeps until a child's exit wakes it), MMAP and MUNMAP
+(a file's pages, shared with the file or copy-on-write over it); and the
+console's PUTC, WRITE and READ.
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ from pagingcheck.impl.reference.tables import (
     User,
 )
 from pagingcheck.model import bits
+from pagingcheck.model.disk import DiskFile
 from pagingcheck.model.errors import InternalError, UserError
 from pagingcheck.model.isa import (
     EXEC_FAILED,
     FORK_FAILED,
     KILLED,
+    MAP_SHARED,
+    MMAP_FAILED,
+    MUNMAP_FAILED,
     READ_FAILED,
     REGISTERS,
     SBRK_FAILED,
@@ -72,7 +77,14 @@ from pagingcheck.model.isa import (
     buffer_page,
 )
 from pagingcheck.model.port import Port
-from pagingcheck.model.program import STACK_POINTER, Image, LayoutPage, heap_break, signed
+from pagingcheck.model.program import (
+    STACK_POINTER,
+    Image,
+    LayoutPage,
+    heap_break,
+    map_range,
+    signed,
+)
 from pagingcheck.model.traps import Access
 
 # -- creation ------------------------------------------------------------------------
@@ -286,6 +298,7 @@ def new_entry(t: Tables, plan: CreationPlan) -> Process:
         stack_reach=program.stack_reach,
         heap_start=program.heap_start(t.config.page_words),
         heap_limit=program.heap_limit,
+        map_area=tuple(sorted(program.map_area(t.config.page_words, t.config.va_pages))),
     )
 
 
@@ -760,7 +773,7 @@ def release_image(
     survivors = {
         key
         for key in proc.attached
-        if key in staying or any(u != pid for u in t.objects[key].users)
+        if key in staying or is_file(key) or any(u != pid for u in t.objects[key].users)
     }
     shared = [entry for entry in proc.mappings if entry.page.shared]
     for entry in shared:
@@ -779,7 +792,7 @@ def release_image(
             continue
         obj = t.objects[key]
         users = tuple(u for u in obj.users if u != pid)
-        if users:
+        if users or is_file(key):  # a file outlives its mappings
             t.objects[key] = SharedObject(key, users, obj.pages)
             continue
         del t.objects[key]
@@ -789,6 +802,112 @@ def release_image(
     t.editor.destroy(port, t.kalloc, proc.root, proc.asid)
     vm.forget(port, proc.space)
     port.release_space(proc.asid)
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def is_file(key: str) -> bool:
+    """Whether shared object ``key`` is a workload file (``file:<name>``)."""
+    return key.startswith("file:")
+
+
+def mmap(t: Tables, port: Port, pid: int) -> None:
+    """The MMAP system call of running ``pid``: map every page of file number r1 read-write
+    from virtual address r2, shared with the file when r3 has MAP_SHARED, else private
+    (copy-on-write over it), and return r2; or MMAP_FAILED with nothing changed when r1
+    names no file, the pages are not all invalid and in the process's map area, or kernel
+    memory cannot hold their page-table entries.
+
+    Nothing is read now. The file is a shared object, made at its first mapping, whose
+    page records stay for good: each page's home is its own block of the file (no swap
+    slot), from which a fault pages it in and to which a dirty page is written back. A
+    private mapping shows the file's page, its PTE without write, until the process
+    writes it: that write copies it (:func:`~pagingcheck.impl.reference.fault.plan_copy`)."""
+    proc = t.process(pid)
+    context = port.context()
+    number, va, flags = context.regs[1], context.regs[2], context.regs[3]
+    file = port.file(number)
+    area = frozenset(proc.map_area)
+    vpns = map_range(va, file.pages, t.config.page_words, area) if file is not None else None
+    if file is None or vpns is None or any(proc.mapping(vpn) for vpn in vpns):
+        map_failed(t, port, pid, context, "no such file, or not room for it")
+        return
+    memory, kalloc = Overlay(port), t.kalloc.copy()
+    for vpn in vpns:
+        if not vm.prepare(t.editor, memory, kalloc, proc.space, vpn, GROWN_PROT):
+            map_failed(t, port, pid, context, "out of kernel memory for its page-table entries")
+            return
+    memory.commit()
+    t.kalloc = kalloc
+    key = open_file(t, file)
+    kind = "file" if flags & MAP_SHARED else "private_file"
+    added = [
+        Mapping(vpn, kind, GROWN_PROT, PageId(key, i), key, i)  # type: ignore[arg-type]
+        for i, vpn in enumerate(vpns)
+    ]
+    obj = t.objects[key]
+    if pid not in obj.users:
+        t.objects[key] = SharedObject(key, (*obj.users, pid), obj.pages)
+    mappings = tuple(sorted((*proc.mappings, *added), key=lambda entry: entry.vpn))
+    attached = tuple(sorted({*proc.attached, key}))
+    t.update(proc, mappings=mappings, attached=attached)
+    t.emit("mmap", pid, vpns.start, detail=f"{key} {kind} {len(vpns)} pages")
+    port.resume(dataclasses.replace(context, regs=(va, *context.regs[1:])))
+
+
+def map_failed(t: Tables, port: Port, pid: int, context: ArchState, why: str) -> None:
+    """MMAP returns MMAP_FAILED, having changed nothing."""
+    t.emit("mmap", pid, detail=f"failed: {why}")
+    port.resume(dataclasses.replace(context, regs=(MMAP_FAILED, *context.regs[1:])))
+
+
+def open_file(t: Tables, file: DiskFile) -> str:
+    """The shared object of ``file`` (made at its first mapping, with a page record per
+    page homed in its block): its key."""
+    key = f"file:{file.name}"
+    if key not in t.objects:
+        t.objects[key] = SharedObject(key, (), file.pages)
+        for index, block in enumerate(file.blocks):
+            t.pages[PageId(key, index)] = PageRecord(image=block, file=True)
+    return key
+
+
+def munmap(t: Tables, port: Port, pid: int) -> None:
+    """The MUNMAP system call of running ``pid``: unmap the r2 pages from virtual address r1,
+    every one a page an MMAP mapped, and return 0; or MUNMAP_FAILED with nothing changed.
+
+    A page still the file's is unmapped as at exit: the file keeps it (a dirty page whose
+    last mapping this was is written back to its block, the frame busy meanwhile); a
+    private copy is released with its frame and slot. A file none of the process's pages
+    shows any more is detached from it."""
+    proc = t.process(pid)
+    context = port.context()
+    vpns = map_range(
+        context.regs[1], context.regs[2], t.config.page_words, frozenset(proc.map_area)
+    )
+    gone = [entry for vpn in vpns or () if (entry := proc.mapping(vpn)) is not None]
+    if vpns is None or len(gone) < len(vpns):
+        t.emit("munmap", pid, detail="failed: not mapped pages")
+        port.resume(dataclasses.replace(context, regs=(MUNMAP_FAILED, *context.regs[1:])))
+        return
+    for entry in gone:
+        rec = t.record(entry.page)
+        user = (pid, entry.vpn)
+        if entry.page.shared and rec.frame is not None and user in t.users(rec.frame):
+            drop_mapping(t, port, rec.frame, user, entry.page, True)
+    release_private(t, port, pid, [entry for entry in gone if not entry.page.shared])
+    dropped = {entry.vpn for entry in gone}
+    mappings = tuple(entry for entry in proc.mappings if entry.vpn not in dropped)
+    shown = {entry.page.owner for entry in mappings}
+    for key in [key for key in proc.attached if is_file(key) and key not in shown]:
+        obj = t.objects[key]
+        t.objects[key] = SharedObject(key, tuple(u for u in obj.users if u != pid), obj.pages)
+    attached = tuple(key for key in proc.attached if not is_file(key) or key in shown)
+    t.update(t.process(pid), mappings=mappings, attached=attached)
+    faults.settle_transfers(t, port)
+    t.emit("munmap", pid, vpns.start, detail=f"{len(gone)} pages")
+    port.resume(dataclasses.replace(context, regs=(0, *context.regs[1:])))
 
 
 # -- exec and wait ------------------------------------------------------------------------------

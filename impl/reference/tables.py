@@ -81,7 +81,8 @@ class PageRecord:
     are in swap ``slot`` once a write-back has filled it (``written``), else
     in the program-image block ``image`` they started from, else all zeros.
     ``dirty`` keeps the M bits of mappings removed while others still map
-    the page.
+    the page. A page of a file (``file``) has no slot: ``image`` is its own
+    block, where its contents are read from and written back to.
     """
 
     slot: int | None = None
@@ -90,9 +91,12 @@ class PageRecord:
     frame: int | None = None
     incoming: int | None = None
     dirty: bool = False
+    file: bool = False
 
     def stored(self) -> Location:
         """Where the page's contents are when no frame holds them (blocks are disk blocks)."""
+        if self.file and self.image is not None:
+            return Location("image", self.image)
         if self.written:
             if self.slot is None:
                 raise InternalError(f"PageRecord.stored: written page has no swap slot: {self}")
@@ -166,6 +170,8 @@ class Process:
     # The heap's room (model.program.heap_break): its first page and most pages.
     heap_start: int = 0
     heap_limit: int = 0
+    # The pages MMAP may map (model.program.Program.map_area).
+    map_area: tuple[int, ...] = ()
     # The family: who forked it, whether it sleeps in a WAIT, and once exited its status
     # and whether its parent has waited for it.
     parent: int | None = None
@@ -536,13 +542,14 @@ class Tables:
         ]
 
     def copied_on_write(self, entry: Mapping) -> bool:
-        """Whether ``entry`` is a writable private page that a fork left shared: its PTE must
-        not grant write until the page is copied (or taken over, at the last sharer)."""
-        return (
-            bool(entry.prot & bits.WRITE)
-            and not entry.page.shared
-            and len(self.sharers(entry.page)) > 1
-        )
+        """Whether ``entry`` is a writable private page that a fork left shared, or a private
+        mapping's page still the file's: its PTE must not grant write until the page is
+        copied (or, after a fork, taken over at the last sharer)."""
+        if not entry.prot & bits.WRITE:
+            return False
+        if entry.page.shared:  # a private mapping's file page, until the first write copies it
+            return entry.kind == "private_file"
+        return len(self.sharers(entry.page)) > 1
 
     def pte_rights(self, entry: Mapping) -> tuple[int, bool]:
         """The rights ``entry``'s PTE grants (its protection, less write while the page is

@@ -54,6 +54,7 @@ PINNED = {
     "fork": (1932, 2933, 42),
     "family": (130, 199, 24),
     "reader": (1906, 2484, 42),
+    "files": (59, 61, 43),
     "software": (3115, 4146, 38),
     "tiny": (5535, 8136, 31),
     "trio": (28672, 55797, 28),
@@ -63,6 +64,9 @@ PINNED = {
 #: Every seeded mutant, the smallest reference configuration that shows it, and the
 #: property the explorer finds it by (always the one the mutant is expected to break).
 KILLS = {
+    "file_page_dropped_unwritten": ("files", "refinement"),
+    "private_file_writable": ("files", "copies_read_only"),
+    "munmap_keeps_tlb_entry": ("files", "tlb_agrees"),
     "reuse_busy_frame": ("pair", "busy_frame_exclusive"),
     "free_shared_frame_at_first_exit": ("pair", "freed_at_last_reference"),
     "free_shared_slot_early": ("shared", "freed_at_last_reference"),
@@ -123,7 +127,9 @@ def counts(name: str) -> tuple[int, int, int]:
     return result.distinct_states, result.transitions, result.max_depth
 
 
-@pytest.mark.parametrize("name", ["pair", "shared", "stack", "heap", "fork", "family", "reader"])
+@pytest.mark.parametrize(
+    "name", ["pair", "shared", "stack", "heap", "fork", "family", "reader", "files"]
+)
 def test_small_references_explore_completely_to_their_pinned_counts(name: str) -> None:
     assert counts(name) == PINNED[name]
 

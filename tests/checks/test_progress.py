@@ -61,7 +61,7 @@ def test_a_kernel_that_robs_unfinished_instructions_fails_progress(policy: str) 
 def test_every_default_variant_finishes_its_workload_under_a_fair_schedule() -> None:
     for name, config in checkconfig.load(None).expand():
         run = Run(config, resolve_factory(REFERENCE_KERNEL), None)
-        assert run.continue_fairly(config.workload.progress_bound) is None, name
+        assert run.continue_fairly(config.workload.progress_bound, steps=3000) is None, name
         assert run.checker is not None and run.checker.observed.live == (), name
 
 

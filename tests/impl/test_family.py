@@ -226,12 +226,17 @@ def test_a_contained_kernel_asks_the_checker_for_the_program_it_execs() -> None:
     assert "exec" in reached and bytes(checker.system.machine.console) == b"A*"
 
 
+def course_example(heading: str) -> CheckConfig:
+    """The first configuration docs/course.md prints under ``heading``."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "course.md").read_text()
+    section = page.split(f"## {heading}", 1)[1]
+    return checkconfig.load_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
 def test_the_course_fork_bomb_runs_as_printed_and_reaches_what_it_requires() -> None:
     """docs/course.md's fork bomb, as printed: a campaign of it with the reference kernel
     holds every property and reaches the situations its configuration requires."""
-    page = (Path(__file__).resolve().parents[2] / "docs" / "course.md").read_text()
-    section = page.split("## A fork bomb under memory pressure", 1)[1]
-    config = checkconfig.load_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    config = course_example("A fork bomb under memory pressure")
     _, variant = config.expand()[0]
     campaign, failure = run_campaign(
         variant,

@@ -138,6 +138,7 @@ def test_the_port_hides_what_a_kernel_must_not_reach() -> None:
         "broken",
         "config",
         "console_read",
+        "file",
         "console_write",
         "open",
         "words",
