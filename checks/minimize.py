@@ -1,5 +1,5 @@
 """Shorter failing traces: breadth-first searches from the boot, then delta debugging;
-lassos for progress.
+shorter prefixes and lassos for progress.
 
 Hypothesis shrinks the choices it drew, but it stops when its own moves no
 longer help (or when the shrinking time is up), so a campaign's trace can
@@ -29,8 +29,12 @@ The searches have no clock in them but their deadline: the same trace and
 kernel give the same result on any machine unless the time runs out before
 the states do (on the default configuration they take 20 seconds at most).
 
-A progress violation's trace is shortened another way (:func:`lasso`): its
-fair continuation must stay whole, so no choice of it can go, but when the
+A progress violation's trace is shortened other ways. Its fair continuation
+must stay whole, so no choice of it can go; but the choices before it can
+(:func:`_prefix_shortened`): delta debugging as above removes them, each
+shorter prefix replayed and continued by the fair driver afresh, and kept
+when that fails progress again (the trace then holds the new continuation).
+Then :func:`lasso`: when the
 continuation comes back to a state it was in (the same fingerprint), the
 choices between are a loop that could be taken for ever. If that loop is
 fair (every choice enabled all along it is taken in it) and replaying the
@@ -49,6 +53,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pagingcheck.checks import traces
 from pagingcheck.checks.explore import Bounds, Explorer
@@ -92,7 +97,8 @@ def minimal(
     if trace.violation is None or not trace.choices:
         return Minimized(trace)
     if trace.violation.property == "progress":
-        return Minimized(lasso(trace, factory) or trace)
+        shortened = _prefix_shortened(trace, factory, time.monotonic() + seconds) or trace
+        return Minimized(lasso(shortened, factory) or shortened)
     began = time.monotonic()
     # The searches first, for half the time at most: a trace they shorten leaves delta
     # debugging less to do.
@@ -134,6 +140,39 @@ def lasso(trace: traces.Trace, factory: KernelFactory) -> traces.Trace | None:
         return None
     shorter = traces.from_run(config, trace.implementation, choices, result, trace.stderr)
     return shorter if len(shorter.choices) < len(trace.choices) else None
+
+
+def _prefix_shortened(
+    trace: traces.Trace, factory: KernelFactory, deadline: float
+) -> traces.Trace | None:
+    """``trace`` (a progress violation) with every choice removed from the prefix before
+    its fair continuation that can go before ``deadline``, a fresh fair continuation
+    after each shorter prefix; None if none could."""
+    if trace.fair_from is None:
+        return None
+    config = trace.config()
+
+    def continued(prefix: list[Choice]) -> tuple[list[Choice], Run] | None:
+        """The prefix's choices taken (a choice not enabled is passed over) and the run
+        continued fairly, when that fails progress; None otherwise."""
+        run = Run(config, factory, trace.programs)
+        taken = []
+        for choice in prefix:
+            enabled = run.enabled() if run.checker is not None and not run.failed else None
+            if enabled is None or run.failed:
+                return None  # a violation on the way: another trace's business
+            if choice in enabled and run.take(choice) is None:
+                taken.append(choice)
+        if run.checker is None or run.failed:
+            return None
+        violation = run.continue_fairly(config.workload.progress_bound)
+        failed = violation is not None and violation.property == "progress"
+        return (taken, run) if failed else None
+
+    found = _ddmin(list(trace.choices[: trace.fair_from]), continued, deadline)
+    if found is None or len(found.choices) >= len(trace.choices):
+        return None
+    return traces.from_run(config, trace.implementation, found.choices, found.result, trace.stderr)
 
 
 def _loop(trace: traces.Trace, factory: KernelFactory) -> tuple[int, int] | None:
@@ -202,26 +241,45 @@ def _delta_debugged(
         violation = result.violation
         return result if violation is not None and violation.property == wanted else None
 
-    choices = list(trace.choices)
-    found: RunResult | None = None
+    def kept(choices: list[Choice]) -> tuple[list[Choice], RunResult] | None:
+        result = replayed(choices)
+        # The choices taken, up to the failure (which may now come sooner).
+        return None if result is None else ([r.choice for r in result.records], result)
+
+    found = _ddmin(list(trace.choices), kept, deadline)
+    if found is None:
+        return None
+    choices = [record.choice for record in found.records]
+    return traces.from_run(config, trace.implementation, choices, found, trace.stderr)
+
+
+Found = TypeVar("Found")
+
+
+def _ddmin(
+    choices: list[Choice],
+    attempt: Callable[[list[Choice]], tuple[list[Choice], Found] | None],
+    deadline: float,
+) -> Found | None:
+    """Zeller's ddmin over ``choices`` until ``deadline``: chunks of half of them removed
+    first, then of a quarter, down to single choices. ``attempt`` tries a shorter list and
+    gives the choices it really took and what it found, or None when the list fails
+    otherwise; the last thing found is returned (None: no removal kept the failure)."""
+    found: Found | None = None
     chunk = max(1, len(choices) // 2)
-    while time.monotonic() < deadline:
+    while choices and time.monotonic() < deadline:
         start, removed = 0, False
         while start < len(choices) and time.monotonic() < deadline:
-            result = replayed(choices[:start] + choices[start + chunk :])
-            if result is None:
+            tried = attempt(choices[:start] + choices[start + chunk :])
+            if tried is None:
                 start += chunk
                 continue
-            # The choices taken, up to the failure (which may now come sooner).
-            choices = [record.choice for record in result.records]
-            found, removed = result, True
+            (choices, found), removed = tried, True
         if chunk == 1 and not removed:
             break  # 1-minimal: no single choice can go
         if not removed:
             chunk = max(1, chunk // 2)
-    if found is None:
-        return None
-    return traces.from_run(config, trace.implementation, choices, found, trace.stderr)
+    return found
 
 
 # -- breadth-first search -------------------------------------------------------------------------

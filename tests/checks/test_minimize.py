@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
-from pagingcheck.checks.minimize import _fair, lasso, minimal
+from pagingcheck.checks.minimize import _fair, _prefix_shortened, lasso, minimal
 from pagingcheck.checks.mutants import mutant_config
 from pagingcheck.checks.runner import REFERENCE_KERNEL, Run, resolve_factory, run_choices
 from pagingcheck.impl.mutants import BY_NAME, factory
@@ -154,3 +155,38 @@ def test_a_loop_that_leaves_a_choice_enabled_all_along_untaken_is_not_fair() -> 
     assert _fair([run1, run2], [both, both])
     assert _fair([run1], [frozenset({run1, ("spawn", 0), ("kill", 1)})])  # never owed
     assert not _fair([run1, run1], [frozenset({run1, disk}), frozenset({run1, disk})])
+
+
+SPINNER = """
+    - name: spinner
+      text: |
+        MOV #30, r3
+        spin: ADDI r3, #-1
+        BNE @spin
+        SYS 0
+"""
+
+
+def test_a_progress_trace_loses_the_prefix_steps_its_failure_does_not_need() -> None:
+    """Forty steps of another process before the fair continuation: none is needed to show
+    the WRITE run again for ever, so the prefix goes and a fresh continuation follows."""
+    mutant = BY_NAME["kernel_fault_ignored"]
+    kernel = factory(mutant)
+    config = checkconfig.load_text(STUCK.replace("initial: [0]", "initial: [0, 1]") + SPINNER)
+    run = Run(config, kernel, None)
+    for _ in range(40):
+        run.take(next(c for c in run.enabled() if c != ("run", 1)))
+    violation = run.continue_fairly(config.workload.progress_bound)
+    assert violation is not None and violation.property == "progress"
+    trace = traces.from_run(
+        config, f"pagingcheck.impl.mutants:{mutant.name}", run.choices, run.result
+    )
+    short = _prefix_shortened(trace, kernel, time.monotonic() + 30)
+    assert short is not None and trace.fair_from == 40
+    assert short.fair_from is not None and short.fair_from < 40
+    assert short.choices[short.fair_from :] != trace.choices[trace.fair_from :]  # afresh
+    for shown in (short, minimal(trace, kernel, seconds=30).trace):  # and the lasso after
+        assert len(shown.choices) < len(trace.choices)
+        again = traces.replay(shown, kernel)
+        assert again.violation is not None and again.violation.property == "progress"
+        assert again.failing_step == len(shown.choices)
