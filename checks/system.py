@@ -30,6 +30,7 @@ and propagates unchanged, as an internal error.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 import signal
@@ -183,11 +184,23 @@ class blamed:
     With the port open, an error of the hardware beneath a port call passes unchanged.
 
     What the kernel writes to stdout or stderr is caught (it would corrupt ``--json``)
-    and is ``kernel_output``; a thread it leaves running is ``kernel_thread``. A class,
-    not a generator: it wraps every call into the kernel, a dozen per explored state.
+    and is ``kernel_output``; a thread it leaves running is ``kernel_thread``. Python's
+    cyclic garbage collector is held off during the call and runs after it: a collection
+    of the checker's own objects (a large exploration's, say) takes seconds, and its pause
+    must not count against the kernel's time. A class, not a generator: it wraps every
+    call into the kernel, a dozen per explored state.
     """
 
-    __slots__ = ("armed", "port_open", "printed", "saved", "seconds", "threads", "what")
+    __slots__ = (
+        "armed",
+        "collecting",
+        "port_open",
+        "printed",
+        "saved",
+        "seconds",
+        "threads",
+        "what",
+    )
 
     def __init__(self, what: str, seconds: float | None, port_open: bool) -> None:
         self.what = what
@@ -199,6 +212,9 @@ class blamed:
         self.printed = io.StringIO()
         self.saved = (sys.stdout, sys.stderr)
         sys.stdout = sys.stderr = self.printed
+        self.collecting = gc.isenabled()
+        if self.collecting:
+            gc.disable()
         self.armed = _Limit.arm(self.seconds)
 
     def __exit__(
@@ -206,6 +222,8 @@ class blamed:
     ) -> Literal[False]:
         if self.armed:
             _Limit.disarm()
+        if self.collecting:
+            gc.enable()
         sys.stdout, sys.stderr = self.saved
         what = self.what
         if error is None:

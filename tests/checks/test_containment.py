@@ -3,6 +3,7 @@ reports it under its own name with a trace that replays, and never calls it a pa
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from pagingcheck.checks.cli import cli
 from pagingcheck.checks.refinement import CONDUCT_PROPERTIES
+from pagingcheck.checks.system import kernel_query
 
 TINY = """
 hardware: {user_frames: 4, va_pages: 16}
@@ -313,3 +315,30 @@ def test_ctrl_c_during_a_contained_hang_exits_130_at_once(tmp_path: Path) -> Non
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert b"interrupted" in err and b"Traceback" not in err
+
+
+def test_a_pause_of_the_checkers_own_garbage_collector_is_not_the_kernels_time() -> None:
+    """A collection over the checker's objects (a large exploration's) can pause for
+    seconds; inside a kernel call its pause would count against the kernel's time limit.
+    None starts inside the call: the collector runs once the call has returned."""
+    inside = [False]
+    started: list[bool] = []  # for each collection started: was it inside the call?
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(inside[0])
+
+    def allocating() -> int:
+        inside[0] = True
+        kept = [[index] for index in range(20_000)]  # far past a young generation's threshold
+        inside[0] = False
+        return len(kept)
+
+    gc.callbacks.append(watch)
+    try:
+        assert kernel_query("view()", allocating, seconds=10) == 20_000
+        after = [[index] for index in range(20_000)]
+    finally:
+        gc.callbacks.remove(watch)
+    assert len(after) == 20_000 and gc.isenabled()
+    assert started and not any(started)
