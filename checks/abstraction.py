@@ -76,8 +76,7 @@ def abstract(state: Observed, fault_starts: MappingType[int, ArchState]) -> Spec
             index = page.index if page.shared_key is not None else 0
             home = state.homes[(proc.pid, page.vpn)]
             objects.setdefault(key, {})[index] = page_contents(state.machine, home)
-            copied = page.kind == "private_file" and page.shared_key is not None
-            space.append((page.vpn, Mapping(key, index, page.prot, copied)))
+            space.append((page.vpn, Mapping(key, index, page.prot, page.copy_on_write)))
         regs = registers(state, proc, fault_starts)
         processes.append(SpecProcess(proc.pid, regs, tuple(sorted(space, key=lambda s: s[0]))))
     for (name, index), home in state.file_homes.items():

@@ -297,7 +297,7 @@ def _file_pages(s: Observed, pid: int) -> set[int]:
     """The vpns of ``pid``'s private mappings that still show their file's page."""
     process = s.view.process(pid)
     pages = process.pages if process is not None else ()
-    return {p.vpn for p in pages if p.kind == "private_file" and p.shared_key is not None}
+    return {p.vpn for p in pages if p.copy_on_write}
 
 
 def _own_pages(s: Observed, pid: int) -> set[int]:

@@ -461,7 +461,7 @@ def _file_copies_read_only(s: Observed) -> Violation | None:
     for proc in s.live_processes:
         asid = s.asid_of.get(proc.pid)
         for page in proc.pages:
-            if page.kind != "private_file" or page.shared_key is None:
+            if not page.copy_on_write:
                 continue
             pte = s.pte(proc.pid, page.vpn)
             cached = [

@@ -339,11 +339,15 @@ class Observed:
         """Every (pid, vpn) the view lists as a user of some swap slot."""
         return {user for slot in self.view.slots for user in slot.users}
 
+    def page(self, pid: int, vpn: int) -> PageView | None:
+        """``pid``'s valid page ``vpn`` as the view gives it, or None."""
+        process = self.view.process(pid)
+        return next((p for p in process.pages if p.vpn == vpn), None) if process else None
+
     def unbacked(self, pid: int, vpn: int) -> bool:
         """Whether ``pid``'s page ``vpn`` is a valid, writable, private page that holds no
         swap slot yet (a heap page never touched): its first touch needs one."""
-        process = self.view.process(pid)
-        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        page = self.page(pid, vpn)
         return (
             page is not None
             and page.shared_key is None
@@ -355,9 +359,8 @@ class Observed:
         """Whether a write to ``pid``'s page ``vpn`` needs a copy: a private mapping's page
         still the file's, or a private page whose frame or slot another live process's
         private page shares (a fork's copy-on-write)."""
-        process = self.view.process(pid)
-        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
-        if page is not None and page.kind == "private_file" and page.shared_key is not None:
+        page = self.page(pid, vpn)
+        if page is not None and page.copy_on_write:
             return True
         home = self.homes.get((pid, vpn))
         if home is None or home.where not in ("frame", "slot") or self.shared_key(pid, vpn):
@@ -370,14 +373,12 @@ class Observed:
     def shared_key(self, pid: int, vpn: int) -> str | None:
         """The shared object ``pid``'s valid page ``vpn`` belongs to (None: private, or no
         such page)."""
-        process = self.view.process(pid)
-        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        page = self.page(pid, vpn)
         return None if page is None else page.shared_key
 
     def writable(self, pid: int, vpn: int) -> bool:
         """Whether ``pid``'s valid page ``vpn`` may be written (its protection, in the view)."""
-        process = self.view.process(pid)
-        page = next((p for p in process.pages if p.vpn == vpn), None) if process else None
+        page = self.page(pid, vpn)
         return page is not None and bool(page.prot & bits.WRITE)
 
     def in_transit(self, home: Location) -> Request | None:

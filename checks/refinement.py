@@ -175,14 +175,16 @@ class Checker:
         self._track_faults(record, after)
         actual = abstract(after, self.fault_starts)
         expected, why = self._spec_step(record, actual)
-        copied = self.spec_state
-        if record.result is not None:  # a run: the kernel may have copied pages at its trap
-            copied = self._copies(copied, int(record.choice[1]), actual)
-        if record.result and restarted(record, copied, actual):
-            # The kernel runs the system call again later (after a kernel-mode fault, or
-            # when a WAIT blocks): nothing happened yet, and the instruction has not retired.
-            record = replace(record, result=replace(record.result, retired=False))
-            expected, why = copied, ""
+        result = record.result
+        if result is not None and result.retired and result.syscall is not None:
+            # A system call the kernel may run again (see restarted), a private page it may
+            # have copied meanwhile (as at a fault: _copies).
+            copied = self._copies(self.spec_state, int(record.choice[1]), actual)
+            if restarted(record, copied, actual):
+                # The kernel runs the call again later (after a kernel-mode fault, or when a
+                # WAIT blocks): nothing happened yet, and the instruction has not retired.
+                record = replace(record, result=replace(result, retired=False))
+                expected, why = copied, ""
         if violation is None and expected is not None and actual != expected:
             violation = Violation("refinement", why + "; " + describe_difference(expected, actual))
         elif violation is None and expected is None:

@@ -52,7 +52,7 @@ from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import SYS_FORK, ArchState
 from pagingcheck.model.machine import Machine
 from pagingcheck.model.port import MachinePort, Port
-from pagingcheck.model.program import Image, Program
+from pagingcheck.model.program import Image, Program, page_of
 
 Choice = tuple[str, ...] | tuple[str, int]
 T = TypeVar("T")
@@ -313,8 +313,8 @@ def install_files(machine: Machine, files: Sequence[tuple[str, Sequence[int]]]) 
     stored = []
     for (name, words), pages in zip(files, sizes, strict=True):
         for index in range(pages):
-            part = tuple(words[index * config.page_words : (index + 1) * config.page_words])
-            machine.disk.write_block(block + index, part + (0,) * (config.page_words - len(part)))
+            contents = page_of(tuple(words), index, config.page_words)  # zeros after the last
+            machine.disk.write_block(block + index, contents)
         stored.append(DiskFile(name, block, pages))
         block += pages
     machine.files = tuple(stored)

@@ -69,6 +69,12 @@ class PageView:
     shared_key: str | None = None
     index: int = 0
 
+    @property
+    def copy_on_write(self) -> bool:
+        """Whether this is a private mapping's page that still shows its file's page (the
+        process's first write to it copies it)."""
+        return self.kind == "private_file" and self.shared_key is not None
+
 
 @dataclass(frozen=True)
 class ProcessView:

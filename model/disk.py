@@ -46,10 +46,6 @@ class DiskFile:
     first: int
     pages: int
 
-    def block(self, index: int) -> int:
-        """The disk block of page ``index``."""
-        return self.first + index
-
     @property
     def blocks(self) -> range:
         """Every block of the file."""
