@@ -25,6 +25,11 @@ The situations about transfers say exactly what happened:
     (waiting for that request, or reading the page again elsewhere) is
     for the properties to judge.
 
+``partial_write``
+    an instruction faulted after some of its writes (a PUSHM whose next
+    word's page was not there or not writable): memory keeps them while the
+    instruction waits to run again (refinement has checked them against
+    the spec's run of it);
 ``stack_growth``
     a page fault gave its process valid pages it did not have (refinement
     has checked them against the spec's stack rule by then);
@@ -107,6 +112,7 @@ SITUATIONS: tuple[str, ...] = (
     "fault:protection_fault",
     "fault:tlb_miss",
     *(f"restart:{variant}:{point}" for variant in RESTART_VARIANTS for point in FAULT_POINTS),
+    "partial_write",
     "evict:dirty",
     "evict:clean",
     "fault_on_page_in_transit",
@@ -161,6 +167,8 @@ class Tracker:
             reached.add(f"fault:{result.fault.kind.value}")
             if result.fault_point is not None:
                 reached.add(f"restart:{config.restart}:{result.fault_point}")
+            if result.writes:
+                reached.add("partial_write")
             if result.fault.kind is TrapKind.TLB_MISS:
                 reached.add(f"tlb_miss:software:{tag}")
             reached |= self._fault_in_transit(record, before)

@@ -255,17 +255,26 @@ class Checker:
                 return state, f"process {pid} waits for a child"
             if not isinstance(outcome, spec.Retired):
                 return None, f"process {pid} retired an instruction the spec signals ({outcome})"
-            if outcome.write != result.write:
+            if outcome.writes != result.writes:
                 return None, (
-                    f"process {pid} wrote {result.write}, the spec writes {outcome.write}"
+                    f"process {pid} wrote {_spelled(result.writes)}, "
+                    f"the spec writes {_spelled(outcome.writes)}"
                 )
             if outcome.syscall == SYS_EXEC:
                 self._executed(state, pid, r0)
             return after_state, f"process {pid} retired an instruction"
+        intended = () if isinstance(outcome, spec.Blocked) else outcome.writes
+        if result.writes != intended[: len(result.writes)]:
+            return None, (
+                f"process {pid} wrote {_spelled(result.writes)} before its fault, "
+                f"the spec writes {_spelled(intended)}"
+            )
+        # A PUSHM's writes before the fault stay in memory while it waits to run again.
+        state = spec.written(state, pid, result.writes, config.page_words)
         grows = self._growth(state, pid, result.fault, program, geometry)
         if pid not in self.observed.live:
             if isinstance(outcome, spec.Signalled):
-                return after_state, f"process {pid} was signalled"
+                return spec.exit_process(state, pid), f"process {pid} was signalled"
             if self._out_of_swap(pid, result.fault, grows):
                 return spec.exit_process(state, pid), f"process {pid} ran out of swap"
             return None, f"process {pid} was killed, but the spec retires its instruction"
@@ -473,6 +482,11 @@ def describe_difference(expected: SpecState, actual: SpecState) -> str:
             f"system {printed(actual.console_input)}"
         )
     return "abstract states differ"
+
+
+def _spelled(writes: Sequence[tuple[int, int]]) -> str:
+    """Memory writes as words: ``7 at 12, 9 at 11``, or ``nothing``."""
+    return ", ".join(f"{value} at {va}" for va, value in writes) or "nothing"
 
 
 def _file_difference(want: tuple[Page, ...], got: tuple[Page, ...] | None) -> str:

@@ -67,8 +67,10 @@ def instructions(draw: st.DrawFn, hardware: HardwareConfig) -> Instruction:
     first, second = isa.OPERAND_MODES[op]
     a = draw(operands(hardware, first))
     b = draw(operands(hardware, second))
-    assume(isa.illegal_reason(op, a, b) is None)  # e.g. MOV (r1)+, (r1) does not exist
-    return Instruction(op, a, b)
+    number = draw(st.sampled_from(isa.NUMBERED[op])) if op in isa.NUMBERED else 0
+    # e.g. MOV (r1)+, (r1) and PUSHM r7, {r7} do not exist
+    assume(isa.illegal_reason(op, a, b, number) is None)
+    return Instruction(op, a, b, number)
 
 
 @st.composite

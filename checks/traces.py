@@ -135,8 +135,8 @@ def record_to_data(record: StepRecord) -> dict[str, Any]:
                 "va": result.fault.va,
                 "access": result.fault.access.value,
             }
-        if result.write is not None:
-            data["write"] = list(result.write)
+        if result.writes:
+            data["writes"] = [list(write) for write in result.writes]
     if record.spawned is not None:
         data["spawned"] = record.spawned if isinstance(record.spawned, int) else str(record.spawned)
     if record.completed is not None:
@@ -492,8 +492,7 @@ def happened(record: StepRecord) -> list[str]:
     if "fault" in data:
         f = data["fault"]
         what.append(f"{f['kind']} at {f['va']} ({f['access']})")
-    if "write" in data:
-        what.append(f"write {data['write'][1]} -> {data['write'][0]}")
+    what += [f"write {value} -> {va}" for va, value in data.get("writes", [])]
     if "spawned" in data:
         what.append(f"spawned {data['spawned']}")
     if "completed" in data:

@@ -35,16 +35,17 @@ from typing import Any
 
 from pagingcheck.impl.config import KernelConfig
 from pagingcheck.impl.interface import FrameView, Kernel, KernelView, SlotView
-from pagingcheck.impl.lib import framestate, vm
+from pagingcheck.impl.lib import framestate, restart, vm
 from pagingcheck.impl.lib.restart import back_up
 from pagingcheck.impl.reference import fault, process
 from pagingcheck.impl.reference.kernel import ReferenceKernel
 from pagingcheck.impl.reference.tables import FaultRecord, PageId, Tables
-from pagingcheck.model import bits
+from pagingcheck.model import bits, isa
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.isa import SBRK_FAILED, WORD_MASK, WRITE_FAILED, ArchState
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import signed
+from pagingcheck.model.traps import TrapFrame
 
 Patch = tuple[object, str, Callable[[Callable[..., Any]], Callable[..., Any]]]
 
@@ -209,6 +210,22 @@ def _undo_first_effect_only(original: Callable[..., ArchState]) -> Callable[...,
         return back_up(context, record.fault_pc, record.undo[:1])
 
     return backup
+
+
+def _decode_blames_first_push(original: Callable[..., Any]) -> Callable[..., Any]:
+    def read_trap(port: Port, trap: TrapFrame) -> FaultRecord | None:
+        record: FaultRecord | None = original(port, trap)
+        located = restart.locate(port, trap.pc, port.context())
+        if record is None or record.point != "push" or located is None:
+            return record
+        assert located.instruction is not None
+        # BUG: a decoder written for one write per instruction blames a PUSHM's first write
+        start = back_up(port.context(), trap.pc, ())
+        writes = isa.accesses(located.instruction, start)
+        first = next(va for point, va, _ in writes if point == "push")
+        return dataclasses.replace(record, va=first)
+
+    return read_trap
 
 
 def _precise_pc_minus_one(original: Callable[..., ArchState]) -> Callable[..., ArchState]:
@@ -698,6 +715,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "restart_exact",
         ((fault, "backup", _undo_first_effect_only),),
         hardware={"restart": "decode"},
+    ),
+    Mutant(
+        "decode_blames_first_push",
+        "decode hardware: the kernel's parser takes a PUSHM's first write for the faulting one",
+        "progress",
+        ((fault, "read_trap", _decode_blames_first_push),),
+        hardware={"restart": "decode"},
+        boots=("straddle",),
     ),
     Mutant(
         "precise_pc_stepped_back",

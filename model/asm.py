@@ -15,7 +15,9 @@ Syntax, one statement per line::
   modulo 2**32;
 * ``name:`` defines a label at the address of what follows (``origin`` plus
   the words before it); ``.word v, ...`` places data words;
-* branch targets are written ``@target``; ``SYS`` takes a plain number.
+* branch targets are written ``@target``; ``SYS`` takes a plain number;
+* ``PUSHM rS, {r0, r2}`` lists the registers it pushes below ``rS`` in braces
+  (in any order; each once).
 
 Mistakes raise :class:`AssemblyError` naming the line and how to fix it.
 """
@@ -207,6 +209,8 @@ def _instruction(statement: _Statement, labels: dict[str, int]) -> Instruction:
         if number > NUMBER_MASK:
             raise _fail(line, raw, f"system call number {number} is outside 0..{NUMBER_MASK}")
         return Instruction(op, number=number)
+    if op is Op.PUSHM:
+        return _push(statement, labels)
     modes = [m for m in OPERAND_MODES[op] if m != frozenset({Mode.NONE})]
     if len(statement.operands) != len(modes):
         example = {0: op.name, 1: f"{op.name} @target", 2: f"{op.name} a, b"}[len(modes)]
@@ -222,6 +226,33 @@ def _instruction(statement: _Statement, labels: dict[str, int]) -> Instruction:
     if reason is not None:
         raise _fail(line, raw, f"{reason}; use two different registers")
     return Instruction(op, a, b)
+
+
+_PUSHED = re.compile(r"\{([^{}]*)\}")
+
+
+def _push(statement: _Statement, labels: dict[str, int]) -> Instruction:
+    """``PUSHM rS, {rA, rB, ...}``: the stack register, then the list in braces."""
+    raw, line = statement.text, statement.line
+    usage = "write PUSHM r7, {r0, r1}"
+    _, *rest = statement.operands or [""]
+    listed = _PUSHED.fullmatch(", ".join(rest).strip())
+    if listed is None:
+        raise _fail(line, raw, f"PUSHM takes a register and a list in braces: {usage}")
+    a = _operand(statement, 0, OPERAND_MODES[Op.PUSHM][0], labels)
+    mask = 0
+    for name in (part.strip() for part in listed.group(1).split(",")):
+        found = _REGISTER.fullmatch(name)
+        if found is None or int(found.group(1)) >= 8:
+            raise _fail(line, raw, f"cannot read register {name!r} in PUSHM's list; {usage}")
+        bit = 1 << int(found.group(1))
+        if mask & bit:
+            raise _fail(line, raw, f"PUSHM lists {name} twice; list each register once")
+        mask |= bit
+    reason = illegal_reason(Op.PUSHM, a, NO_OPERAND, mask)
+    if reason is not None:
+        raise _fail(line, raw, reason)
+    return Instruction(Op.PUSHM, a, number=mask)
 
 
 def assemble(text: str, origin: int = 0) -> list[int]:
@@ -261,6 +292,9 @@ def format_instruction(instruction: Instruction) -> str:
     """One instruction as assembly text, e.g. ``MOV (r1)+, -(r2)``."""
     if instruction.op is Op.SYS:
         return f"SYS {instruction.number}"
+    if instruction.op is Op.PUSHM:
+        listed = ", ".join(f"r{r}" for r in sorted(instruction.pushed))
+        return f"PUSHM r{instruction.a.reg}, {{{listed}}}"
     operands = [
         format_operand(o) for o in (instruction.a, instruction.b) if o.mode is not Mode.NONE
     ]

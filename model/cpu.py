@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pagingcheck.model.config import HardwareConfig
-from pagingcheck.model.isa import REGISTERS, ArchState, Completed, Faulted, execute
+from pagingcheck.model.isa import REGISTERS, ArchState, Completed, Faulted, Writes, execute
 from pagingcheck.model.memory import PhysicalMemory
 from pagingcheck.model.traps import Access, Fault, TrapFrame, TrapKind
 
@@ -70,16 +70,17 @@ class _Port:
 class StepResult:
     """What one user instruction did, for the checks (a kernel sees only the trap frame).
 
-    ``retired``: it completed (``write`` is its memory write (va, value),
+    ``retired``: it completed (``writes`` are its memory writes (va, value),
     ``syscall`` its SYS number). Otherwise ``trap`` says why control went to
-    the kernel. ``fault`` and ``fault_point`` describe a faulting access;
-    under the decode variant the trap frame does not hold the address.
+    the kernel. ``fault`` and ``fault_point`` describe a faulting access
+    (under the decode variant the trap frame does not hold the address), and
+    ``writes`` the writes a PUSHM made before it, which memory keeps.
     """
 
     retired: bool
     trap: TrapKind | None = None
     fault: Fault | None = None
-    write: tuple[int, int] | None = None
+    writes: Writes = ()
     syscall: int | None = None
     fault_point: str | None = None
 
@@ -117,11 +118,11 @@ class CPU:
         if isinstance(outcome, Completed):
             self.state = outcome.state
             if outcome.syscall is None:
-                return StepResult(retired=True, write=outcome.write)
+                return StepResult(retired=True, writes=outcome.writes)
             self.mode = "kernel"
             self.trap = TrapFrame(TrapKind.SYSCALL, start.pc, number=outcome.syscall)
             return StepResult(
-                retired=True, trap=TrapKind.SYSCALL, write=outcome.write, syscall=outcome.syscall
+                retired=True, trap=TrapKind.SYSCALL, writes=outcome.writes, syscall=outcome.syscall
             )
         self.mode = "kernel"
         if not isinstance(outcome, Faulted):  # Illegal: nothing changed
@@ -132,6 +133,7 @@ class CPU:
             retired=False,
             trap=outcome.fault.kind,
             fault=outcome.fault,
+            writes=outcome.writes,
             fault_point=outcome.fault_point,
         )
 

@@ -17,13 +17,14 @@ before the second's::
     |   opcode   | amode | areg  | bmode | breg  |   number (SYS only) |
     +------------+-------+-------+-------+-------+---------------------+
 
-    opcode  which instruction (:class:`Op`); 0x00 and 0x0F..0xFF are
+    opcode  which instruction (:class:`Op`); 0x00 and 0x10..0xFF are
             illegal, so a zero word or a freed-frame pattern traps at once
     amode   mode of the first operand as written (:class:`Mode`)
     areg    register of the first operand (zero unless the mode names one)
     bmode   mode of the second operand
     breg    register of the second operand
-    number  the system call number of SYS; zero in every other instruction
+    number  the system call number of SYS, the register list of PUSHM (bit i
+            pushes ri); zero in every other instruction
 
 Every instruction spells out its operands' modes, even where the opcode
 allows only one (``LOAD`` is always REG, ABS), so the length of an
@@ -38,11 +39,20 @@ Execution order, and the name of each point where an access can fault:
 3. ``src``: evaluate the source operand: auto-increment / auto-decrement
    changes its register first, then the READ;
 4. ``dst``: evaluate the destination operand: its register change, then
-   the WRITE. At most one write per instruction, and it is the last action.
+   the WRITE, the instruction's last action.
+
+PUSHM is the one instruction that writes more than once: ``PUSHM rS, {list}``
+stores each listed register, highest register first, in the words just below
+``rS`` (the highest register in the word at ``rS - 1``, the lowest in the word
+at ``rS - n`` for ``n`` registers), then sets ``rS`` to ``rS - n``. Every one
+of its writes is fault point ``push``; a fault at any of them leaves the words
+already written in memory and every register as it was (the stack register
+moves only once all the writes are done), so running the instruction again
+from its start rewrites those words with the same values.
 
 A fault leaves the side effects made so far (register changes from steps
-3-4) in the returned state; what the CPU does with them is its restart
-variant (``model.cpu``).
+3-4, the writes a PUSHM made) in the returned outcome; what the CPU does
+with them is its restart variant (``model.cpu``).
 """
 
 from __future__ import annotations
@@ -146,12 +156,16 @@ def buffer_page(va: int, count: int, page_words: int) -> int | None:
 
 
 #: The most distinct pages one instruction can touch: its words (up to three) on two
-#: pages, a source operand and a destination operand. A software-refilled TLB with fewer
-#: entries, or fewer user frames than this, can leave an instruction unable ever to finish.
+#: pages, a source operand and a destination operand; or a PUSHM's one word and the up
+#: to seven words it writes, on at most three pages of at least four words. A
+#: software-refilled TLB with fewer entries, or fewer user frames than this, can leave an
+#: instruction unable ever to finish.
 MAX_PAGES_PER_INSTRUCTION = 4
 
 FETCH_POINTS = ("fetch0", "fetch1", "fetch2")
-FAULT_POINTS = (*FETCH_POINTS, "src", "dst")
+#: Where an instruction can fault: a fetch, its source, its destination, or any one of
+#: a PUSHM's writes.
+FAULT_POINTS = (*FETCH_POINTS, "src", "dst", "push")
 
 SideEffects = tuple[tuple[int, int], ...]
 
@@ -173,6 +187,7 @@ class Op(Enum):
     BGE = 0x0C  # branch if not N
     JMP = 0x0D  # branch always
     SYS = 0x0E  # SYS n           system call n
+    PUSHM = 0x0F  # PUSHM rs, {..}  push the listed registers below rs, then move rs
 
 
 class Mode(Enum):
@@ -213,7 +228,11 @@ OPERAND_MODES: dict[Op, tuple[frozenset[Mode], frozenset[Mode]]] = {
     Op.CMP: (_REG, _REG),
     **{op: (frozenset({Mode.ABS}), _NONE) for op in _BRANCHES},
     Op.SYS: (_NONE, _NONE),
+    Op.PUSHM: (_REG, _NONE),
 }
+
+#: The opcodes whose word 0 has a number field, and the values it may take.
+NUMBERED: dict[Op, range] = {Op.SYS: range(NUMBER_MASK + 1), Op.PUSHM: range(1, 1 << REGISTERS)}
 
 
 # -- values -------------------------------------------------------------------------
@@ -285,6 +304,9 @@ def illegal_reason(op: Op, a: Operand, b: Operand, number: int = 0) -> str | Non
     The one source of the legality rules: decoding, building an
     :class:`Instruction` and the assembler all ask it.
 
+    A PUSHM lists one register or more, and not its stack register: the
+    value that would push is neither the old nor the new stack pointer.
+
     Besides the modes of :data:`OPERAND_MODES`, a MOV may not auto-increment
     or auto-decrement a register that its other operand uses as an address.
     Such an instruction would make the decode restart variant ambiguous: from
@@ -308,7 +330,11 @@ def illegal_reason(op: Op, a: Operand, b: Operand, number: int = 0) -> str | Non
             return f"extension word {operand.value} does not fit in 32 bits"
     if op is Op.SYS and not 0 <= number <= NUMBER_MASK:
         return f"system call number {number} is outside 0..{NUMBER_MASK}"
-    if op is not Op.SYS and number != 0:
+    if op is Op.PUSHM and number not in NUMBERED[Op.PUSHM]:
+        return f"PUSHM's register list {number:#x} names no register or one beyond r7"
+    if op is Op.PUSHM and number >> a.reg & 1:
+        return f"PUSHM may not push r{a.reg}, the register it pushes below"
+    if op not in NUMBERED and number != 0:
         return f"{op.name} takes no number field"
     for changed, other in ((a, b), (b, a)):
         through_register = other.mode in MEMORY_MODES - {Mode.ABS}
@@ -356,6 +382,14 @@ class Instruction:
         if self.op is Op.LOAD:
             return self.a
         return self.b if self.op in _MOVES else None
+
+    @property
+    def pushed(self) -> tuple[int, ...]:
+        """The registers a PUSHM pushes, in the order it writes them (highest first);
+        empty for every other instruction."""
+        if self.op is not Op.PUSHM:
+            return ()
+        return tuple(r for r in reversed(range(REGISTERS)) if self.number >> r & 1)
 
 
 # -- encoding --------------------------------------------------------------------------
@@ -455,12 +489,16 @@ class MemoryPort(Protocol):
     def store(self, va: int, value: int) -> Fault | None: ...
 
 
+Writes = tuple[tuple[int, int], ...]
+
+
 @dataclass(frozen=True)
 class Completed:
-    """The instruction retired: the new state, its memory write (va, value), its SYS number."""
+    """The instruction retired: the new state, its memory writes (va, value) in the order
+    made, its SYS number."""
 
     state: ArchState
-    write: tuple[int, int] | None = None
+    writes: Writes = ()
     syscall: int | None = None
 
 
@@ -471,13 +509,15 @@ class Faulted:
     ``state`` holds the side effects applied so far, with ``pc`` = start pc
     + words fetched so far; ``side_effects`` lists them as (register, delta)
     in the order applied; ``fault_point`` names the access that faulted
-    (one of :data:`FAULT_POINTS`).
+    (one of :data:`FAULT_POINTS`); ``writes`` are the memory writes made
+    before it (a PUSHM's), which stay made.
     """
 
     fault: Fault
     state: ArchState
     side_effects: SideEffects
     fault_point: str
+    writes: Writes = ()
 
 
 @dataclass(frozen=True)
@@ -550,7 +590,24 @@ def _move(instruction: Instruction, state: ArchState, next_pc: int, port: Memory
     refused = port.store(va, value)
     if refused is not None:
         return faulted(refused, "dst")
-    return Completed(ArchState(tuple(regs), next_pc, state.flags), (va, value))
+    return Completed(ArchState(tuple(regs), next_pc, state.flags), ((va, value),))
+
+
+def _push(instruction: Instruction, state: ArchState, next_pc: int, port: MemoryPort) -> Outcome:
+    """PUSHM: every write, highest address first; the stack register moves at the end."""
+    stack = instruction.a.reg
+    top = state.regs[stack]
+    writes: list[tuple[int, int]] = []
+    for k, r in enumerate(instruction.pushed, start=1):
+        va = (top - k) & WORD_MASK
+        refused = port.store(va, state.regs[r])
+        if refused is not None:
+            advanced = dataclasses.replace(state, pc=next_pc)
+            return Faulted(refused, advanced, (), "push", tuple(writes))
+        writes.append((va, state.regs[r]))
+    bottom = (top - len(writes)) & WORD_MASK
+    regs = (*state.regs[:stack], bottom, *state.regs[stack + 1 :])
+    return Completed(ArchState(regs, next_pc, state.flags), tuple(writes))
 
 
 def _perform(instruction: Instruction, state: ArchState, next_pc: int, port: MemoryPort) -> Outcome:
@@ -558,6 +615,8 @@ def _perform(instruction: Instruction, state: ArchState, next_pc: int, port: Mem
     op, a, b = instruction.op, instruction.a, instruction.b
     if op in _MOVES:
         return _move(instruction, state, next_pc, port)
+    if op is Op.PUSHM:
+        return _push(instruction, state, next_pc, port)
     if op in (Op.ADD, Op.SUB, Op.ADDI, Op.CMP):
         left = state.regs[a.reg]
         right = b.value if op is Op.ADDI else state.regs[b.reg]
@@ -612,6 +671,8 @@ class _Recorder:
         self.pc = pc
         self.words = words
         self.seen: list[tuple[str, int, Access]] = []
+        head = _head(words[0])
+        self.write_point = "push" if head is not None and head.op is Op.PUSHM else "dst"
 
     def load(self, va: int, access: Access) -> int | Fault:
         if access is Access.FETCH:
@@ -622,7 +683,7 @@ class _Recorder:
         return 0
 
     def store(self, va: int, value: int) -> Fault | None:
-        self.seen.append(("dst", va, Access.WRITE))
+        self.seen.append((self.write_point, va, Access.WRITE))
         return None
 
 
@@ -643,12 +704,13 @@ def accesses(instruction: Instruction, start: ArchState) -> tuple[tuple[str, int
 def replay_side_effects(instruction: Instruction, fault_point: str) -> SideEffects:
     """The (register, delta) changes ``instruction`` has made when it faults at ``fault_point``.
 
-    Fetch faults make none; a fault at ``src`` leaves the source operand's
-    change; at ``dst`` the source's and then the destination's.
+    Fetch faults make none, nor do a PUSHM's writes (its register moves last);
+    a fault at ``src`` leaves the source operand's change; at ``dst`` the
+    source's and then the destination's.
     """
     if fault_point not in FAULT_POINTS:
         raise InternalError(f"isa.replay_side_effects: unknown fault point {fault_point!r}")
-    if fault_point in FETCH_POINTS:
+    if fault_point in (*FETCH_POINTS, "push"):
         return ()
     evaluated = [instruction.source]
     if fault_point == "dst":

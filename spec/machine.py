@@ -47,6 +47,7 @@ from pagingcheck.model.isa import (
     ArchState,
     Completed,
     Faulted,
+    Writes,
     buffer_page,
     execute,
 )
@@ -59,18 +60,20 @@ _NEEDS = {Access.FETCH: EXEC | USER, Access.READ: READ | USER, Access.WRITE: WRI
 
 @dataclass(frozen=True)
 class Retired:
-    """The instruction retired: its memory write and system call, if any."""
+    """The instruction retired: its memory writes (va, value) in order, its system call."""
 
-    write: tuple[int, int] | None
+    writes: Writes
     syscall: int | None
 
 
 @dataclass(frozen=True)
 class Signalled:
-    """The instruction made an invalid or forbidden access (or did not decode)."""
+    """The instruction made an invalid or forbidden access (or did not decode); ``writes``
+    are the ones a PUSHM made before it, which memory keeps."""
 
     reason: Literal["invalid", "protection", "illegal"]
     va: int | None
+    writes: Writes = ()
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,18 @@ def _write(
     pages[mapping.index] = tuple(page)
     objects[mapping.key] = tuple(pages)
     return replace(state, objects=tuple(sorted(objects.items())))
+
+
+def written(state: SpecState, pid: int, writes: Writes, page_words: int) -> SpecState:
+    """``state`` after ``pid``'s ``writes`` (va, value), in order: an instruction's, or the
+    ones a PUSHM made before it faulted, which memory keeps while the instruction waits to
+    run again (so another process sharing the page may read them meanwhile)."""
+    process = state.process(pid)
+    if process is None:
+        raise KeyError(f"spec.written: no live process {pid}")
+    for va, value in writes:
+        state = _write(state, process, va, value, page_words)
+    return state
 
 
 def copy_page(state: SpecState, pid: int, vpn: int) -> SpecState:
@@ -520,11 +535,11 @@ def retire(
         reason: Literal["invalid", "protection"] = (
             "invalid" if outcome.fault.kind is TrapKind.PAGE_FAULT else "protection"
         )
-        return exit_process(state, pid), Signalled(reason, outcome.fault.va)
+        state = written(state, pid, outcome.writes, page_words)
+        return exit_process(state, pid), Signalled(reason, outcome.fault.va, outcome.writes)
     if not isinstance(outcome, Completed):
         return exit_process(state, pid), Signalled("illegal", None)
-    if outcome.write is not None:
-        state = _write(state, process, outcome.write[0], outcome.write[1], page_words)
+    state = written(state, pid, outcome.writes, page_words)
     regs = outcome.state
     if outcome.syscall == SYS_SBRK:
         state, regs = sbrk(state, pid, regs, program, geometry)
@@ -551,4 +566,4 @@ def retire(
     state = replace(state, processes=tuple(moved if p.pid == pid else p for p in state.processes))
     if outcome.syscall == SYS_EXIT:
         state = exit_process(state, pid, regs.regs[0])
-    return state, Retired(outcome.write, outcome.syscall)
+    return state, Retired(outcome.writes, outcome.syscall)

@@ -353,11 +353,16 @@ class Machine:
         return isa.encode(self.instruction)
 
     def facts(self) -> list[Any]:
-        """Memory holds the instruction's words at its pc."""
-        return [
+        """Memory holds the instruction's words at its pc; and a PUSHM cannot write them
+        (text is never writable), for a PUSHM that rewrote its own word before a fault
+        would run another instruction when restarted, which no backup can help."""
+        held = [
             z3.Select(self.memory, _term(self.start.pc + k)) == _term(word)
             for k, word in enumerate(self.words)
         ]
+        if self.instruction.op is not Op.PUSHM:
+            return held
+        return [*held, self.faults[Access.WRITE](_term(self.start.pc))]
 
     def offset(self, va: Any) -> int | None:
         """Which of the instruction's words ``va`` is, when it is ``pc + k`` as a term."""
@@ -504,9 +509,11 @@ def same_step(a: StepResult, b: StepResult) -> Any:
     """Both retired, with the same memory write and system call."""
     if not (a.retired and b.retired) or a.syscall != b.syscall:
         return z3.BoolVal(False)
-    if a.write is None or b.write is None:
-        return z3.BoolVal(a.write is None and b.write is None)
-    return z3.And(_same(a.write[0], b.write[0]), _same(a.write[1], b.write[1]))
+    if len(a.writes) != len(b.writes):
+        return z3.BoolVal(False)
+    pairs = zip(a.writes, b.writes, strict=True)
+    same = [_same(x, y) for one, other in pairs for x, y in zip(one, other, strict=True)]
+    return z3.And(*same) if same else z3.BoolVal(True)
 
 
 @dataclass(frozen=True)
@@ -676,6 +683,8 @@ class FormClass:
         ]
         if self.op is Op.SYS:
             operands = ["n"]
+        if self.op is Op.PUSHM:
+            operands = [*operands, "{list}"]
         return " ".join([self.op.name, ", ".join(operands)]).strip()
 
     def forms(self) -> list[Instruction]:
@@ -686,7 +695,8 @@ class FormClass:
         for a_reg, b_reg in ((0, 7), (7, 7)) if both else ((7, 7),):
             a = _operand(self.amode, a_reg, "a")
             b = _operand(self.bmode, b_reg, "b")
-            number = 1 if self.op is Op.SYS else 0
+            # SYS 1; a PUSHM of three registers, so a fault can follow one or two writes
+            number = {Op.SYS: 1, Op.PUSHM: 0b111}.get(self.op, 0)
             if isa.illegal_reason(self.op, a, b, number) is None:
                 instruction = Instruction(self.op, a, b, number)
                 if instruction not in found:
@@ -739,6 +749,8 @@ def spell(instruction: Instruction) -> str:
     for operand in (instruction.a, instruction.b):
         if operand.mode is not Mode.NONE:
             parts.append(_spelling(operand.mode, str(operand.reg)))
+    if instruction.op is Op.PUSHM:
+        parts.append("{" + ", ".join(f"r{r}" for r in sorted(instruction.pushed)) + "}")
     text = ", ".join(parts)
     if instruction.op is Op.SYS:
         text = str(instruction.number)
@@ -819,6 +831,43 @@ def _locate_unchecked(real: Callable[..., Any]) -> Callable[..., Any]:
                 if isinstance(answer, Fault):
                     return restart.Located(point, answer, found.instruction, effects)
         return found
+
+    return locate
+
+
+def _push_moving_as_it_goes(_real: Callable[..., Any]) -> Callable[..., Any]:
+    """PUSHM as the 68000's MOVEM: the stack register moves before each write, and a
+    fault leaves it moved with no record of how far."""
+
+    def push(instruction: Instruction, state: ArchState, next_pc: int, port: Any) -> Any:
+        regs = list(state.regs)
+        stack = instruction.a.reg
+        writes: list[tuple[int, int]] = []
+        for r in instruction.pushed:
+            regs[stack] = (regs[stack] - 1) & WORD_MASK
+            refused = port.store(regs[stack], state.regs[r])
+            if refused is not None:
+                left = ArchState(tuple(regs), next_pc, state.flags)
+                return isa.Faulted(refused, left, (), "push", tuple(writes))
+            writes.append((regs[stack], state.regs[r]))
+        return isa.Completed(ArchState(tuple(regs), next_pc, state.flags), tuple(writes))
+
+    return push
+
+
+def _locate_first_push(real: Callable[..., Any]) -> Callable[..., Any]:
+    """locate_fault taking a PUSHM's first write for the one that faulted, as a decoder
+    written for instructions that write once would."""
+
+    def locate(fault_pc: Any, state: ArchState, probe: restart.Probe) -> Any:
+        found = real(fault_pc, state, probe)
+        if found is None or found.fault_point != "push" or found.instruction is None:
+            return found
+        start = restart.back_up(state, fault_pc, ())
+        writes = isa.accesses(found.instruction, start)
+        first = next(va for where, va, _ in writes if where == "push")
+        fault = Fault(found.fault.kind, first, Access.WRITE)
+        return dataclasses.replace(found, fault=fault)
 
     return locate
 
@@ -919,6 +968,20 @@ MUTANTS: tuple[Mutant, ...] = (
         restart,
         "locate_fault",
         _locate_unchecked,
+    ),
+    Mutant(
+        "locate_fault takes a PUSHM's first write for the faulting one",
+        ("decode",),
+        restart,
+        "locate_fault",
+        _locate_first_push,
+    ),
+    Mutant(
+        "PUSHM moves its stack register before each write",
+        _UNDOING,
+        isa,
+        "_push",
+        _push_moving_as_it_goes,
     ),
     Mutant(
         "the trap frame's pc is the faulting word's",

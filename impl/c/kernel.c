@@ -138,7 +138,7 @@ static const char *const RESTART_NAMES[] = {"precise", "state_register", "decode
  * | opcode (8) | amode (3) | areg (3) | bmode (3) | breg (3) | number (12) | */
 enum opcode {
     OP_NOP = 1, OP_LOAD, OP_STORE, OP_MOV, OP_ADD, OP_SUB, OP_ADDI, OP_CMP,
-    OP_BEQ, OP_BNE, OP_BLT, OP_BGE, OP_JMP, OP_SYS
+    OP_BEQ, OP_BNE, OP_BLT, OP_BGE, OP_JMP, OP_SYS, OP_PUSHM
 };
 enum mode { M_NONE, M_REG, M_IND, M_INC, M_DEC, M_IMM, M_ABS };
 #define MODE_BIT(m) (1u << (m))
@@ -1361,6 +1361,7 @@ typedef struct {
 typedef struct {
     int op;
     operand a, b;
+    int number; /* SYS's call number, PUSHM's register list */
     int length;
 } instruction;
 
@@ -1381,6 +1382,8 @@ static uint32_t modes_allowed(int op, int first)
     case OP_SUB:
     case OP_CMP:
         return reg;
+    case OP_PUSHM:
+        return first ? reg : none;
     case OP_ADDI:
         return first ? reg : MODE_BIT(M_IMM);
     case OP_BEQ:
@@ -1416,9 +1419,13 @@ static int decode_head(uint32_t word0, instruction *in)
     in->a.reg = (int)(word0 >> 18 & 7);
     in->b.mode = (int)(word0 >> 15 & 7);
     in->b.reg = (int)(word0 >> 12 & 7);
-    if (op < OP_NOP || op > OP_SYS || in->a.mode > M_ABS || in->b.mode > M_ABS)
+    in->number = number;
+    if (op < OP_NOP || op > OP_PUSHM || in->a.mode > M_ABS || in->b.mode > M_ABS)
         return 0;
-    if (op != OP_SYS && number != 0)
+    if (op != OP_SYS && op != OP_PUSHM && number != 0)
+        return 0;
+    /* PUSHM lists one register or more of r0..r7, never its own stack register */
+    if (op == OP_PUSHM && (number == 0 || number > 0xFF || (number >> in->a.reg & 1)))
         return 0;
     both[0] = &in->a;
     both[1] = &in->b;
@@ -1452,7 +1459,7 @@ static const operand *destination_of(const instruction *in)
     return in->op == OP_STORE || in->op == OP_MOV ? &in->b : NULL;
 }
 
-enum point { FETCH0, FETCH1, FETCH2, SRC, DST };
+enum point { FETCH0, FETCH1, FETCH2, SRC, DST, PUSH };
 
 typedef struct {
     int reg, delta;
@@ -1503,6 +1510,15 @@ static int accesses(const instruction *in, const context *start, memory_access *
         list[n].va = operand_address(dst, regs);
         list[n++].access = ACC_WRITE;
     }
+    if (in->op == OP_PUSHM) { /* highest register first, into the words below the stack */
+        uint32_t va = regs[in->a.reg];
+        for (i = REGISTERS - 1; i >= 0; i--)
+            if (in->number >> i & 1) {
+                list[n].point = PUSH;
+                list[n].va = --va;
+                list[n++].access = ACC_WRITE;
+            }
+    }
     return n;
 }
 
@@ -1511,7 +1527,7 @@ static int side_effects(const instruction *in, enum point point, effect *list)
 {
     const operand *evaluated[2];
     int n = 0, i, count = 0;
-    if (point < SRC)
+    if (point < SRC || point == PUSH) /* a PUSHM moves its register only at the end */
         return 0;
     evaluated[count++] = source_of(in);
     if (point == DST)
@@ -1538,13 +1554,13 @@ typedef struct {
     const char *point;
 } located;
 
-static const char *const POINT_NAMES[] = {"fetch0", "fetch1", "fetch2", "src", "dst"};
+static const char *const POINT_NAMES[] = {"fetch0", "fetch1", "fetch2", "src", "dst", "push"};
 
 /* The decode variant: the trap gives only the instruction's address, so read
  * the instruction and find which access faulted, by PROBE. For each fault
  * point, undo that point's side effects from the registers the fault left,
- * and keep the point whose access faults while every earlier one succeeds.
- * (The ISA forbids the MOVs that would make two points fit.) */
+ * and keep the point whose access is the first that faults (a PUSHM's writes
+ * are all one point). (The ISA forbids the MOVs that would make two fit.) */
 static int locate(uint32_t pc, const context *after, located *found)
 {
     uint32_t words[3];
@@ -1575,9 +1591,9 @@ static int locate(uint32_t pc, const context *after, located *found)
         if (has_extension(in.b.mode))
             in.b.value = words[next++];
     }
-    for (point = SRC; point <= DST; point++) {
+    for (point = SRC; point <= PUSH; point++) {
         effect undone[8];
-        memory_access list[5];
+        memory_access list[3 + REGISTERS];
         context start = *after;
         int count = side_effects(&in, (enum point)point, undone), total, j;
         undo(&start, undone, count);
@@ -1585,19 +1601,17 @@ static int locate(uint32_t pc, const context *after, located *found)
         total = accesses(&in, &start, list);
         for (j = 0; j < total; j++) {
             probe_answer a = port_probe(list[j].va, list[j].access);
+            if (!a.faulted)
+                continue;
             if ((int)list[j].point == point) {
-                if (a.faulted) {
-                    matches++;
-                    found->va = a.va;
-                    found->access = a.access;
-                    memcpy(found->effects, undone, sizeof undone);
-                    found->neffects = count;
-                    found->point = POINT_NAMES[point];
-                }
-                break;
+                matches++;
+                found->va = a.va;
+                found->access = a.access;
+                memcpy(found->effects, undone, sizeof undone);
+                found->neffects = count;
+                found->point = POINT_NAMES[point];
             }
-            if (a.faulted)
-                break;
+            break;
         }
     }
     if (matches > 1)

@@ -90,7 +90,9 @@ def locate_fault(fault_pc: int, state: ArchState, probe: Probe) -> Located | Non
     faults. Returns the one candidate, or None if none holds (the memory
     map changed since the fault). The MOV register rule of
     :func:`illegal_reason` makes two candidates impossible; raises
-    InternalError if it happens anyway.
+    InternalError if it happens anyway. A PUSHM's writes are one fault point
+    with no side effects: the candidate holds when the first of them that
+    faults is the first access that does.
     """
     words: list[int] = []
     for k in range(3):
@@ -104,16 +106,14 @@ def locate_fault(fault_pc: int, state: ArchState, probe: Probe) -> Located | Non
     if instruction is None:
         return None
     found: list[Located] = []
-    for point in ("src", "dst"):
+    for point in ("src", "dst", "push"):
         effects = replay_side_effects(instruction, point)
         start = back_up(state, fault_pc, effects)
         for where, va, access in accesses(instruction, start):
             answer = probe(va, access)
-            if where == point:
-                if isinstance(answer, Fault):
-                    found.append(Located(point, answer, instruction, effects))
-                break
             if isinstance(answer, Fault):
+                if where == point:
+                    found.append(Located(point, answer, instruction, effects))
                 break
     if len(found) > 1:
         raise InternalError(

@@ -89,7 +89,7 @@ def test_the_spec_grows_the_stack_with_a_zero_page_and_retires_the_instruction()
     state, prog = spawned("MOV #60, r7\nMOV #9, -(r7)\nSYS 0", max_stack_pages=2)
     state, _ = spec.retire(state, 1, GEOMETRY, prog)
     state, outcome = spec.retire(state, 1, GEOMETRY, prog)
-    assert outcome == Retired((59, 9), None)
+    assert outcome == Retired(((59, 9),), None)
     assert state.page_of(1, 14) == (0, 0, 0, 9)
     assert [vpn for vpn, _ in state.processes[0].space] == [0, 1, 14, 15]
 

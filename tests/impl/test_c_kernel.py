@@ -180,6 +180,19 @@ def test_the_kernel_explores_a_small_configuration_completely(
     assert report(caught)["violations"][0]["property"] == "busy_frame_exclusive"
 
 
+def validated(kernel: Path, config: str, tmp_path: Path) -> dict[str, Any]:
+    """``validate --exec`` of ``kernel`` on the configuration text ``config``: its report,
+    which must say every property held and every required situation was reached."""
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    done = pagingcheck(
+        *("validate", "--exec", str(kernel), "--config", str(path), "--profile", "ci"),
+        *("--json", "--traces", str(tmp_path)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return report(done)
+
+
 #: Two processes READ two typed bytes each into their data page (not yet in: a fault in
 #: kernel mode on a write) and print them with WRITE, on fewer frames than their pages.
 ECHO = """
@@ -209,17 +222,42 @@ coverage: [kernel_mode_fault, read_input]
 def test_the_kernel_reads_and_writes_user_buffers_through_faults_in_kernel_mode(
     kernels: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    kernel, _ = kernels
-    config = tmp_path / "echo.yaml"
-    config.write_text(ECHO)
-    done = pagingcheck(
-        *("validate", "--exec", str(kernel), "--config", str(config), "--profile", "ci"),
-        *("--json", "--traces", str(tmp_path)),
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = report(done)
+    result = validated(kernels[0], ECHO, tmp_path)
     assert result["ok"] and result["coverage_required"] == ["kernel_mode_fault", "read_input"]
     assert result["coverage"]["kernel_mode_fault"] > 0 and result["coverage"]["read_input"] > 0
+
+
+#: A PUSHM whose first write lands on a page the process has touched and whose second
+#: lands on the page below, never touched: under the decode variant the kernel's parser
+#: must find that the second write faulted, after the first was made.
+PUSH = """
+hardware: {page_words: 8, va_pages: 8, kernel_frames: 8, user_frames: 4,
+           page_table: linear, restart: decode, swap_slots: 4, image_blocks: 4}
+kernel: {policy: fifo}
+workload:
+  initial: [0]
+  timer: false
+  kills: false
+  programs:
+    - name: pusher
+      text: |
+        MOV #7, @25
+        MOV #25, r4
+        MOV #66, r2
+        PUSHM r4, {r1, r2}
+        SYS 0
+      data: [5, 0, 0, 0, 0, 0, 0, 0, 6]
+      stack_pages: 0
+budget: {examples: 10, steps: 40}
+coverage: [partial_write, "restart:decode:push"]
+"""
+
+
+def test_the_kernel_decodes_a_push_that_faulted_after_a_write(
+    kernels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    result = validated(kernels[0], PUSH, tmp_path)
+    assert result["ok"] and result["coverage"]["partial_write"] > 0
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from pagingcheck.model.isa import (
     FLAG_N,
     FLAG_Z,
     NO_OPERAND,
-    NUMBER_MASK,
     OPERAND_MODES,
     WORD_MASK,
     ArchState,
@@ -54,7 +53,7 @@ def instructions(draw: st.DrawFn, values: st.SearchStrategy[int] = ANY_WORD) -> 
     first, second = OPERAND_MODES[op]
     a = draw(operands(first, values))
     b = draw(operands(second, values))
-    number = draw(st.integers(0, NUMBER_MASK)) if op is Op.SYS else 0
+    number = draw(st.sampled_from(isa.NUMBERED[op])) if op in isa.NUMBERED else 0
     assume(isa.illegal_reason(op, a, b, number) is None)
     return Instruction(op, a, b, number)
 
@@ -159,7 +158,11 @@ def test_decoding_is_canonical(opcode: int, low: int) -> None:
     [
         0,  # zeroed memory
         0xDEADBEEF,  # the freed-frame pattern
-        0x0F << 24,  # unused opcode
+        0x10 << 24,  # unused opcode
+        0x0F << 24 | 1 << 21 | 7 << 18,  # PUSHM r7, {}: no register listed
+        0x0F << 24 | 1 << 21 | 7 << 18 | 0x81,  # PUSHM r7, {r0, r7}: its own register
+        0x0F << 24 | 1 << 21 | 7 << 18 | 0x101,  # PUSHM r7 with a list bit beyond r7
+        0x0F << 24 | 2 << 21 | 7 << 18 | 1,  # PUSHM (r7), {r0}
         0x01 << 24 | 1,  # NOP with a number
         0x01 << 24 | 1 << 21,  # NOP with an operand
         0x04 << 24 | 1 << 21 | 5 << 15,  # MOV r0, #imm: immediate destination
@@ -242,6 +245,11 @@ def test_labels_comments_and_data() -> None:
         ("MOV r1, [r2]", 1, "cannot read operand '[r2]'"),
         ("ADDI r1, #lots", 1, "undefined label 'lots'"),
         (".word", 1, ".word needs values"),
+        ("PUSHM r7, {r1, r7}", 1, "may not push r7, the register it pushes below"),
+        ("PUSHM r7, {r1, r1}", 1, "lists r1 twice"),
+        ("PUSHM r7, r1", 1, "a register and a list in braces"),
+        ("PUSHM r7, {r1, 5}", 1, "cannot read register '5'"),
+        ("PUSHM #7, {r1}", 1, "PUSHM operand 1 must be rN"),
     ],
 )
 def test_assembly_errors_name_the_line_and_the_fix(source: str, line: int, fragment: str) -> None:
@@ -267,7 +275,7 @@ def test_load_and_store() -> None:
     load = completed("LOAD r3, @100", flags=FLAG_N)
     assert load == Completed(ArchState(with_regs(r3=4242), 2, FLAG_N))  # flags untouched
     outcome, port = run("STORE r2, @100")
-    assert outcome == Completed(ArchState(REGS, 2, 0), write=(100, 20))
+    assert outcome == Completed(ArchState(REGS, 2, 0), writes=((100, 20),))
     assert port.words[100] == 20
 
 
@@ -297,7 +305,8 @@ def test_mov_forms(
     source: str, regs: tuple[int, ...], write: tuple[int, int] | None, pc: int
 ) -> None:
     outcome, port = run(source, flags=FLAG_Z)
-    assert outcome == Completed(ArchState(regs, pc, FLAG_Z), write=write)
+    writes = () if write is None else (write,)
+    assert outcome == Completed(ArchState(regs, pc, FLAG_Z), writes=writes)
     if write is not None:
         assert port.words[write[0]] == write[1]
 
@@ -357,6 +366,33 @@ def test_fault_part_way_leaves_side_effects_and_writes_nothing() -> None:
     source_fault, _ = run("MOV -(r1), r3", refused=frozenset({9}))
     assert isinstance(source_fault, Faulted)
     assert (source_fault.fault_point, source_fault.side_effects) == ("src", ((1, -1),))
+
+
+def test_pushm_writes_highest_register_first_and_moves_its_register_last() -> None:
+    outcome, port = run("PUSHM r2, {r3, r0, r1}")
+    assert outcome == Completed(ArchState(with_regs(r2=17), 1, 0), ((19, 5), (18, 10), (17, 0)))
+    assert [port.words[va] for va in (17, 18, 19, 20)] == [0, 10, 5, DATA[20]]
+
+
+def test_a_pushm_that_faults_keeps_its_earlier_writes_and_every_register() -> None:
+    outcome, port = run("PUSHM r2, {r0, r1, r3}", flags=FLAG_Z, refused=frozenset({18}))
+    assert outcome == Faulted(
+        Fault(TrapKind.PAGE_FAULT, 18, Access.WRITE),
+        ArchState(REGS, 1, FLAG_Z),  # pc past the instruction, registers untouched
+        (),
+        "push",
+        ((19, 5),),
+    )
+    assert port.words[19] == 5 and 18 not in port.words
+    instruction = isa.decode(assemble("PUSHM r2, {r0, r1, r3}"))
+    assert instruction is not None and instruction.pushed == (3, 1, 0)
+    assert isa.accesses(instruction, ArchState(REGS, 0, 0)) == (
+        ("fetch0", 0, Access.FETCH),
+        ("push", 19, Access.WRITE),
+        ("push", 18, Access.WRITE),
+        ("push", 17, Access.WRITE),
+    )
+    assert isa.replay_side_effects(instruction, "push") == ()
 
 
 def test_fetch_fault_on_an_extension_word_advances_pc_by_the_words_fetched() -> None:

@@ -40,7 +40,7 @@ def test_machine_runs_a_program_through_every_format(kind: str) -> None:
     machine.cpu.resume(machine.cpu.state)
     results = [machine.step() for _ in range(3)]
     assert [r.retired for r in results] == [True, True, True]
-    assert results[1].write == (10, 7)
+    assert results[1].writes == ((10, 7),)
     assert machine.memory.read(config.first_user_frame * config.page_words + 10) == 7
     assert results[2].syscall == 0
 
