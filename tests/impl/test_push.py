@@ -13,12 +13,14 @@ import pytest
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.config import CheckConfig
 from pagingcheck.checks.coverage import Tracker
+from pagingcheck.checks.machines import run_campaign
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.runner import REFERENCE_KERNEL, resolve_factory, start
 from pagingcheck.checks.system import StepRecord
 from pagingcheck.model import isa
 from pagingcheck.model.config import PAGE_TABLE_KINDS, RESTART_VARIANTS
+from tests.impl.test_family import course_example
 
 PUSHER, READER = 1, 2  # pids of the reference configuration ``push``
 SHARED_WORD, DATA_WORD = 24, 23  # the PUSHM's first write, and its second
@@ -154,3 +156,24 @@ def test_a_write_before_a_fault_that_the_spec_does_not_make_is_refinement_failur
             break
     assert found is not None and found.property == "refinement"
     assert "wrote 67 at 24 before its fault, the spec writes 66 at 24" in found.explain()
+
+
+def test_the_course_restart_test_runs_as_printed_on_every_variant() -> None:
+    """docs/course.md's instruction-restart test, as printed: a campaign of each variant
+    with the reference kernel holds every property and faults after a PUSHM's write."""
+    config = course_example("An instruction-restart test")
+    variants = config.expand()
+    assert [run.hardware.restart for _, run in variants] == list(RESTART_VARIANTS)
+    for _, variant in variants:
+        campaign, failure = run_campaign(
+            variant,
+            resolve_factory(REFERENCE_KERNEL),
+            REFERENCE_KERNEL,
+            examples=10,
+            steps=variant.budget.steps,
+        )
+        assert failure is None, failure.violation
+        counts = campaign.coverage.counts
+        assert counts["partial_write"] > 0, variant.hardware.restart
+        assert counts[f"restart:{variant.hardware.restart}:push"] > 0
+        assert counts[f"restart:{variant.hardware.restart}:dst"] > 0
