@@ -22,7 +22,7 @@ from pagingcheck.model.asm import assemble
 from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.errors import ConfigError, UserError, quote
 from pagingcheck.model.isa import MAX_PAGES_PER_INSTRUCTION
-from pagingcheck.model.program import Program, SharedSegment
+from pagingcheck.model.program import Program, SharedSegment, pages_for
 
 #: The largest count a configuration may give (budgets, sizes, bounds).
 MAX_COUNT = 1 << 31
@@ -48,7 +48,7 @@ class Workload:
 
     def file_pages(self, page_words: int) -> int:
         """The disk blocks the files take (each file a whole number of pages)."""
-        return sum(-(-len(words) // page_words) for _, words in self.files)
+        return sum(pages_for(len(words), page_words) for _, words in self.files)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from pagingcheck.model.fingerprint import fingerprint
 from pagingcheck.model.isa import SYS_FORK, ArchState
 from pagingcheck.model.machine import Machine
 from pagingcheck.model.port import MachinePort, Port
-from pagingcheck.model.program import Image, Program, page_of
+from pagingcheck.model.program import Image, Program, page_of, pages_for
 
 Choice = tuple[str, ...] | tuple[str, int]
 T = TypeVar("T")
@@ -302,7 +302,7 @@ def install_files(machine: Machine, files: Sequence[tuple[str, Sequence[int]]]) 
     order, and list them in the machine's directory. Raises UserError when the image area
     cannot hold them beside the program images."""
     config = machine.config
-    sizes = [-(-len(words) // config.page_words) for _, words in files]
+    sizes = [pages_for(len(words), config.page_words) for _, words in files]
     block = config.disk_blocks - sum(sizes)
     end = machine.images[-1].first + machine.images[-1].pages if machine.images else 0
     if block < max(end, config.swap_slots):

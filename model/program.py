@@ -45,6 +45,11 @@ STACK_POINTER = 7
 DEFAULT_STACK_REACH = 8
 
 
+def pages_for(words: int, page_words: int) -> int:
+    """Pages needed for ``words`` words (a text, a data segment, a file)."""
+    return -(-words // page_words)
+
+
 def page_of(words: tuple[int, ...], index: int, page_words: int) -> tuple[int, ...]:
     """Page ``index`` of ``words``, padded with zeros to ``page_words`` words."""
     piece = words[index * page_words : (index + 1) * page_words]
@@ -137,17 +142,13 @@ class Program:
     #: How far below the stack pointer (in words) an access may be and still grow the stack.
     stack_reach: int = DEFAULT_STACK_REACH
 
-    def pages_of(self, words: int, page_words: int) -> int:
-        """Pages needed for ``words`` words."""
-        return -(-words // page_words)
-
     def text_pages(self, page_words: int) -> int:
         """Pages of text."""
-        return max(1, self.pages_of(len(self.text), page_words))
+        return max(1, pages_for(len(self.text), page_words))
 
     def data_pages(self, page_words: int) -> int:
         """Pages of initialised data."""
-        return self.pages_of(len(self.data), page_words)
+        return pages_for(len(self.data), page_words)
 
     @property
     def heap_limit(self) -> int:
