@@ -22,13 +22,13 @@ from pagingcheck.model import isa
 from pagingcheck.model.config import PAGE_TABLE_KINDS, RESTART_VARIANTS
 from tests.impl.test_family import course_example
 
-PUSHER, READER = 1, 2  # pids of the reference configuration ``push``
+PUSHER, READER = 1, 2  # pids of the reference configuration ``pushm``
 SHARED_WORD, DATA_WORD = 24, 23  # the PUSHM's first write, and its second
 
 
 def push_config(**hardware: object) -> CheckConfig:
-    """The reference configuration ``push`` on other hardware."""
-    config = checkconfig.load_reference("push")
+    """The reference configuration ``pushm`` on other hardware."""
+    config = checkconfig.load_reference("pushm")
     return dataclasses.replace(config, hardware=config.hardware.replace(**hardware))
 
 
