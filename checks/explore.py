@@ -65,6 +65,8 @@ NO_PARENT = -1
 #: Branching states whose original is fingerprinted again after its copies have stepped:
 #: a kernel whose copy() shares state with the original shows within the first few.
 COPY_CHECKS = 64
+#: What a search for states (:attr:`Bounds.reach`) seeks and finds them by, as a property.
+REACHED = "reached"
 
 
 @dataclass
@@ -128,6 +130,9 @@ class Bounds:
     deadline: float  # on time.monotonic()'s clock
     # The enabled choices taken in a state (given the state); None: every one.
     select: Callable[[Checker, list[Choice]], list[Choice]] | None = None
+    # States sought instead of a violation, by fingerprint (``wanted`` is then REACHED):
+    # the search ends at the first of them it reaches.
+    reach: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -256,8 +261,9 @@ class Explorer:
 
     def shortest_from(self, first: Checker) -> list[Choice] | None:
         """The fewest choices from ``first`` (a state a run reached; it is stepped, so
-        pass a copy) that violate the property :attr:`bounds` seeks, breadth first
-        within the bounds; None if there are none within them."""
+        pass a copy) that violate the property :attr:`bounds` seeks (or, with
+        :attr:`Bounds.reach`, that lead to one of those states), breadth first within the
+        bounds; None if there are none within them."""
         assert self.bounds is not None
         found = self._search_from(first, time.perf_counter())
         self.result.distinct_states = len(self.graph.parent)
@@ -370,6 +376,9 @@ class Explorer:
                 key = child.fingerprint()
             except KernelFailed as failure:
                 return Finding(failure.violation(), [*graph.path(number), choice], replays=False)
+            if self.bounds is not None and key in self.bounds.reach:
+                reached = Violation(REACHED, "a state the search seeks")
+                return Finding(reached, [*graph.path(number), choice])
             target = graph.index.get(key)
             if target is None:
                 target = graph.add_state(key, number, choice_id, depth, bool(child.observed.live))

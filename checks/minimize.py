@@ -41,7 +41,9 @@ fair (every choice enabled all along it is taken in it) and replaying the
 prefix and one turn of the loop, with the loop's length as the progress
 bound, fails progress again, some live process retires nothing in a fair
 infinite run: the same violation, shown in one turn of the loop instead of
-a whole bound's worth of fair steps, as the explorer's lassos are. A safety
+a whole bound's worth of fair steps, as the explorer's lassos are. Last
+(:func:`_way_into_loop`), breadth-first searches from the boot seek a shorter
+way into that loop: the fewest choices that reach any state of it. A safety
 violation found during the fair continuation is shortened like any other
 (its choices are ordinary choices), and its trace no longer watches
 progress.
@@ -56,7 +58,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pagingcheck.checks import traces
-from pagingcheck.checks.explore import Bounds, Explorer
+from pagingcheck.checks.explore import REACHED, Bounds, Explorer
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.runner import KernelFactory, Run, RunResult, run_choices
 from pagingcheck.checks.system import Choice, KernelFailed
@@ -97,8 +99,14 @@ def minimal(
     if trace.violation is None or not trace.choices:
         return Minimized(trace)
     if trace.violation.property == "progress":
-        shortened = _prefix_shortened(trace, factory, time.monotonic() + seconds) or trace
-        return Minimized(lasso(shortened, factory) or shortened)
+        # Half the time for delta debugging the prefix, the rest for searching a shorter way
+        # into the lasso's loop.
+        began = time.monotonic()
+        shortened = _prefix_shortened(trace, factory, began + seconds / 2) or trace
+        looped = lasso(shortened, factory) or shortened
+        budget = Budget(SEARCH_STATES, began + seconds)
+        searched = _way_into_loop(looped, factory, budget)
+        return Minimized(searched or looped, searched=searched is not None)
     began = time.monotonic()
     # The searches first, for half the time at most: a trace they shorten leaves delta
     # debugging less to do.
@@ -140,6 +148,84 @@ def lasso(trace: traces.Trace, factory: KernelFactory) -> traces.Trace | None:
         return None
     shorter = traces.from_run(config, trace.implementation, choices, result, trace.stderr)
     return shorter if len(shorter.choices) < len(trace.choices) else None
+
+
+def _way_into_loop(
+    trace: traces.Trace, factory: KernelFactory, budget: Budget
+) -> traces.Trace | None:
+    """A lasso (see :func:`lasso`) with a shorter way into its loop: breadth-first searches
+    from the boot, in the views of :func:`boot_views`, for the fewest choices that reach
+    any state of the loop, then one turn of the loop from that state; kept when replaying
+    it fails progress again. None when no shorter lasso was found, or ``trace`` is none."""
+    if trace.fair_from is None or trace.workload.progress_bound != len(trace.choices) - (
+        trace.fair_from
+    ):
+        return None  # not a lasso: its continuation is not one turn of a loop
+    loop = list(trace.choices[trace.fair_from :])
+    states = _loop_states(trace, factory)
+    booted = _booted(trace, factory)
+    if states is None or booted is None:
+        return None
+    best: traces.Trace | None = None
+    for view in boot_views(trace, booted):
+        into = (best or trace).fair_from
+        first = _booted(trace, factory)
+        if not into or budget.spent or first is None:
+            break
+        bounds = Bounds(REACHED, into - 1, budget.deadline, view.select, frozenset(states))
+        explorer = Explorer(
+            trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
+        )
+        way = explorer.shortest_from(first)
+        budget.states -= explorer.result.distinct_states
+        if way is not None:
+            best = _lasso_through(trace, factory, way, loop, states) or best
+    return best
+
+
+def _loop_states(trace: traces.Trace, factory: KernelFactory) -> dict[bytes, int] | None:
+    """The fingerprint of the state before each choice of a lasso's loop, and where in the
+    loop it is; None if replaying the trace fails before the loop ends."""
+    assert trace.fair_from is not None
+    run = Run(trace.config(), factory, trace.programs)
+    states: dict[bytes, int] = {}
+    try:
+        for index, choice in enumerate(trace.choices):
+            if run.checker is None or run.failed or choice not in run.enabled():
+                return None
+            if index >= trace.fair_from:
+                states.setdefault(run.checker.fingerprint(), index - trace.fair_from)
+            if run.take(choice) is not None:
+                return None
+    except KernelFailed:
+        return None
+    return states
+
+
+def _lasso_through(
+    trace: traces.Trace,
+    factory: KernelFactory,
+    way: list[Choice],
+    loop: list[Choice],
+    states: dict[bytes, int],
+) -> traces.Trace | None:
+    """The lasso that takes ``way`` into ``trace``'s loop and then goes once round it from
+    the state ``way`` reaches; None unless replaying it fails progress."""
+    run = Run(trace.config(), factory, trace.programs)
+    for choice in way:
+        if run.checker is None or run.failed or run.take(choice) is not None:
+            return None
+    if run.checker is None:
+        return None
+    at = states.get(run.checker.fingerprint())
+    if at is None:
+        return None
+    choices = [*way, *loop[at:], *loop[:at]]
+    config = trace.config()
+    result = run_choices(config, factory, choices, trace.programs, fair_from=len(way))
+    if result.violation is None or result.violation.property != "progress":
+        return None
+    return traces.from_run(config, trace.implementation, choices, result, trace.stderr)
 
 
 def _prefix_shortened(

@@ -282,6 +282,24 @@ def test_no_longer_than_the_trace_hypothesis_shrinks_to(name: str) -> None:
         assert len(failure.choices) == len(found.choices)
 
 
+def test_a_campaigns_lasso_takes_the_shortest_way_into_its_loop() -> None:
+    """Minimisation searches from the boot for the fewest choices into the loop of a
+    progress lasso: the system call run again for ever is then shown in as few steps as
+    the explorer's lasso (one more without the search)."""
+    name = "kernel_fault_ignored"
+    mutant = BY_NAME[name]
+    run = mutant_config(reference(KILLS[name][0]), mutant)
+    found = Explorer(run, factory(mutant)).run().violations[0]
+    _, failure = run_campaign(
+        run, factory(mutant), name, examples=20, steps=40, random_spawns=False
+    )
+    assert failure is not None and failure.violation is not None
+    assert failure.violation.property == "progress" and failure.fair_from is not None
+    assert len(failure.choices) == len(found.choices)
+    loop = failure.choices[failure.fair_from :]
+    assert failure.workload.progress_bound == len(loop)
+
+
 def test_a_livelock_is_a_lasso_whose_loop_retires_nothing() -> None:
     mutant = BY_NAME["rob_unfinished_instruction"]
     run = mutant_config(reference("pair"), mutant)
