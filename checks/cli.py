@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
@@ -234,7 +233,7 @@ def _quiet_pipes() -> None:
     cls=Pagingcheck,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.version_option(version("pagingcheck"), prog_name="pagingcheck")
+@click.version_option(package_name="pagingcheck", prog_name="pagingcheck")  # read when asked
 def cli() -> None:
     """Check demand-paging designs and implementations against an abstract spec."""
 

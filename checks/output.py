@@ -17,7 +17,6 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -49,6 +48,9 @@ def _save_traceback(error: BaseException) -> str | None:
         with tempfile.NamedTemporaryFile(
             "w", prefix="pagingcheck-internal-error-", suffix=".txt", delete=False
         ) as stream:
+            # Read only here: importing importlib.metadata costs every command's start-up.
+            from importlib.metadata import version
+
             stream.write(f"pagingcheck {version('pagingcheck')}, Python {sys.version}\n{text}")
             return stream.name
     except OSError:

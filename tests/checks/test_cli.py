@@ -632,10 +632,15 @@ def test_python_dash_m_pagingcheck_is_the_same_command_line(tmp_path: Path) -> N
 def test_simulate_starts_without_the_checking_machinery() -> None:
     # simulate's start-up is part of its speed: it must not import what only the
     # checking commands need (and a command asked for by name still loads them).
+    # (importlib.metadata, which only --version needs, counts unless Python's own start-up
+    # had it already.)
     probe = (
         "import atexit, sys\n"
-        "heavy = ('hypothesis', 'z3', 'pagingcheck.checks.commands', 'pagingcheck.checks.system')\n"
-        "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules)))\n"
+        "present = set(sys.modules)\n"
+        "heavy = ('hypothesis', 'z3', 'pagingcheck.checks.commands', 'pagingcheck.checks.system',"
+        " 'importlib.metadata')\n"
+        "loaded = lambda: sorted(m for m in heavy if m in sys.modules and m not in present)\n"
+        "atexit.register(lambda: print(loaded()))\n"
         "from pagingcheck.checks.cli import main\n"
         "sys.argv = ['pagingcheck', *sys.argv[1:]]\n"
         "main()\n"
@@ -654,6 +659,14 @@ def test_simulate_starts_without_the_checking_machinery() -> None:
     )
     assert heavy.returncode == 0, heavy.stderr
     assert "'pagingcheck.checks.commands'" in heavy.stdout.splitlines()[-1]
+
+
+def test_version_names_the_installed_package() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"pagingcheck, version {version('pagingcheck')}\n"
 
 
 def test_every_command_has_a_whole_summary_examples_that_parse_and_exit_codes() -> None:
