@@ -43,7 +43,9 @@ bound, fails progress again, some live process retires nothing in a fair
 infinite run: the same violation, shown in one turn of the loop instead of
 a whole bound's worth of fair steps, as the explorer's lassos are. Last
 (:func:`_way_into_loop`), breadth-first searches from the boot seek a shorter
-way into that loop: the fewest choices that reach any state of it. A safety
+way into that loop: the fewest choices that reach any state of it; and
+(:func:`_other_loop`) the graphs they explore are searched for a shorter lasso
+round any loop, as the explorer searches its whole graph. A safety
 violation found during the fair continuation is shortened like any other
 (its choices are ordinary choices), and its trace no longer watches
 progress.
@@ -58,7 +60,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pagingcheck.checks import traces
-from pagingcheck.checks.explore import REACHED, Bounds, Explorer
+from pagingcheck.checks.explore import REACHED, Bounds, Explorer, non_progress_lasso
 from pagingcheck.checks.refinement import Checker
 from pagingcheck.checks.runner import KernelFactory, Run, RunResult, run_choices
 from pagingcheck.checks.system import Choice, KernelFailed
@@ -106,6 +108,7 @@ def minimal(
         looped = lasso(shortened, factory) or shortened
         budget = Budget(SEARCH_STATES, began + seconds)
         searched = _way_into_loop(looped, factory, budget)
+        searched = _other_loop(searched or looped, factory, budget) or searched
         return Minimized(searched or looped, searched=searched is not None)
     began = time.monotonic()
     # The searches first, for half the time at most: a trace they shorten leaves delta
@@ -137,17 +140,9 @@ def lasso(trace: traces.Trace, factory: KernelFactory) -> traces.Trace | None:
     if found is None:
         return None
     start, end = found
-    length = end - start
-    config = trace.config()
-    config = dataclasses.replace(
-        config, workload=dataclasses.replace(config.workload, progress_bound=length)
-    )
-    choices = list(trace.choices[:end])
-    result = run_choices(config, factory, choices, trace.programs, fair_from=start)
-    if result.violation is None or result.violation.property != "progress":
-        return None
-    shorter = traces.from_run(config, trace.implementation, choices, result, trace.stderr)
-    return shorter if len(shorter.choices) < len(trace.choices) else None
+    loop = list(trace.choices[start:end])
+    shorter = _lasso_replayed(trace, factory, list(trace.choices[:start]), loop)
+    return shorter if shorter is not None and len(shorter.choices) < len(trace.choices) else None
 
 
 def _way_into_loop(
@@ -181,6 +176,50 @@ def _way_into_loop(
         if way is not None:
             best = _lasso_through(trace, factory, way, loop, states) or best
     return best
+
+
+def _other_loop(trace: traces.Trace, factory: KernelFactory, budget: Budget) -> traces.Trace | None:
+    """A shorter lasso round any loop: the graph each view of :func:`boot_views` explores
+    from the boot (within ``budget``, to fewer steps than ``trace`` has) searched for the
+    shortest fair cycle that retires nothing, as the explorer does on a whole graph; kept
+    when replaying it fails progress again. None when none is shorter."""
+    booted = _booted(trace, factory)
+    if trace.fair_from is None or booted is None:
+        return None
+    best: traces.Trace | None = None
+    for view in boot_views(trace, booted):
+        current = best or trace
+        first = _booted(trace, factory)
+        if budget.spent or first is None:
+            break
+        # "progress" is never a step's violation: every state within the bounds is explored.
+        bounds = Bounds("progress", len(current.choices) - 1, budget.deadline, view.select)
+        explorer = Explorer(
+            trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
+        )
+        explorer.shortest_from(first)
+        budget.states -= explorer.result.distinct_states
+        # Only expanded states have successors, so any cycle found is a whole one.
+        found = non_progress_lasso(explorer.graph)
+        if found is not None and sum(map(len, found)) < len(current.choices):
+            best = _lasso_replayed(trace, factory, *found) or best
+    return best
+
+
+def _lasso_replayed(
+    trace: traces.Trace, factory: KernelFactory, prefix: list[Choice], loop: list[Choice]
+) -> traces.Trace | None:
+    """The trace of ``prefix`` then one turn of ``loop``, with the loop's length as the
+    progress bound, if replaying it fails progress; None otherwise."""
+    config = trace.config()
+    config = dataclasses.replace(
+        config, workload=dataclasses.replace(config.workload, progress_bound=len(loop))
+    )
+    choices = [*prefix, *loop]
+    result = run_choices(config, factory, choices, trace.programs, fair_from=len(prefix))
+    if result.violation is None or result.violation.property != "progress":
+        return None
+    return traces.from_run(config, trace.implementation, choices, result, trace.stderr)
 
 
 def _loop_states(trace: traces.Trace, factory: KernelFactory) -> dict[bytes, int] | None:
@@ -220,12 +259,7 @@ def _lasso_through(
     at = states.get(run.checker.fingerprint())
     if at is None:
         return None
-    choices = [*way, *loop[at:], *loop[:at]]
-    config = trace.config()
-    result = run_choices(config, factory, choices, trace.programs, fair_from=len(way))
-    if result.violation is None or result.violation.property != "progress":
-        return None
-    return traces.from_run(config, trace.implementation, choices, result, trace.stderr)
+    return _lasso_replayed(trace, factory, way, [*loop[at:], *loop[:at]])
 
 
 def _prefix_shortened(
