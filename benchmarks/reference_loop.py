@@ -71,6 +71,8 @@ POLICIES = {"fifo": fifo, "lru": lru, "clock": clock}
 
 def main() -> None:
     """Read the file, run the policy, print the faults."""
+    if len(sys.argv) != 4 or sys.argv[1] not in POLICIES or not sys.argv[2].isdigit():
+        sys.exit(f"usage: {sys.argv[0]} {{{','.join(POLICIES)}}} FRAMES FILE")
     policy, frames, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     with open(path) as lines:
         pages = [int(line.rstrip().rstrip("w")) for line in lines if line.strip()]
