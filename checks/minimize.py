@@ -152,11 +152,11 @@ def _way_into_loop(
     from the boot, in the views of :func:`boot_views`, for the fewest choices that reach
     any state of the loop, then one turn of the loop from that state; kept when replaying
     it fails progress again. None when no shorter lasso was found, or ``trace`` is none."""
-    if trace.fair_from is None or trace.workload.progress_bound != len(trace.choices) - (
-        trace.fair_from
-    ):
-        return None  # not a lasso: its continuation is not one turn of a loop
+    if trace.fair_from is None:
+        return None
     loop = list(trace.choices[trace.fair_from :])
+    if trace.workload.progress_bound != len(loop):
+        return None  # not a lasso: its continuation is not one turn of a loop
     states = _loop_states(trace, factory)
     booted = _booted(trace, factory)
     if states is None or booted is None:
