@@ -120,6 +120,25 @@ def test_a_partial_push_restarts_on_every_format_and_variant(page_table: str, re
     assert {"partial_write", f"restart:{restart}:push"} <= reached
 
 
+@pytest.mark.parametrize("refill", ["hardware", "software"])
+@pytest.mark.parametrize("tagged", [True, False])
+def test_a_partial_push_restarts_on_every_kind_of_tlb(refill: str, tagged: bool) -> None:
+    hardware = {"tlb_refill": refill, "tlb_tagged": tagged, "tlb_entries": 4}
+    reached: set[str] = set()
+    for restart in RESTART_VARIANTS:
+        system = checker(push_config(restart=restart, **hardware))
+        tracker = Tracker()
+        rng = random.Random(1)
+        while enabled := system.choices():
+            before = system.observed
+            record, violation = system.step(rng.choice(enabled))
+            assert violation is None, violation.explain()
+            config = system.system.machine.config
+            reached |= tracker.classify(config, record, before, system.observed)
+    assert "partial_write" in reached
+    assert {f"restart:{restart}:push" for restart in RESTART_VARIANTS} <= reached
+
+
 def _writes_wrongly(real: Callable[..., isa.Outcome]) -> Callable[..., isa.Outcome]:
     """A PUSHM whose first write, when a later one faults, is one more than it should be."""
 
