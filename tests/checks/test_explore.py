@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks import traces
 from pagingcheck.checks.explore import (
+    REACHED,
     Bounds,
     Explorer,
     Graph,
@@ -217,6 +218,32 @@ def test_a_bounded_search_passes_over_the_violations_of_other_properties() -> No
     found, explorer = bounded("drop_dirty_page", "restart_exact", 40)
     assert found is None
     assert explorer.result.transitions > stopped.transitions  # it went on past the violation
+
+
+def test_a_search_for_states_finds_the_shortest_way_to_one() -> None:
+    """With Bounds.reach, the search ends at the first sought state: the fewest choices to
+    it, as the whole graph's parent links give them."""
+    run = reference("pair")
+    whole = Explorer(run, resolve_factory(REFERENCE_KERNEL))
+    whole.run()
+    graph = whole.graph
+    deepest = max(range(len(graph.parent)), key=lambda state: graph.depth[state])
+    sought = next(key for key, state in graph.index.items() if state == deepest)
+    bounds = Bounds(REACHED, graph.depth[deepest], time.monotonic() + 60, reach=frozenset({sought}))
+    searcher = Explorer(run, resolve_factory(REFERENCE_KERNEL), bounds=bounds)
+    way = searcher.shortest_from(start(run, resolve_factory(REFERENCE_KERNEL)))
+    assert way is not None and len(way) == graph.depth[deepest]
+    replayed = start(run, resolve_factory(REFERENCE_KERNEL))
+    for choice in way:
+        replayed.step(choice)
+    assert replayed.fingerprint() == sought
+    nearer = Bounds(REACHED, graph.depth[deepest] - 1, time.monotonic() + 60, reach=bounds.reach)
+    assert (
+        Explorer(run, resolve_factory(REFERENCE_KERNEL), bounds=nearer).shortest_from(
+            start(run, resolve_factory(REFERENCE_KERNEL))
+        )
+        is None
+    )
 
 
 def test_a_bounded_search_takes_only_the_choices_its_view_keeps() -> None:
