@@ -45,7 +45,7 @@ from pagingcheck.model.config import HardwareConfig
 from pagingcheck.model.isa import SBRK_FAILED, WORD_MASK, WRITE_FAILED, ArchState
 from pagingcheck.model.port import Port
 from pagingcheck.model.program import signed
-from pagingcheck.model.traps import TrapFrame
+from pagingcheck.model.traps import Access, Fault
 
 Patch = tuple[object, str, Callable[[Callable[..., Any]], Callable[..., Any]]]
 
@@ -212,20 +212,22 @@ def _undo_first_effect_only(original: Callable[..., ArchState]) -> Callable[...,
     return backup
 
 
-def _decode_blames_first_push(original: Callable[..., Any]) -> Callable[..., Any]:
-    def read_trap(port: Port, trap: TrapFrame) -> FaultRecord | None:
-        record: FaultRecord | None = original(port, trap)
-        located = restart.locate(port, trap.pc, port.context())
-        if record is None or record.point != "push" or located is None:
-            return record
-        assert located.instruction is not None
-        # BUG: a decoder written for one write per instruction blames a PUSHM's first write
-        start = back_up(port.context(), trap.pc, ())
-        writes = isa.accesses(located.instruction, start)
-        first = next(va for point, va, _ in writes if point == "push")
-        return dataclasses.replace(record, va=first)
+def locate_blames_first_push(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``restart.locate_fault`` taking a PUSHM's first write for the one that faulted, as a
+    decoder written for instructions that write once would. The kernel mutant
+    ``decode_blames_first_push`` and the backup proofs' mutant of the same bug share it."""
 
-    return read_trap
+    def locate_fault(fault_pc: int, state: ArchState, probe: restart.Probe) -> Any:
+        found = original(fault_pc, state, probe)
+        if found is None or found.fault_point != "push" or found.instruction is None:
+            return found
+        # BUG: a decoder written for one write per instruction blames the first write
+        start = back_up(state, fault_pc, ())
+        writes = isa.accesses(found.instruction, start)
+        first = next(va for point, va, _ in writes if point == "push")
+        return dataclasses.replace(found, fault=Fault(found.fault.kind, first, Access.WRITE))
+
+    return locate_fault
 
 
 def _precise_pc_minus_one(original: Callable[..., ArchState]) -> Callable[..., ArchState]:
@@ -720,7 +722,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "decode_blames_first_push",
         "decode hardware: the kernel's parser takes a PUSHM's first write for the faulting one",
         "progress",
-        ((fault, "read_trap", _decode_blames_first_push),),
+        ((restart, "locate_fault", locate_blames_first_push),),
         hardware={"restart": "decode"},
         boots=("straddle",),
     ),

@@ -64,6 +64,7 @@ import z3
 
 from pagingcheck.checks.proofs.core import Outcome, solve
 from pagingcheck.impl.lib import restart
+from pagingcheck.impl.mutants import locate_blames_first_push
 from pagingcheck.impl.reference import fault as kernel
 from pagingcheck.impl.reference.tables import FaultRecord
 from pagingcheck.model import isa
@@ -855,23 +856,6 @@ def _push_moving_as_it_goes(_real: Callable[..., Any]) -> Callable[..., Any]:
     return push
 
 
-def _locate_first_push(real: Callable[..., Any]) -> Callable[..., Any]:
-    """locate_fault taking a PUSHM's first write for the one that faulted, as a decoder
-    written for instructions that write once would."""
-
-    def locate(fault_pc: Any, state: ArchState, probe: restart.Probe) -> Any:
-        found = real(fault_pc, state, probe)
-        if found is None or found.fault_point != "push" or found.instruction is None:
-            return found
-        start = restart.back_up(state, fault_pc, ())
-        writes = isa.accesses(found.instruction, start)
-        first = next(va for where, va, _ in writes if where == "push")
-        fault = Fault(found.fault.kind, first, Access.WRITE)
-        return dataclasses.replace(found, fault=fault)
-
-    return locate
-
-
 def _cpu_edit(
     edit: Callable[[CPU, ArchState, isa.Faulted], None],
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -974,7 +958,7 @@ MUTANTS: tuple[Mutant, ...] = (
         ("decode",),
         restart,
         "locate_fault",
-        _locate_first_push,
+        locate_blames_first_push,
     ),
     Mutant(
         "PUSHM moves its stack register before each write",
