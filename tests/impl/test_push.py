@@ -5,14 +5,12 @@ the instruction runs again."""
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Callable
 
 import pytest
 
 from pagingcheck.checks import config as checkconfig
 from pagingcheck.checks.config import CheckConfig
-from pagingcheck.checks.coverage import Tracker
 from pagingcheck.checks.machines import run_campaign
 from pagingcheck.checks.observe import Violation
 from pagingcheck.checks.refinement import Checker
@@ -21,6 +19,7 @@ from pagingcheck.checks.system import StepRecord
 from pagingcheck.model import isa
 from pagingcheck.model.config import PAGE_TABLE_KINDS, RESTART_VARIANTS
 from tests.impl.test_family import course_example
+from tests.impl.test_mmap import drive
 
 PUSHER, READER = 1, 2  # pids of the reference configuration ``pushm``
 SHARED_WORD, DATA_WORD = 24, 23  # the PUSHM's first write, and its second
@@ -74,13 +73,6 @@ def spec_word(checker: Checker, pid: int, va: int) -> int:
     return pages[mapping.index][va % 8]
 
 
-def finish(checker: Checker, seed: int = 0) -> None:
-    rng = random.Random(seed)
-    while enabled := checker.choices():
-        _, violation = checker.step(rng.choice(enabled))
-        assert violation is None, violation.explain()
-
-
 @pytest.mark.parametrize("restart", RESTART_VARIANTS)
 def test_another_process_reads_a_push_that_has_not_retired(restart: str) -> None:
     system = checker(push_config(restart=restart))
@@ -98,7 +90,7 @@ def test_another_process_reads_a_push_that_has_not_retired(restart: str) -> None
     while spec_word(system, PUSHER, DATA_WORD) == 0:
         step(system, runs(PUSHER))
     assert spec_word(system, PUSHER, SHARED_WORD) == 66
-    finish(system)
+    drive(system, seed=0)
     assert system.system.machine.console == (66,)
 
 
@@ -107,16 +99,7 @@ def test_another_process_reads_a_push_that_has_not_retired(restart: str) -> None
 def test_a_partial_push_restarts_on_every_format_and_variant(page_table: str, restart: str) -> None:
     reached: set[str] = set()
     for seed in range(3):
-        system = checker(push_config(page_table=page_table, restart=restart))
-        tracker = Tracker()
-        rng = random.Random(seed)
-        while enabled := system.choices():
-            before = system.observed
-            record, violation = system.step(rng.choice(enabled))
-            assert violation is None, violation.explain()
-            reached |= tracker.classify(
-                system.system.machine.config, record, before, system.observed
-            )
+        reached |= drive(checker(push_config(page_table=page_table, restart=restart)), seed)
     assert {"partial_write", f"restart:{restart}:push"} <= reached
 
 
@@ -126,15 +109,7 @@ def test_a_partial_push_restarts_on_every_kind_of_tlb(refill: str, tagged: bool)
     hardware = {"tlb_refill": refill, "tlb_tagged": tagged, "tlb_entries": 4}
     reached: set[str] = set()
     for restart in RESTART_VARIANTS:
-        system = checker(push_config(restart=restart, **hardware))
-        tracker = Tracker()
-        rng = random.Random(1)
-        while enabled := system.choices():
-            before = system.observed
-            record, violation = system.step(rng.choice(enabled))
-            assert violation is None, violation.explain()
-            config = system.system.machine.config
-            reached |= tracker.classify(config, record, before, system.observed)
+        reached |= drive(checker(push_config(restart=restart, **hardware)), seed=1)
     assert "partial_write" in reached
     assert {f"restart:{restart}:push" for restart in RESTART_VARIANTS} <= reached
 
