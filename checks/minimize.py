@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -164,15 +164,12 @@ def _way_into_loop(
     best: traces.Trace | None = None
     for view in boot_views(trace, booted):
         into = (best or trace).fair_from
-        first = _booted(trace, factory)
-        if not into or budget.spent or first is None:
+        if not into:
+            break  # the boot is already in the loop
+        searched = _view_searched(trace, factory, view, budget, REACHED, into - 1, states)
+        if searched is None:
             break
-        bounds = Bounds(REACHED, into - 1, budget.deadline, view.select, frozenset(states))
-        explorer = Explorer(
-            trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
-        )
-        way = explorer.shortest_from(first)
-        budget.states -= explorer.result.distinct_states
+        way, _ = searched
         if way is not None:
             best = _lasso_through(trace, factory, way, loop, states) or best
     return best
@@ -189,16 +186,13 @@ def _other_loop(trace: traces.Trace, factory: KernelFactory, budget: Budget) -> 
     best: traces.Trace | None = None
     for view in boot_views(trace, booted):
         current = best or trace
-        first = _booted(trace, factory)
-        if budget.spent or first is None:
-            break
         # "progress" is never a step's violation: every state within the bounds is explored.
-        bounds = Bounds("progress", len(current.choices) - 1, budget.deadline, view.select)
-        explorer = Explorer(
-            trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
+        searched = _view_searched(
+            trace, factory, view, budget, "progress", len(current.choices) - 1
         )
-        explorer.shortest_from(first)
-        budget.states -= explorer.result.distinct_states
+        if searched is None:
+            break
+        _, explorer = searched
         # Only expanded states have successors, so any cycle found is a whole one.
         found = non_progress_lasso(explorer.graph)
         if found is not None and sum(map(len, found)) < len(current.choices):
@@ -503,18 +497,41 @@ def _searched(
     best: traces.Trace | None = None
     for view in views:
         current = best or trace
-        first = _booted(trace, factory)  # each search steps a system of its own
-        if len(current.choices) <= 1 or budget.spent or first is None:
+        if len(current.choices) <= 1:
             break
-        bounds = Bounds(_property(trace), len(current.choices) - 1, budget.deadline, view.select)
-        explorer = Explorer(
-            trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
-        )
-        shorter = explorer.shortest_from(first)
-        budget.states -= explorer.result.distinct_states
+        depth = len(current.choices) - 1
+        searched = _view_searched(trace, factory, view, budget, _property(trace), depth)
+        if searched is None:
+            break
+        shorter, _ = searched
         if shorter is not None and len(shorter) < len(current.choices):
             best = _replayed(trace, factory, shorter) or best
     return best
+
+
+def _view_searched(
+    trace: traces.Trace,
+    factory: KernelFactory,
+    view: View,
+    budget: Budget,
+    wanted: str,
+    depth: int,
+    reach: Iterable[bytes] = (),
+) -> tuple[list[Choice] | None, Explorer] | None:
+    """One breadth-first search of ``view`` from ``trace``'s boot, for a violation of
+    ``wanted`` (or, with ``reach``, for one of those states) within ``depth`` steps, its
+    states charged to ``budget``: what it found, and the explorer that holds its graph.
+    None when the budget is spent or the system does not boot."""
+    first = _booted(trace, factory)  # each search steps a system of its own
+    if budget.spent or first is None:
+        return None
+    bounds = Bounds(wanted, depth, budget.deadline, view.select, frozenset(reach))
+    explorer = Explorer(
+        trace.config(), factory, max_states=min(view.states, budget.states), bounds=bounds
+    )
+    found = explorer.shortest_from(first)
+    budget.states -= explorer.result.distinct_states
+    return found, explorer
 
 
 def _booted(trace: traces.Trace, factory: KernelFactory) -> Checker | None:
